@@ -1,0 +1,35 @@
+"""akd_tf: Architecture-aware Knowledge Distillation on the MnasNet stack."""
+
+import setuptools
+
+setuptools.setup(
+    name="akd_tf",
+    version="0.1.0",
+    description=("Search the MnasNet space for the student that distills best "
+                 "from a given teacher under a latency target (AKD, CVPR 2020)."),
+    packages=setuptools.find_packages(include=["akd_tf", "akd_tf.*"]),
+    python_requires=">=3.11",
+    install_requires=[
+        # `tensorflow`, not `tensorflow-cpu`: tf_keras (pulled by
+        # tensorflow-model-optimization) requires the full package.
+        "tensorflow>=2.20",
+        "keras>=3.10",
+        "tensorflow-datasets>=4.9",
+        "tensorflow-model-optimization>=0.8",
+        "ai-edge-litert>=2.0",
+        "absl-py>=1.4",
+        "numpy>=1.26",
+        # Plots of the search (pareto.png, reward.png).
+        "matplotlib>=3.8",
+    ],
+    extras_require={
+        # scikit-learn ships the 8x8 digits images the fastest tests use.
+        "test": ["pytest>=8", "hypothesis>=6.100", "scikit-learn>=1.4"],
+        "ray": ["ray[default]>=2.9"],
+    },
+    entry_points={
+        "console_scripts": [
+            "akd-arch=akd_tf.cli.arch:run",
+        ],
+    },
+)
