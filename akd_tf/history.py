@@ -1,0 +1,142 @@
+"""The search's append-only, crash-safe record of finished evaluations.
+
+`history.jsonl` holds one JSON object per finished candidate evaluation. Each
+append is written in one `write` call and fsync'd before `append` returns, so
+after a SIGKILL at any moment the file holds every evaluation that was
+reported finished, plus at most one torn last line, which `read` drops (and
+`History` truncates before appending again).
+
+Public names: History, CandidateRecord, STATUS_OK, STATUS_FAILED.
+"""
+
+import dataclasses
+import json
+import os
+from typing import List, Optional, Tuple
+
+__all__ = ["CandidateRecord", "History", "STATUS_FAILED", "STATUS_OK"]
+
+STATUS_OK = "ok"
+STATUS_FAILED = "failed"
+
+
+@dataclasses.dataclass(frozen=True)
+class CandidateRecord:
+  """One finished evaluation of a sampled student.
+
+  Attributes:
+    step: Controller step (batch) the candidate was sampled in.
+    index: Position of the candidate within its batch.
+    actions: The controller's actions.
+    blocks: The student's block strings.
+    status: STATUS_OK or STATUS_FAILED.
+    accuracy: Mini-validation accuracy that enters the reward (KD-trained for
+      AKD, plain for NAS); None when failed.
+    latency_ms: The latency statistic the reward uses; None when unmeasured.
+    reward: The reward given to the controller.
+    params: Parameters of the student.
+    macs: Multiply-accumulates per image.
+    error: What went wrong, for failed candidates.
+    timings: Wall seconds per phase ('build', 'latency', 'train', 'eval',
+      'total').
+    latency_source: 'measured', 'cache', 'lut' or 'command'.
+    worker: Identifier of the process that evaluated the candidate.
+  """
+
+  step: int
+  index: int
+  actions: Tuple[int, ...]
+  blocks: Tuple[str, ...]
+  status: str
+  accuracy: Optional[float] = None
+  latency_ms: Optional[float] = None
+  reward: float = 0.0
+  params: int = 0
+  macs: int = 0
+  error: str = ""
+  timings: dict = dataclasses.field(default_factory=dict)
+  latency_source: str = ""
+  worker: str = ""
+
+  def __post_init__(self):
+    object.__setattr__(self, "actions", tuple(int(a) for a in self.actions))
+    object.__setattr__(self, "blocks", tuple(self.blocks))
+    if self.status not in (STATUS_OK, STATUS_FAILED):
+      raise ValueError(f"status '{self.status}' is not '{STATUS_OK}' or "
+                       f"'{STATUS_FAILED}'")
+
+  @property
+  def key(self) -> Tuple[int, int]:
+    """(step, index): the identity of a candidate within one search."""
+    return (self.step, self.index)
+
+  @property
+  def ok(self) -> bool:
+    return self.status == STATUS_OK
+
+  def get_config(self) -> dict:
+    config = dataclasses.asdict(self)
+    config["actions"] = list(self.actions)
+    config["blocks"] = list(self.blocks)
+    return config
+
+  @classmethod
+  def from_config(cls, config: dict) -> "CandidateRecord":
+    known = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in config.items() if k in known})
+
+
+class History:
+  """Reads and appends `CandidateRecord`s to a JSON-lines file.
+
+  Args:
+    path: The history file; created on the first append.
+  """
+
+  def __init__(self, path: str):
+    self.path = path
+    self._tail_checked = False
+
+  def read(self) -> List[CandidateRecord]:
+    """Returns the records in file order, dropping a torn last line.
+
+    Raises:
+      ValueError: a line other than the last is not a valid record (the file
+        was edited or corrupted; the message names the line).
+    """
+    if not os.path.exists(self.path):
+      return []
+    with open(self.path, "rb") as f:
+      lines = f.read().split(b"\n")
+    records = []
+    for number, line in enumerate(lines, start=1):
+      if not line.strip():
+        continue
+      try:
+        records.append(CandidateRecord.from_config(json.loads(line)))
+      except (ValueError, TypeError) as error:
+        if number == len(lines):
+          break  # A torn write from a killed process: never acknowledged.
+        raise ValueError(f"{self.path}:{number}: not a candidate record "
+                         f"({error})") from None
+    return records
+
+  def _drop_torn_tail(self) -> None:
+    """Truncates the file after its last complete line."""
+    with open(self.path, "rb+") as f:
+      data = f.read()
+      if data and not data.endswith(b"\n"):
+        f.truncate(data.rfind(b"\n") + 1)
+
+  def append(self, record: CandidateRecord) -> None:
+    """Appends `record` durably: written in one call and fsync'd."""
+    if not self._tail_checked and os.path.exists(self.path):
+      self._drop_torn_tail()
+    self._tail_checked = True
+    line = (json.dumps(record.get_config(), sort_keys=True) + "\n").encode()
+    fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+      os.write(fd, line)
+      os.fsync(fd)
+    finally:
+      os.close(fd)
