@@ -1,0 +1,90 @@
+"""Plots and summaries of a search's history.
+
+Public names: pareto_front, moving_average, plot_pareto, plot_rewards,
+best_record.
+"""
+
+from typing import List, Optional, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+from matplotlib import pyplot  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np
+
+from akd_tf import history  # pylint: disable=wrong-import-position
+
+__all__ = ["best_record", "moving_average", "pareto_front", "plot_pareto",
+           "plot_rewards"]
+
+
+def best_record(records: Sequence[history.CandidateRecord]
+                ) -> Optional[history.CandidateRecord]:
+  """Returns the successful record with the highest reward (first on ties)."""
+  ok = [r for r in records if r.ok]
+  return max(ok, key=lambda r: r.reward) if ok else None
+
+
+def pareto_front(records: Sequence[history.CandidateRecord]
+                 ) -> List[history.CandidateRecord]:
+  """Successful records no other record beats in both accuracy and latency.
+
+  Returns:
+    The front sorted by latency.
+  """
+  ok = sorted((r for r in records if r.ok and r.latency_ms is not None),
+              key=lambda r: (r.latency_ms, -r.accuracy))
+  front = []
+  for record in ok:
+    if not front or record.accuracy > front[-1].accuracy:
+      front.append(record)
+  return front
+
+
+def moving_average(values: Sequence[float], decay: float = 0.9) -> np.ndarray:
+  """Exponential moving average, initialized at the first value."""
+  out = np.zeros(len(values))
+  for i, value in enumerate(values):
+    out[i] = value if i == 0 else decay * out[i - 1] + (1 - decay) * value
+  return out
+
+
+def plot_pareto(records: Sequence[history.CandidateRecord], target_ms: float,
+                path: str, title: str = "") -> None:
+  """Writes accuracy vs latency of every candidate, front and target marked."""
+  ok = [r for r in records if r.ok and r.latency_ms is not None]
+  front = pareto_front(records)
+  figure, axes = pyplot.subplots(figsize=(6.4, 4.8))
+  if ok:
+    axes.scatter([r.latency_ms for r in ok], [r.accuracy for r in ok], s=14,
+                 c=[r.step for r in ok], cmap="viridis", label="candidates")
+    axes.plot([r.latency_ms for r in front], [r.accuracy for r in front],
+              "r.-", label="Pareto front")
+    best = best_record(records)
+    axes.scatter([best.latency_ms], [best.accuracy], marker="*", s=160,
+                 c="red", edgecolors="black", label="best reward", zorder=3)
+  axes.axvline(target_ms, color="gray", linestyle="--",
+               label=f"target {target_ms:g} ms")
+  axes.set_xlabel("latency (ms)")
+  axes.set_ylabel("mini-val accuracy")
+  axes.set_title(title or f"{len(ok)} candidates ({len(records) - len(ok)} "
+                 "failed)")
+  axes.legend(loc="lower right", fontsize="small")
+  figure.tight_layout()
+  figure.savefig(path, dpi=110)
+  pyplot.close(figure)
+
+
+def plot_rewards(records: Sequence[history.CandidateRecord], path: str) -> None:
+  """Writes the reward of every candidate in order with its moving average."""
+  rewards = [r.reward for r in records]
+  figure, axes = pyplot.subplots(figsize=(6.4, 4.0))
+  axes.plot(rewards, ".", alpha=0.6, label="reward")
+  if rewards:
+    axes.plot(moving_average(rewards), "-", label="moving average (0.9)")
+  axes.set_xlabel("candidate")
+  axes.set_ylabel("reward")
+  axes.legend(loc="lower right", fontsize="small")
+  figure.tight_layout()
+  figure.savefig(path, dpi=110)
+  pyplot.close(figure)

@@ -1,0 +1,48 @@
+"""Tests of akd_tf.report: best record, Pareto front, plots."""
+
+from akd_tf import history
+from akd_tf import report
+
+
+def make(step, accuracy, latency_ms, reward, status=history.STATUS_OK):
+  return history.CandidateRecord(
+      step=step, index=0, actions=(step,), blocks=(), status=status,
+      accuracy=accuracy, latency_ms=latency_ms, reward=reward)
+
+
+RECORDS = [
+    make(0, 0.80, 1.0, 0.80),
+    make(1, 0.85, 2.0, 0.81),
+    make(2, 0.82, 2.5, 0.79),   # Dominated by step 1.
+    make(3, 0.90, 3.0, 0.84),
+    make(4, None, 0.5, 0.0, history.STATUS_FAILED),
+]
+
+
+def test_best_record_has_highest_reward_among_successes():
+  assert report.best_record(RECORDS).step == 3
+  assert report.best_record(RECORDS[4:]) is None
+
+
+def test_pareto_front_drops_dominated_and_failed():
+  assert [r.step for r in report.pareto_front(RECORDS)] == [0, 1, 3]
+
+
+def test_moving_average_starts_at_first_value():
+  assert list(report.moving_average([1.0, 0.0], decay=0.5)) == [1.0, 0.5]
+
+
+def test_plots_are_written_as_png(tmp_path):
+  pareto = tmp_path / "pareto.png"
+  rewards = tmp_path / "reward.png"
+  report.plot_pareto(RECORDS, 2.0, str(pareto))
+  report.plot_rewards(RECORDS, str(rewards))
+  for path in (pareto, rewards):
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert path.stat().st_size > 5000
+
+
+def test_plots_of_an_all_failed_search_still_render(tmp_path):
+  path = tmp_path / "pareto.png"
+  report.plot_pareto(RECORDS[4:], 1.0, str(path))
+  assert path.exists()
