@@ -1,0 +1,419 @@
+"""Full training runs: strategies, resumable `fit`, one teacher or student job.
+
+`akd-train` turns its flags into a `TrainJob` and calls `run_job`, which
+  1. loads the data (`akd_tf.data`);
+  2. builds the model under the distribution strategy: a built-in teacher
+     (role 'teacher') or the student of an `ArchSpec` (role 'student'),
+     taking the input shape and class count from the data;
+  3. for a student with kd_alpha > 0, loads or trains the teacher and, when
+     not augmenting, computes its logits on the training split once
+     (cached on disk) instead of running it every step;
+  4. trains with `Distiller` (kd_alpha = 0: plain cross-entropy), scaling
+     the batch and learning rate by the number of replicas, backing up the
+     whole training state every epoch (a killed run resumes from the last
+     finished epoch when started again with the same model_dir), writing
+     TensorBoard logs and logging progress with an ETA;
+  5. saves `<model_dir>/<role>.keras` (and `arch.json` for a student) and
+     `result.json` with minival and test accuracy.
+
+Public names: STRATEGIES, TrainJob, JobResult, JobInputError,
+make_strategy, EtaLogger, fit_resumable, run_job.
+"""
+
+import dataclasses
+import importlib.util
+import json
+import os
+import time
+from typing import Callable, Optional, Sequence
+
+import keras
+import tensorflow as tf
+
+from akd_tf import arch as arch_lib
+from akd_tf import builder
+from akd_tf import data as data_lib
+from akd_tf import distill
+from akd_tf import teacher as teacher_lib
+
+__all__ = ["EtaLogger", "JobInputError", "JobResult", "STRATEGIES",
+           "TrainJob", "fit_resumable", "make_strategy", "run_job"]
+
+STRATEGIES = ("one_device", "mirrored", "multi_worker", "tpu")
+ROLES = ("teacher", "student")
+
+
+def make_strategy(name: str, tpu: Optional[str] = None
+                  ) -> tf.distribute.Strategy:
+  """Returns the tf.distribute strategy `name` names.
+
+  one_device    the first GPU, else the CPU
+  mirrored      every local GPU (or every logical CPU when there is none)
+  multi_worker  MultiWorkerMirroredStrategy; workers from TF_CONFIG
+  tpu           TPUStrategy on the TPU `tpu` names ('' or 'local' for a
+                TPU VM)
+
+  Create it before any other TensorFlow work (multi_worker needs that).
+
+  Raises:
+    ValueError: unknown name, or 'tpu' without a TPU address.
+  """
+  if name == "one_device":
+    device = "/gpu:0" if tf.config.list_logical_devices("GPU") else "/cpu:0"
+    return tf.distribute.OneDeviceStrategy(device)
+  if name == "mirrored":
+    devices = [d.name for d in tf.config.list_logical_devices("GPU")]
+    if not devices:
+      devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+    return tf.distribute.MirroredStrategy(devices)
+  if name == "multi_worker":
+    return tf.distribute.MultiWorkerMirroredStrategy()
+  if name == "tpu":
+    if tpu is None:
+      raise ValueError("strategy 'tpu' needs the TPU's name or address "
+                       "(--tpu; 'local' on a TPU VM)")
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
+        tpu="" if tpu == "local" else tpu)
+    tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+    return tf.distribute.TPUStrategy(resolver)
+  raise ValueError(f"unknown strategy '{name}'; choose one of {STRATEGIES}")
+
+
+class EtaLogger(keras.callbacks.Callback):
+  """Logs progress with an ETA: every finished epoch, and within an epoch
+  at most every `interval_seconds`.
+
+  Args:
+    log: Where lines go (absl's logging.info in the app).
+    interval_seconds: Least time between two lines within an epoch.
+  """
+
+  def __init__(self, log: Callable[[str], None] = print,
+               interval_seconds: float = 30.0):
+    super().__init__()
+    self._log = log
+    self._interval = interval_seconds
+    self._epoch_seconds = []
+    self._start = self._last = 0.0
+    self._epoch = 0
+
+  def _epochs_left(self, epoch):
+    total = self.params.get("epochs") or epoch + 1
+    return total, total - epoch - 1
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._start = self._last = time.perf_counter()
+    self._epoch = epoch
+
+  def on_train_batch_end(self, batch, logs=None):
+    now = time.perf_counter()
+    steps = self.params.get("steps")
+    if now - self._last < self._interval or not steps:
+      return
+    self._last = now
+    per_step = (now - self._start) / (batch + 1)
+    total, left = self._epochs_left(self._epoch)
+    epoch_eta = per_step * (steps - batch - 1)
+    mean = (sum(self._epoch_seconds) / len(self._epoch_seconds)
+            if self._epoch_seconds else per_step * steps)
+    self._log(f"epoch {self._epoch + 1}/{total} step {batch + 1}/{steps}: "
+              f"loss={(logs or {}).get('loss', float('nan')):.4f}; ETA "
+              f"{epoch_eta:.0f}s for this epoch, "
+              f"{epoch_eta + mean * left:.0f}s for the run")
+
+  def on_epoch_end(self, epoch, logs=None):
+    seconds = time.perf_counter() - self._start
+    self._epoch_seconds.append(seconds)
+    total, left = self._epochs_left(epoch)
+    mean = sum(self._epoch_seconds) / len(self._epoch_seconds)
+    metrics = " ".join(f"{k}={v:.4f}" for k, v in sorted((logs or {}).items()))
+    self._log(f"epoch {epoch + 1}/{total} took {seconds:.1f}s; ETA "
+              f"{mean * left:.0f}s ({left} epoch(s) left); {metrics}")
+
+
+def fit_resumable(model: keras.Model, train: tf.data.Dataset, epochs: int,
+                  model_dir: str,
+                  validation_data: Optional[tf.data.Dataset] = None,
+                  callbacks: Sequence[keras.callbacks.Callback] = (),
+                  log: Callable[[str], None] = print,
+                  verbose: int = 0) -> keras.callbacks.History:
+  """`model.fit` that backs up its state every epoch and resumes from it.
+
+  The weights, optimizer state and epoch are saved under
+  `<model_dir>/backup` after every epoch; a later call with the same
+  model_dir (after a kill) continues from the last finished epoch. The
+  backup is deleted once all epochs are done. Per-epoch metrics are
+  appended to `<model_dir>/metrics.csv` and, when the tensorboard package
+  is installed, written as TensorBoard logs to `<model_dir>/logs`.
+  """
+  backup = os.path.join(model_dir, "backup")
+  if os.path.exists(os.path.join(backup, "training_metadata.json")):
+    with open(os.path.join(backup, "training_metadata.json")) as f:
+      done = json.load(f).get("epoch", 0)
+    log(f"resuming from {backup}: {done} of {epochs} epoch(s) done")
+  all_callbacks = [
+      keras.callbacks.BackupAndRestore(backup, save_freq="epoch"),
+      keras.callbacks.CSVLogger(os.path.join(model_dir, "metrics.csv"),
+                                append=True),
+      keras.callbacks.TerminateOnNaN(),
+      EtaLogger(log),
+  ]
+  if importlib.util.find_spec("tensorboard") is not None:
+    all_callbacks.append(
+        keras.callbacks.TensorBoard(os.path.join(model_dir, "logs")))
+  else:
+    log("tensorboard is not installed (pip install tensorboard): metrics "
+        f"go to {model_dir}/metrics.csv only")
+  all_callbacks += list(callbacks)
+  return model.fit(train, epochs=epochs, validation_data=validation_data,
+                   callbacks=all_callbacks, verbose=verbose, shuffle=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainJob:
+  """One `akd-train` run.
+
+  Attributes:
+    role: 'teacher' (train built-in teacher `teacher`) or 'student'.
+    model_dir: Output folder: checkpoints, logs, the final model.
+    data: Which data.
+    train: The recipe; batch_size and learning_rate are per replica and
+      scaled by the number of replicas. bn_momentum None keeps the model's.
+    arch: The student (role 'student'); its input shape and class count
+      are replaced by the data's.
+    teacher: A built-in teacher name (`akd_tf.teacher.TEACHERS`): the one
+      to train (role 'teacher') or to distill from (trained and cached
+      under cache_dir when absent).
+    teacher_path: A `.keras` file or SavedModel to distill from.
+    cache_dir: Cache of built-in teachers and teacher logits (default
+      `<model_dir>/cache`).
+    strategy: One of STRATEGIES.
+    tpu: TPU name or address for strategy 'tpu'.
+  """
+
+  role: str
+  model_dir: str
+  data: data_lib.DataConfig
+  train: distill.TrainConfig
+  arch: Optional[arch_lib.ArchSpec] = None
+  teacher: Optional[str] = None
+  teacher_path: Optional[str] = None
+  cache_dir: Optional[str] = None
+  strategy: str = "one_device"
+  tpu: Optional[str] = None
+
+  def __post_init__(self):
+    if self.role not in ROLES:
+      raise ValueError(f"role '{self.role}' is not one of {ROLES}")
+    if self.strategy not in STRATEGIES:
+      raise ValueError(f"strategy '{self.strategy}' is not one of "
+                       f"{STRATEGIES}")
+    if self.teacher is not None and self.teacher_path is not None:
+      raise ValueError("give a built-in teacher or a teacher_path, not both")
+    if self.teacher is not None and self.teacher not in teacher_lib.TEACHERS:
+      raise ValueError(f"unknown built-in teacher '{self.teacher}'; choose "
+                       f"one of {list(teacher_lib.TEACHERS)}")
+    if self.role == "teacher":
+      if self.teacher is None:
+        raise ValueError("role 'teacher' trains a built-in teacher: name "
+                         f"one of {list(teacher_lib.TEACHERS)}")
+      if self.arch is not None:
+        raise ValueError("role 'teacher' takes no student architecture")
+    else:
+      if self.arch is None:
+        raise ValueError("role 'student' needs the student's architecture")
+      if (self.train.kd_alpha > 0 and self.teacher is None and
+          self.teacher_path is None):
+        raise ValueError(f"kd_alpha={self.train.kd_alpha} needs a teacher "
+                         "(a built-in name or a teacher_path); kd_alpha=0 "
+                         "trains without one")
+
+
+class JobInputError(ValueError):
+  """The job's data, teacher or architecture is missing or does not fit.
+
+  Attributes:
+    source: 'data', 'teacher' or 'arch': which input was wrong.
+  """
+
+  def __init__(self, source: str, message: str):
+    super().__init__(message)
+    self.source = source
+
+
+@dataclasses.dataclass(frozen=True)
+class JobResult:
+  """What `run_job` produced (also written to `<model_dir>/result.json`)."""
+
+  model_path: str
+  minival_accuracy: float
+  test_accuracy: float
+  train_seconds: float
+  epochs: int
+  replicas: int
+  global_batch_size: int
+  mode: str
+
+
+def _load_teacher(job, data, strategy, cache_dir, log):
+  if job.teacher_path is not None:
+    with strategy.scope():
+      model = teacher_lib.load_teacher(job.teacher_path)
+    teacher_lib.check_teacher(model, data.input_shape, data.num_classes,
+                              data.name)
+    return model
+  model, info = teacher_lib.get_builtin_teacher(job.teacher, data, cache_dir)
+  log(f"teacher {info.name}: minival accuracy {info.minival_accuracy:.4f} "
+      f"({'cached ' + info.path if info.cached else 'trained in %.0fs' % info.train_seconds})")
+  if strategy.num_replicas_in_sync > 1:
+    with strategy.scope():
+      model = teacher_lib.load_teacher(info.path)
+  return model
+
+
+def _first_batch(batch_size: int, split_size: int, replicas: int) -> int:
+  """A batch size whose first batch splits evenly over the replicas.
+
+  Keras averages the first batch over the replicas to build the model and
+  fails when the replicas' shares differ in size.
+  """
+  if split_size >= batch_size or replicas == 1:
+    return batch_size
+  return max(replicas, split_size - split_size % replicas)
+
+
+def _accuracy(model_path: str, split: data_lib.Split,
+              batch_size: int) -> float:
+  """Accuracy of the saved model on every example of `split`, one device."""
+  evaluator = distill.Distiller(
+      keras.saving.load_model(model_path, safe_mode=True), alpha=0.0)
+  evaluator.compile()
+  return float(evaluator.evaluate(
+      data_lib.make_dataset(split, batch_size), verbose=0,
+      return_dict=True)["accuracy"])
+
+
+def run_job(job: TrainJob,
+            strategy: Optional[tf.distribute.Strategy] = None,
+            callbacks: Sequence[keras.callbacks.Callback] = (),
+            log: Callable[[str], None] = print) -> JobResult:
+  """Runs one training job; see the module docstring for the steps.
+
+  Args:
+    job: What to train.
+    strategy: Overrides `make_strategy(job.strategy, job.tpu)`.
+    callbacks: Extra Keras callbacks for `fit`.
+    log: Where progress lines go.
+
+  Returns:
+    A `JobResult`. When `<model_dir>/<role>.keras` and result.json already
+    exist the job is not rerun and the stored result is returned.
+
+  Raises:
+    JobInputError: the data, teacher or architecture is missing or does
+      not fit; `source` says which.
+    distill.CandidateDiverged: the loss became NaN or infinite.
+  """
+  model_path = os.path.join(job.model_dir, f"{job.role}.keras")
+  result_path = os.path.join(job.model_dir, "result.json")
+  if os.path.exists(model_path) and os.path.exists(result_path):
+    log(f"{model_path} exists: already trained (remove it to retrain)")
+    with open(result_path) as f:
+      return JobResult(**json.load(f))
+  strategy = strategy or make_strategy(job.strategy, job.tpu)
+  replicas = strategy.num_replicas_in_sync
+  cache_dir = job.cache_dir or os.path.join(job.model_dir, "cache")
+  os.makedirs(job.model_dir, exist_ok=True)
+  try:
+    data = data_lib.load_data(job.data)
+  except (OSError, ImportError, ValueError) as error:
+    raise JobInputError("data", str(error)) from error
+  log(f"data {data.name}: train {data.train.size}, minival "
+      f"{data.minival.size}, test {data.test.size}, images "
+      f"{data.input_shape}, {data.num_classes} classes; {replicas} "
+      "replica(s)")
+  config = dataclasses.replace(
+      job.train,
+      batch_size=_first_batch(job.train.batch_size * replicas,
+                              data.train.size, replicas),
+      learning_rate=job.train.learning_rate * replicas,
+      eval_batch_size=job.train.eval_batch_size * replicas)
+  keras.utils.set_random_seed(config.seed)
+  teacher = None
+  if job.role == "student" and config.kd_alpha > 0:
+    try:
+      teacher = _load_teacher(job, data, strategy, cache_dir, log)
+    except (OSError, ValueError) as error:
+      raise JobInputError("teacher", str(error)) from error
+  with strategy.scope():
+    if job.role == "teacher":
+      model = teacher_lib.build_teacher(job.teacher, data.input_shape,
+                                        data.num_classes)
+    else:
+      try:
+        spec = arch_lib.ArchSpec(
+            job.arch.blocks,
+            dataclasses.replace(job.arch.global_params,
+                                num_classes=data.num_classes),
+            data.input_shape)
+        model = builder.build_from_spec(spec)
+      except ValueError as error:
+        raise JobInputError("arch", str(error)) from error
+    if config.bn_momentum is not None:
+      distill.set_bn_momentum(model, config.bn_momentum)
+  logits = None
+  mode = "plain"
+  if teacher is not None:
+    mode = "kd_online" if config.augment else "kd_cached"
+    if not config.augment:
+      logits = teacher_lib.teacher_logits(teacher, data.train, cache_dir)
+  train = data_lib.make_dataset(data.train, config.batch_size, shuffle=True,
+                                seed=config.seed, augment=config.augment,
+                                teacher_logits=logits,
+                                drop_remainder=replicas > 1)
+  # With several replicas the last partial batch can leave a replica with no
+  # examples, which Keras cannot take: training and per-epoch validation
+  # then drop it; the final accuracies below use every example.
+  minival = data_lib.make_dataset(
+      data.minival, _first_batch(config.eval_batch_size, data.minival.size,
+                                 replicas), drop_remainder=replicas > 1)
+  steps = config.epochs * -(-data.train.size // config.batch_size)
+  with strategy.scope():
+    distiller = distill.Distiller(
+        model, teacher=teacher if mode == "kd_online" else None,
+        alpha=config.kd_alpha if job.role == "student" else 0.0,
+        temperature=config.kd_temperature)
+    distiller.compile(optimizer=distill.make_optimizer(config, steps),
+                      jit_compile=config.jit_compile)
+  log(f"training {job.role} '{model.name}' ({model.count_params():,} "
+      f"params, {mode}) for {config.epochs} epoch(s), global batch "
+      f"{config.batch_size}, learning rate {config.learning_rate:g}")
+  start = time.perf_counter()
+  history = fit_resumable(distiller, train, config.epochs, job.model_dir,
+                          validation_data=minival, callbacks=callbacks,
+                          log=log, verbose=config.verbose)
+  seconds = time.perf_counter() - start
+  if distiller.stop_training:
+    raise distill.CandidateDiverged(
+        f"training diverged: loss {history.history.get('loss')}",
+        history.history, seconds)
+  tmp = f"{model_path[:-len('.keras')]}.tmp{os.getpid()}.keras"
+  model.save(tmp)
+  os.replace(tmp, model_path)
+  minival_acc, test_acc = (
+      _accuracy(model_path, split, job.train.eval_batch_size)
+      for split in (data.minival, data.test))
+  if job.role == "student":
+    spec.to_json(os.path.join(job.model_dir, "arch.json"))
+  result = JobResult(model_path=model_path,
+                     minival_accuracy=float(minival_acc),
+                     test_accuracy=float(test_acc), train_seconds=seconds,
+                     epochs=config.epochs, replicas=replicas,
+                     global_batch_size=config.batch_size, mode=mode)
+  with open(result_path, "w") as f:
+    json.dump(dataclasses.asdict(result), f, indent=2, sort_keys=True)
+    f.write("\n")
+  log(f"saved {model_path}: minival accuracy {minival_acc:.4f}, test "
+      f"accuracy {test_acc:.4f}")
+  return result
