@@ -1,0 +1,191 @@
+"""The search's flags, defined once, and their conversion to config objects.
+
+`define_*_flags` define the flag groups; `search_config_from_flags` turns the
+parsed flags into a `search.SearchConfig`, raising `app.UsageError` that
+names the flag for any bad value.
+"""
+
+import dataclasses
+import os
+
+from absl import app
+from absl import flags
+
+from akd_tf import arch
+from akd_tf import controller as controller_lib
+from akd_tf import data as data_lib
+from akd_tf import distill
+from akd_tf import latency
+from akd_tf import reward as reward_lib
+from akd_tf import teacher as teacher_lib
+
+FLAGS = flags.FLAGS
+
+
+def define_data_flags():
+  flags.DEFINE_string("dataset", "fashion_mnist",
+                      "'fashion_mnist' (Debian's package), 'digits' "
+                      "(scikit-learn) or a tensorflow-datasets name.")
+  flags.DEFINE_string("data_dir", None, "Where the dataset lies (default: "
+                      "the dataset's standard place).")
+  flags.DEFINE_bool("download", False, "Let tensorflow-datasets download a "
+                    "missing dataset (needs network).")
+  flags.DEFINE_integer("image_size", 0, "Resize images to this size; 0 keeps "
+                       "the native size.")
+  flags.DEFINE_integer("proxy_train_size", 5000, "Training images of each "
+                       "candidate's proxy task (0: all).")
+  flags.DEFINE_integer("minival_size", 2000, "Images held out of the training"
+                       " set; the accuracy the search rewards is measured "
+                       "there.")
+  flags.DEFINE_integer("data_seed", 0, "Seed of the mini-val hold-out.")
+
+
+def define_student_flags():
+  flags.DEFINE_float("bn_momentum", 0.9, "BatchNormalization momentum of "
+                     "students; short proxy training needs about 0.9.")
+  flags.DEFINE_float("width_multiplier", 1.0, "Width multiplier of students.")
+  flags.DEFINE_enum("activation", "relu", list(arch.ACTIVATIONS),
+                    "Activation of students.")
+  flags.DEFINE_integer("head_size", 1280, "Filters of the students' 1x1 "
+                       "head convolution.")
+  flags.DEFINE_integer("stem_strides", 2, "Stride of the students' stem.")
+  flags.DEFINE_float("dropout_rate", 0.2, "Dropout before the classifier.")
+  flags.DEFINE_float("drop_connect_rate", 0.0, "Stochastic depth rate.")
+
+
+def define_teacher_flags():
+  flags.DEFINE_string("teacher", "resnet_wide",
+                      f"Built-in teacher {teacher_lib.TEACHERS} (trained once "
+                      "and cached) or the path of a .keras / SavedModel "
+                      "teacher that outputs logits.")
+  flags.DEFINE_integer("teacher_epochs", 3, "Epochs of a built-in teacher.")
+  flags.DEFINE_string("cache_dir", os.path.join(os.path.expanduser("~"),
+                                                ".cache", "akd_tf"),
+                      "Cache of built-in teachers and teacher logits.")
+
+
+def define_search_flags():
+  """Defines proxy, final, reward, controller and latency flags."""
+  flags.DEFINE_enum("reward_accuracy", "kd", ["kd", "ce"],
+                    "Accuracy in the reward: 'kd' KD-trained (AKD) or 'ce' "
+                    "plainly trained (the NAS+KD baseline).")
+  flags.DEFINE_enum("controller", "reinforce",
+                    list(controller_lib.CONTROLLER_KINDS),
+                    "REINFORCE LSTM policy or random search.")
+  flags.DEFINE_integer("num_candidates", 20, "Candidates to evaluate.")
+  flags.DEFINE_integer("num_workers", 1, "Worker processes evaluating "
+                       "candidates in parallel.")
+  flags.DEFINE_integer("candidates_per_step", 0, "Candidates per controller "
+                       "update (0: --num_workers).")
+  flags.DEFINE_integer("threads_per_worker", 0, "TensorFlow threads per "
+                       "worker (0: TensorFlow's default).")
+  flags.DEFINE_integer("seed", 0, "Seed of the controller and of training.")
+  flags.DEFINE_float("controller_learning_rate", 0.0035,
+                     "Adam learning rate of the controller.")
+  flags.DEFINE_float("entropy_weight", 1e-3, "Entropy bonus of the policy.")
+  flags.DEFINE_float("baseline_decay", 0.95, "Moving-average baseline decay.")
+  flags.DEFINE_integer("proxy_epochs", 1, "Epochs of each candidate.")
+  flags.DEFINE_integer("proxy_batch_size", 128, "Batch size of candidates.")
+  flags.DEFINE_float("proxy_learning_rate", 2e-3, "Learning rate of "
+                     "candidates.")
+  flags.DEFINE_enum("optimizer", "adam", list(distill.OPTIMIZERS),
+                    "Optimizer of candidates and the final student.")
+  flags.DEFINE_float("kd_alpha", 0.9, "Weight of the KD term in [0, 1].")
+  flags.DEFINE_float("kd_temperature", 4.0, "KD temperature (> 0).")
+  flags.DEFINE_integer("final_epochs", 5, "Epochs of the winner's final KD "
+                       "training.")
+  flags.DEFINE_integer("final_train_size", 0, "Training images of the final "
+                       "training and built-in teacher (0: all).")
+  flags.DEFINE_float("final_learning_rate", 2e-3, "Final learning rate.")
+  flags.DEFINE_enum("reward", "soft", list(reward_lib.REWARD_KINDS),
+                    "soft: ACC*(LAT/T)^-0.07; hard: ACC, *(LAT/T)^-1 over T; "
+                    "abs: ACC + beta*|LAT/T - 1|.")
+  flags.DEFINE_float("target_ms", 1.0, "Latency target T in milliseconds.")
+  flags.DEFINE_enum("latency", "measured", list(latency.MODES),
+                    "measured: TFLite + LiteRT here; lut: lookup table; "
+                    "command: --latency_command (e.g. adb on a phone).")
+  flags.DEFINE_string("latency_command", None, "Command template timing "
+                      "{tflite} on a device (--latency=command).")
+  flags.DEFINE_integer("latency_threads", 1, "LiteRT interpreter threads.")
+  flags.DEFINE_integer("latency_runs", 40, "Timed invokes per repeat.")
+  flags.DEFINE_integer("latency_repeats", 5, "Repeats of --latency_runs.")
+  flags.DEFINE_bool("export", True, "Export the winner as SavedModel and "
+                    ".tflite.")
+
+
+def _build(flag_names, factory, **kwargs):
+  """Calls `factory(**kwargs)`, turning ValueError into a UsageError."""
+  try:
+    return factory(**kwargs)
+  except ValueError as error:
+    names = ", ".join(f"--{n}={FLAGS[n].value}" for n in flag_names)
+    raise app.UsageError(f"{names}: {error}") from None
+
+
+def search_config_from_flags():
+  """Returns the `search.SearchConfig` the parsed flags describe.
+
+  Raises:
+    app.UsageError: a flag value is invalid; the message names the flag.
+  """
+  from akd_tf import search  # pylint: disable=g-import-not-at-top
+  f = FLAGS
+  if f.dataset in ("fashion_mnist",) and f.data_dir and not os.path.isdir(
+      f.data_dir):
+    raise app.UsageError(f"--data_dir={f.data_dir}: no such directory")
+  data = _build(["proxy_train_size", "minival_size", "image_size"],
+                data_lib.DataConfig, dataset=f.dataset, data_dir=f.data_dir,
+                image_size=f.image_size or None,
+                train_size=f.proxy_train_size or None,
+                minival_size=f.minival_size or None, seed=f.data_seed,
+                download=f.download)
+  global_params = _build(
+      ["bn_momentum", "width_multiplier", "activation", "head_size",
+       "stem_strides", "dropout_rate", "drop_connect_rate"], arch.GlobalParams,
+      num_classes=1, batch_norm_momentum=f.bn_momentum,
+      depth_multiplier=f.width_multiplier, activation=f.activation,
+      head_size=f.head_size, stem_strides=f.stem_strides,
+      dropout_rate=f.dropout_rate, drop_connect_rate=f.drop_connect_rate)
+  proxy = _build(["proxy_epochs", "proxy_batch_size", "proxy_learning_rate",
+                  "kd_alpha", "kd_temperature"], distill.TrainConfig,
+                 epochs=f.proxy_epochs, batch_size=f.proxy_batch_size,
+                 learning_rate=f.proxy_learning_rate, optimizer=f.optimizer,
+                 kd_alpha=f.kd_alpha, kd_temperature=f.kd_temperature,
+                 seed=f.seed, bn_momentum=f.bn_momentum)
+  final = _build(["final_epochs", "final_learning_rate"],
+                 lambda **changes: dataclasses.replace(proxy, **changes),
+                 epochs=f.final_epochs, learning_rate=f.final_learning_rate)
+  reward = _build(["reward", "target_ms"], reward_lib.RewardConfig,
+                  kind=f.reward, target_ms=f.target_ms)
+  latency_config = _build(
+      ["latency_threads", "latency_runs", "latency_repeats"],
+      latency.LatencyConfig, threads=f.latency_threads, runs=f.latency_runs,
+      repeats=f.latency_repeats)
+  if f.latency == "command":
+    _build(["latency_command"], latency.check_command_template,
+           template=f.latency_command)
+  controller_config = _build(
+      ["controller_learning_rate", "entropy_weight", "baseline_decay"],
+      controller_lib.ControllerConfig,
+      learning_rate=f.controller_learning_rate,
+      entropy_weight=f.entropy_weight, baseline_decay=f.baseline_decay,
+      seed=f.seed)
+  teacher = f.teacher
+  if teacher not in teacher_lib.TEACHERS and not os.path.exists(teacher):
+    raise app.UsageError(
+        f"--teacher={teacher}: neither a built-in teacher "
+        f"{teacher_lib.TEACHERS} nor an existing .keras file or SavedModel")
+  recipe = _build(["teacher_epochs"], teacher_lib.TeacherRecipe,
+                  epochs=f.teacher_epochs, seed=f.seed)
+  return _build(
+      ["num_candidates", "num_workers", "candidates_per_step",
+       "reward_accuracy", "kd_alpha"], search.SearchConfig,
+      data=data, global_params=global_params, proxy=proxy, final=final,
+      reward=reward, final_train_size=f.final_train_size or None,
+      reward_accuracy=f.reward_accuracy, controller=f.controller,
+      controller_config=controller_config, num_candidates=f.num_candidates,
+      candidates_per_step=f.candidates_per_step or f.num_workers,
+      num_workers=f.num_workers, threads_per_worker=f.threads_per_worker,
+      teacher=teacher, teacher_recipe=recipe, cache_dir=f.cache_dir,
+      latency_mode=f.latency, latency=latency_config,
+      latency_command=f.latency_command, export=f.export)

@@ -1,0 +1,133 @@
+"""The end of a search: train the winner by KD, save and export it.
+
+Writes under `out_dir`:
+  arch.json        the winner's ArchSpec (block strings, globals, input shape)
+  student.keras    the trained student (reloads with safe_mode=True)
+  saved_model/     a SavedModel with a serving signature
+  student.tflite   float32 TFLite flatbuffer
+  metrics.json     accuracies (mini-val, test), latency, size, wall times
+
+Public names: FinalResult, finalize, accuracy_of.
+"""
+
+import dataclasses
+import json
+import os
+import time
+from typing import Callable
+
+import keras
+import numpy as np
+
+from akd_tf import arch
+from akd_tf import builder
+from akd_tf import data as data_lib
+from akd_tf import distill
+from akd_tf import history
+from akd_tf import latency
+from akd_tf import profile
+from akd_tf import teacher as teacher_lib
+
+__all__ = ["FinalResult", "accuracy_of", "finalize"]
+
+
+@dataclasses.dataclass(frozen=True)
+class FinalResult:
+  """The winner after final training.
+
+  Attributes:
+    blocks: Its block strings.
+    minival_accuracy: Accuracy on the mini-validation split.
+    test_accuracy: Accuracy on the test split (never seen by the search).
+    latency_ms: Latency of the exported float32 TFLite model.
+    params: Parameters.
+    macs: Multiply-accumulates per image.
+    train_seconds: Wall time of the final training.
+    out_dir: Where the artifacts are.
+  """
+
+  blocks: tuple
+  minival_accuracy: float
+  test_accuracy: float
+  latency_ms: float
+  params: int
+  macs: int
+  train_seconds: float
+  out_dir: str
+
+  def get_config(self) -> dict:
+    config = dataclasses.asdict(self)
+    config["blocks"] = list(self.blocks)
+    return config
+
+
+def accuracy_of(model: keras.Model, split: data_lib.Split,
+                batch_size: int = 512) -> float:
+  """Top-1 accuracy of a logits model on `split`."""
+  correct = 0
+  for images, labels in data_lib.make_dataset(split, batch_size):
+    predictions = np.argmax(model(images, training=False), axis=-1)
+    correct += int(np.sum(predictions == labels.numpy()))
+  return correct / split.size
+
+
+def finalize(best: history.CandidateRecord, config,
+             global_params: arch.GlobalParams, teacher: keras.Model,
+             out_dir: str, log: Callable[[str], None]) -> FinalResult:
+  """Trains the search's winner with KD on the final data and exports it.
+
+  Args:
+    best: The winning record.
+    config: The `search.SearchConfig` (final recipe, data, export switch).
+    global_params: The students' settings, num_classes matching the data.
+    teacher: The teacher the winner distills from.
+    out_dir: Where the artifacts go (created).
+    log: Progress lines.
+
+  Returns:
+    A `FinalResult`.
+
+  Raises:
+    distill.CandidateDiverged: final training diverged.
+    latency.ConversionError: export to TFLite failed.
+  """
+  os.makedirs(out_dir, exist_ok=True)
+  data = data_lib.load_data(config.final_data())
+  spec = arch.ArchSpec(arch.decode_blocks(best.blocks), global_params,
+                       data.input_shape)
+  spec.to_json(os.path.join(out_dir, "arch.json"))
+  model = builder.build_from_spec(spec)
+  size = profile.profile_model(model)
+  logits = None
+  if config.final.kd_alpha > 0 and data.train.images is not None:
+    logits = teacher_lib.teacher_logits(teacher, data.train,
+                                        cache_dir=config.cache_dir)
+  log(f"final training: {config.final.epochs} epochs on {data.train.size} "
+      f"images, kd_alpha {config.final.kd_alpha}")
+  trained = distill.train_candidate(model, data.train, data.minival,
+                                    config.final, teacher=teacher,
+                                    teacher_logits=logits)
+  test_accuracy = accuracy_of(model, data.test)
+  model.save(os.path.join(out_dir, "student.keras"))
+  latency_ms = float("nan")
+  if config.export:
+    start = time.perf_counter()
+    model.export(os.path.join(out_dir, "saved_model"),
+                 format="tf_saved_model", verbose=False)
+    tflite = latency.convert_to_tflite(model)
+    with open(os.path.join(out_dir, "student.tflite"), "wb") as f:
+      f.write(tflite)
+    latency_ms = latency.time_tflite(tflite, config.latency).latency_ms
+    log(f"exported SavedModel and TFLite in "
+        f"{time.perf_counter() - start:.1f} s")
+  result = FinalResult(
+      blocks=spec.block_strings, minival_accuracy=trained.accuracy,
+      test_accuracy=test_accuracy, latency_ms=latency_ms, params=size.params,
+      macs=size.macs, train_seconds=trained.train_seconds, out_dir=out_dir)
+  with open(os.path.join(out_dir, "metrics.json"), "w") as f:
+    json.dump(result.get_config(), f, indent=2)
+    f.write("\n")
+  log(f"final student: minival {trained.accuracy:.4f}, test "
+      f"{test_accuracy:.4f}, TFLite latency {latency_ms:.3f} ms, "
+      f"{size.params:,} params")
+  return result

@@ -1,0 +1,381 @@
+"""The AKD search loop: sample, evaluate, reward, update; resume; final student.
+
+One step of the search samples a batch of candidates from the controller,
+evaluates them in parallel (`akd_tf.evaluate`), appends every finished
+evaluation to `history.jsonl` as soon as it is finished, then gives the
+batch's rewards to the controller and checkpoints it. AKD and the paper's
+NAS+KD baseline differ only in the accuracy that enters the reward:
+KD-trained ('kd') or plainly trained ('ce').
+
+Resume is exact: the history is the source of truth. On start the
+controller's last checkpoint is restored and every complete batch recorded
+after it is replayed (the controller samples again, which reproduces the
+recorded actions, and is updated with the recorded rewards); the candidates
+of a partly finished batch that are already in the history are not evaluated
+again. So a search killed at any moment keeps every finished evaluation
+exactly once and continues as if it had not been stopped.
+
+Files under `model_dir`:
+  search_config.json   the configuration (a resume must match it)
+  history.jsonl        one record per finished evaluation
+  controller/          controller checkpoints
+  teacher_logits.npy   the teacher's logits on the proxy training images
+  latency_cache.jsonl  measured latencies
+  tensorboard/         scalars per candidate and per controller step
+  pareto.png, reward.png
+  best/                arch.json, student.keras, saved_model/,
+                       student.tflite, metrics.json (see akd_tf.finalize)
+
+Public names: SearchConfig, SearchResult, run_search, REWARD_ACCURACIES.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import time
+from typing import Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from akd_tf import arch
+from akd_tf import controller as controller_lib
+from akd_tf import data as data_lib
+from akd_tf import distill
+from akd_tf import evaluate
+from akd_tf import finalize
+from akd_tf import history
+from akd_tf import latency as latency_lib
+from akd_tf import report
+from akd_tf import reward as reward_lib
+from akd_tf import search_space
+from akd_tf import teacher as teacher_lib
+
+__all__ = ["REWARD_ACCURACIES", "SearchConfig", "SearchResult", "run_search"]
+
+REWARD_ACCURACIES = ("kd", "ce")
+_RESUMABLE_CHANGES = ("num_candidates", "num_workers", "final", "export",
+                      "final_train_size")
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+  """A whole search: proxy task, reward, controller, budget, final training.
+
+  Attributes:
+    data: The proxy task's data: `train_size` proxy training images and the
+      mini-validation split held out of the training set.
+    global_params: Network-wide settings of every student; num_classes is
+      taken from the data.
+    proxy: Proxy training recipe. Its kd_alpha is used for AKD; the NAS
+      baseline ('ce') trains candidates with kd_alpha = 0.
+    final: KD recipe of the winner's final training.
+    final_train_size: Training images of the final training and of the
+      built-in teacher's (None: all but the mini-validation split).
+    reward: How accuracy and latency make the reward.
+    reward_accuracy: 'kd' (AKD) or 'ce' (NAS+KD baseline).
+    controller: 'reinforce' or 'random'.
+    controller_config: The controller's hyperparameters and seed.
+    num_candidates: Candidates to evaluate in all.
+    candidates_per_step: Candidates sampled per controller update (the
+      batch evaluated in parallel; part of the replay, so fixed for a search).
+    num_workers: Worker processes evaluating candidates.
+    threads_per_worker: TensorFlow threads of each worker (0: TF's default).
+    teacher: A built-in teacher name (akd_tf.teacher.TEACHERS) or the path
+      of a `.keras` file or SavedModel.
+    teacher_recipe: How a built-in teacher is trained when not cached.
+    cache_dir: Where built-in teachers and teacher logits are cached.
+    latency_mode: 'measured', 'lut' or 'command'.
+    latency: The timing setup.
+    latency_command: The on-device command template ('command' mode).
+    lut_path: The lookup table ('lut' mode; default under model_dir).
+    export: Write the winner's SavedModel and .tflite.
+  """
+
+  data: data_lib.DataConfig
+  global_params: arch.GlobalParams
+  proxy: distill.TrainConfig
+  final: distill.TrainConfig
+  reward: reward_lib.RewardConfig
+  final_train_size: Optional[int] = None
+  reward_accuracy: str = "kd"
+  controller: str = "reinforce"
+  controller_config: controller_lib.ControllerConfig = (
+      controller_lib.ControllerConfig())
+  num_candidates: int = 20
+  candidates_per_step: int = 1
+  num_workers: int = 1
+  threads_per_worker: int = 0
+  teacher: str = "resnet_wide"
+  teacher_recipe: teacher_lib.TeacherRecipe = teacher_lib.TeacherRecipe()
+  cache_dir: str = os.path.join(os.path.expanduser("~"), ".cache", "akd_tf")
+  latency_mode: str = "measured"
+  latency: latency_lib.LatencyConfig = latency_lib.LatencyConfig()
+  latency_command: Optional[str] = None
+  lut_path: Optional[str] = None
+  export: bool = True
+
+  def __post_init__(self):
+    checks = (
+        (self.reward_accuracy in REWARD_ACCURACIES,
+         f"reward_accuracy='{self.reward_accuracy}' is not one of "
+         f"{REWARD_ACCURACIES}"),
+        (self.controller in controller_lib.CONTROLLER_KINDS,
+         f"controller='{self.controller}' is not one of "
+         f"{controller_lib.CONTROLLER_KINDS}"),
+        (self.num_candidates >= 1,
+         f"num_candidates={self.num_candidates} must be >= 1"),
+        (self.candidates_per_step >= 1,
+         f"candidates_per_step={self.candidates_per_step} must be >= 1"),
+        (self.num_workers >= 1, f"num_workers={self.num_workers} must be >= 1"),
+        (self.threads_per_worker >= 0,
+         f"threads_per_worker={self.threads_per_worker} must be >= 0"),
+        (self.latency_mode in latency_lib.MODES,
+         f"latency_mode='{self.latency_mode}' is not one of "
+         f"{latency_lib.MODES}"),
+        (self.reward_accuracy == "ce" or self.proxy.kd_alpha > 0,
+         "reward_accuracy='kd' needs proxy kd_alpha > 0"),
+    )
+    for ok, message in checks:
+      if not ok:
+        raise ValueError(f"SearchConfig: {message}")
+
+  def get_config(self) -> dict:
+    """A JSON-serializable description (sub-configs as dicts)."""
+    return json.loads(json.dumps(dataclasses.asdict(self)))
+
+  def proxy_recipe(self) -> distill.TrainConfig:
+    """The recipe candidates are trained with for their reward."""
+    if self.reward_accuracy == "ce":
+      return dataclasses.replace(self.proxy, kd_alpha=0.0)
+    return self.proxy
+
+  def final_data(self) -> data_lib.DataConfig:
+    """The data of final training: same mini-val split, more images."""
+    return dataclasses.replace(self.data, train_size=self.final_train_size)
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchResult:
+  """What a search produced.
+
+  Attributes:
+    records: Every evaluation in history order.
+    best: The record with the highest reward, or None if all failed.
+    final: The winner's final metrics (`finalize.FinalResult`), or None.
+    wall_seconds: Wall time of this call.
+    evaluated: Evaluations this call ran (the rest came from the history).
+  """
+
+  records: Tuple[history.CandidateRecord, ...]
+  best: Optional[history.CandidateRecord]
+  final: Optional["finalize.FinalResult"]
+  wall_seconds: float
+  evaluated: int
+
+
+def _check_resume_config(path: str, config: dict) -> None:
+  """Writes the config, or checks a resumed search keeps what matters."""
+  if os.path.exists(path):
+    with open(path) as f:
+      saved = json.load(f)
+    changed = sorted(k for k in set(saved) | set(config)
+                     if saved.get(k) != config.get(k)
+                     and k not in _RESUMABLE_CHANGES)
+    if changed:
+      raise ValueError(
+          f"{path} holds a search with other settings of {changed}; resume "
+          "it with the same flags or use a new --model_dir")
+  tmp = f"{path}.tmp"
+  with open(tmp, "w") as f:
+    json.dump(config, f, indent=2, sort_keys=True)
+  os.replace(tmp, path)
+
+
+def _prepare_teacher(config: SearchConfig, data: data_lib.Data,
+                     log: Callable[[str], None]):
+  """Loads or trains the teacher and checks it against the data.
+
+  Returns:
+    (the teacher, the path it is stored at).
+  """
+  path = config.teacher
+  if config.teacher in teacher_lib.TEACHERS:
+    full = data_lib.load_data(config.final_data())
+    model, info = teacher_lib.get_builtin_teacher(
+        config.teacher, full, config.cache_dir, config.teacher_recipe)
+    log(f"teacher {info.name}: {info.params:,} params, minival accuracy "
+        f"{info.minival_accuracy:.4f}, "
+        f"{'cached' if info.cached else f'trained in {info.train_seconds:.0f} s'}"
+        f" ({info.path})")
+    path = info.path
+  else:
+    model = teacher_lib.load_teacher(config.teacher)
+    log(f"teacher {config.teacher}: {model.count_params():,} params")
+  teacher_lib.check_teacher(model, data.input_shape, data.num_classes,
+                            dataset=data.name)
+  return model, path
+
+
+def _batch_sizes(config: SearchConfig) -> List[int]:
+  per_step = config.candidates_per_step
+  full, rest = divmod(config.num_candidates, per_step)
+  return [per_step] * full + ([rest] if rest else [])
+
+
+class _TensorBoard:
+  """Scalars of the search for TensorBoard."""
+
+  def __init__(self, directory: str):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    self._tf = tf
+    self._writer = tf.summary.create_file_writer(directory)
+
+  def scalars(self, step: int, values: Dict[str, float]) -> None:
+    with self._writer.as_default():
+      for name, value in values.items():
+        if value is not None and math.isfinite(value):
+          self._tf.summary.scalar(name, value, step=step)
+    self._writer.flush()
+
+
+def run_search(config: SearchConfig, model_dir: str,
+               log: Callable[[str], None] = lambda message: None
+               ) -> SearchResult:
+  """Runs (or resumes) a search in `model_dir` and trains the winner.
+
+  Args:
+    config: The search.
+    model_dir: Where everything is written; an existing search there is
+      resumed.
+    log: Receives one progress line per event (candidate, step, phase).
+
+  Returns:
+    A `SearchResult`.
+
+  Raises:
+    ValueError: `model_dir` holds a search with other settings, the teacher
+      does not fit the data, or the history does not replay (it was written
+      by another controller or edited).
+    FileNotFoundError: the data or the teacher is missing.
+  """
+  start = time.time()
+  os.makedirs(model_dir, exist_ok=True)
+  _check_resume_config(os.path.join(model_dir, "search_config.json"),
+                       config.get_config())
+  data = data_lib.load_data(config.data)
+  global_params = dataclasses.replace(config.global_params,
+                                      num_classes=data.num_classes)
+  space = search_space.SearchSpace(stem_size=config.global_params.stem_size)
+  teacher, teacher_path = _prepare_teacher(config, data, log)
+  logits_path = None
+  recipe = config.proxy_recipe()
+  # Logits of data held in memory are computed once; streamed data (ImageNet)
+  # has the teacher run online in every worker instead.
+  if recipe.kd_alpha > 0 and data.train.images is not None:
+    logits_path = os.path.join(model_dir, "teacher_logits.npy")
+    if not os.path.exists(logits_path):
+      logits = teacher_lib.teacher_logits(teacher, data.train,
+                                          cache_dir=config.cache_dir)
+      np.save(logits_path + ".tmp.npy", logits)
+      os.replace(logits_path + ".tmp.npy", logits_path)
+  eval_config = evaluate.EvalConfig(
+      data=config.data, global_params=global_params,
+      space=space.get_config(), train=recipe, reward=config.reward,
+      latency_mode=config.latency_mode, latency=config.latency,
+      latency_cache_path=os.path.join(model_dir, "latency_cache.jsonl"),
+      lut_path=config.lut_path or os.path.join(model_dir, "latency_lut.json"),
+      latency_command=config.latency_command, teacher_logits_path=logits_path,
+      teacher_path=teacher_path, threads=config.threads_per_worker)
+
+  controller = controller_lib.make_controller(
+      config.controller, space.num_choices, config.controller_config)
+  controller_dir = os.path.join(model_dir, "controller")
+  controller.restore(controller_dir)
+  log_file = history.History(os.path.join(model_dir, "history.jsonl"))
+  records = log_file.read()
+  by_step = {}
+  for record in records:
+    by_step.setdefault(record.step, {})[record.index] = record
+  known = {r.actions: r for r in records}
+  batch_sizes = _batch_sizes(config)
+  board = _TensorBoard(os.path.join(model_dir, "tensorboard"))
+  pool = evaluate.LocalPool(eval_config, config.num_workers)
+  if records:
+    log(f"resuming: {len(records)} evaluations come from the history, "
+        f"controller at step {controller.step}")
+  evaluated = 0
+  loop_start = time.time()
+  try:
+    for step in range(controller.step, len(batch_sizes)):
+      actions = [controller.sample() for _ in range(batch_sizes[step])]
+      done = by_step.get(step, {})
+      for index, record in done.items():
+        if index >= len(actions) or record.actions != actions[index]:
+          raise ValueError(
+              f"history step {step} candidate {index} does not replay: the "
+              f"controller now samples other actions; {model_dir} was "
+              "written by another controller or seed")
+      todo = []
+      for index, acts in enumerate(actions):
+        if index in done:
+          continue
+        if acts in known:  # Sampled before: reuse, do not train it again.
+          reused = dataclasses.replace(
+              known[acts], step=step, index=index, timings={},
+              worker=f"reused:{known[acts].step}/{known[acts].index}")
+          log_file.append(reused)
+          done[index] = reused
+          records.append(reused)
+        else:
+          todo.append(evaluate.CandidateTask(step, index, acts))
+      if todo:
+        for record in pool.evaluate(todo):
+          log_file.append(record)
+          done[record.index] = record
+          records.append(record)
+          known.setdefault(record.actions, record)
+          evaluated += 1
+          _log_candidate(log, record, len(records), config.num_candidates,
+                         time.time() - loop_start, evaluated)
+          board.scalars(len(records), _candidate_scalars(record))
+      stats = controller.update(
+          [(done[i].actions, done[i].reward) for i in range(len(actions))])
+      controller.save(controller_dir)
+      board.scalars(step, {f"controller/{k}": v for k, v in stats.items()})
+  finally:
+    pool.shutdown()
+  records = log_file.read()
+  report.plot_pareto(records, config.reward.target_ms,
+                     os.path.join(model_dir, "pareto.png"))
+  report.plot_rewards(records, os.path.join(model_dir, "reward.png"))
+  best = report.best_record(records)
+  final = None
+  if best is None:
+    log(f"all {len(records)} candidates failed; first error: "
+        f"{records[0].error if records else 'none'}")
+  else:
+    log(f"best: reward {best.reward:.4f}, accuracy {best.accuracy:.4f}, "
+        f"latency {best.latency_ms:.3f} ms, {list(best.blocks)}")
+    final = finalize.finalize(best, config, global_params, teacher,
+                              os.path.join(model_dir, "best"), log)
+  return SearchResult(records=tuple(records), best=best, final=final,
+                      wall_seconds=time.time() - start, evaluated=evaluated)
+
+
+def _candidate_scalars(record: history.CandidateRecord) -> Dict[str, float]:
+  return {"candidate/reward": record.reward,
+          "candidate/accuracy": record.accuracy,
+          "candidate/latency_ms": record.latency_ms,
+          "candidate/failed": float(not record.ok)}
+
+
+def _log_candidate(log, record, done, total, elapsed, evaluated) -> None:
+  eta = elapsed / max(1, evaluated) * max(0, total - done)
+  if record.ok:
+    what = (f"acc {record.accuracy:.4f} lat {record.latency_ms:.3f} ms "
+            f"reward {record.reward:.4f}")
+  else:
+    what = f"FAILED ({record.error})"
+  log(f"[{done}/{total}] step {record.step}.{record.index} {what} "
+      f"({record.timings.get('total', 0.0):.1f} s, ETA {eta / 60:.1f} min)")

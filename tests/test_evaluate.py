@@ -1,0 +1,102 @@
+"""Tests of akd_tf.evaluate: one candidate end to end, failures, lost workers."""
+
+import multiprocessing
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from akd_tf import arch
+from akd_tf import data as data_lib
+from akd_tf import distill
+from akd_tf import evaluate
+from akd_tf import history
+from akd_tf import latency
+from akd_tf import reward
+from akd_tf import search_space
+
+SPACE = search_space.SearchSpace()
+
+
+def make_config(tmp_path, **train_changes):
+  train = distill.TrainConfig(epochs=1, batch_size=32, kd_alpha=0.0,
+                              **train_changes)
+  return evaluate.EvalConfig(
+      data=data_lib.DataConfig(dataset="digits", train_size=256,
+                               minival_size=200),
+      global_params=arch.GlobalParams(num_classes=10, batch_norm_momentum=0.9,
+                                      head_size=32, depth_multiplier=0.25),
+      space=SPACE.get_config(), train=train,
+      reward=reward.RewardConfig(target_ms=0.05),
+      latency=latency.LatencyConfig(runs=5, repeats=1, warmup=2),
+      latency_cache_path=str(tmp_path / "latency.jsonl"))
+
+
+def test_candidate_is_built_timed_trained_and_rewarded(tmp_path):
+  evaluator = evaluate.CandidateEvaluator(make_config(tmp_path))
+  actions = SPACE.sample(0)
+  record = evaluator.evaluate(evaluate.CandidateTask(4, 1, actions))
+  assert record.ok, record.error
+  assert (record.step, record.index, record.actions) == (4, 1, actions)
+  assert record.blocks == arch.encode_blocks(SPACE.decode(actions))
+  assert 0.0 <= record.accuracy <= 1.0
+  assert record.latency_ms > 0 and record.latency_source == "measured"
+  assert record.reward == pytest.approx(reward.compute_reward(
+      reward.RewardConfig(target_ms=0.05), record.accuracy, record.latency_ms))
+  assert record.params > 0 and record.macs > 0
+  assert set(record.timings) >= {"build", "latency", "train", "eval", "total"}
+  again = evaluator.evaluate(evaluate.CandidateTask(5, 0, actions))
+  assert again.latency_source == "cache"
+  assert again.latency_ms == record.latency_ms
+
+
+def test_diverged_candidate_is_a_failed_record(tmp_path):
+  evaluator = evaluate.CandidateEvaluator(
+      make_config(tmp_path, learning_rate=1e30))
+  record = evaluator.evaluate(evaluate.CandidateTask(0, 0, SPACE.sample(1)))
+  assert record.status == history.STATUS_FAILED
+  assert record.error.startswith("diverged")
+  assert record.accuracy is None
+  assert record.reward == reward.FAILED_REWARD
+  assert record.latency_ms > 0
+
+
+def test_kd_without_teacher_is_a_setup_error(tmp_path):
+  config = make_config(tmp_path)
+  config = evaluate.EvalConfig(**{**config.__dict__, "train":
+                                  distill.TrainConfig(kd_alpha=0.5)})
+  with pytest.raises(ValueError, match="needs teacher_logits_path"):
+    evaluate.CandidateEvaluator(config)
+
+
+def kill_worker_when_running(stop):
+  """Kills the first pool worker that appears, once it is evaluating."""
+  while not stop.is_set():
+    workers = multiprocessing.active_children()
+    if workers:
+      time.sleep(8.0)  # Past the worker's start-up, into the candidate.
+      os.kill(workers[0].pid, signal.SIGKILL)
+      return
+    time.sleep(0.05)
+
+
+@pytest.mark.parametrize("max_retries, status", [
+    (1, history.STATUS_OK), (0, history.STATUS_FAILED)])
+def test_lost_worker_costs_a_retry_then_fails(tmp_path, max_retries, status):
+  pool = evaluate.LocalPool(make_config(tmp_path), num_workers=1,
+                            max_retries=max_retries)
+  stop = threading.Event()
+  killer = threading.Thread(target=kill_worker_when_running, args=(stop,))
+  killer.start()
+  try:
+    records = list(pool.evaluate([evaluate.CandidateTask(0, 0,
+                                                         SPACE.sample(2))]))
+  finally:
+    stop.set()
+    killer.join()
+    pool.shutdown()
+  assert [r.status for r in records] == [status]
+  if status == history.STATUS_FAILED:
+    assert "worker process died" in records[0].error

@@ -1,0 +1,157 @@
+"""End-to-end tests of the search: resume after SIGKILL, failures, outputs.
+
+Each test runs the real `akd-search` app in a subprocess on scikit-learn's
+digits with a tiny proxy task, so a candidate takes seconds.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from akd_tf import controller as controller_lib
+from akd_tf import history
+from akd_tf import search_space
+
+NUM_CANDIDATES = 4
+SEED = 3
+
+
+@pytest.fixture(name="cache_dir", scope="module")
+def fixture_cache_dir(tmp_path_factory):
+  """Built-in teacher and logits cache shared by the tests of this module."""
+  return str(tmp_path_factory.mktemp("cache"))
+
+
+def search_args(model_dir, cache_dir, *extra):
+  return [
+      sys.executable, "-m", "akd_tf.cli.search", f"--model_dir={model_dir}",
+      f"--cache_dir={cache_dir}", "--dataset=digits", "--minival_size=300",
+      "--proxy_train_size=320", "--proxy_batch_size=32",
+      "--final_train_size=320", "--final_epochs=1", "--teacher_epochs=2",
+      "--head_size=32", "--width_multiplier=0.25", "--target_ms=0.05",
+      "--latency_runs=5", "--latency_repeats=1", "--noexport",
+      f"--num_candidates={NUM_CANDIDATES}", f"--seed={SEED}", *extra]
+
+
+def run_to_end(model_dir, cache_dir, *extra):
+  result = subprocess.run(search_args(model_dir, cache_dir, *extra),
+                          capture_output=True, text=True, timeout=900,
+                          check=False)
+  return result
+
+
+def kill_when_recorded(model_dir, cache_dir, records, *extra):
+  """Starts a search and SIGKILLs it (and its workers) after `records`."""
+  process = subprocess.Popen(search_args(model_dir, cache_dir, *extra),
+                             stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+  path = os.path.join(model_dir, "history.jsonl")
+  deadline = time.time() + 600
+  try:
+    while time.time() < deadline and process.poll() is None:
+      if len(history.History(path).read()) >= records:
+        break
+      time.sleep(0.2)
+    assert process.poll() is None, "the search ended before it was killed"
+  finally:
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+  return len(history.History(path).read())
+
+
+def read_history(model_dir):
+  return history.History(os.path.join(model_dir, "history.jsonl")).read()
+
+
+def assert_each_candidate_once(records):
+  keys = [r.key for r in records]
+  assert len(keys) == len(set(keys)), f"duplicated evaluations: {keys}"
+  assert len(keys) == NUM_CANDIDATES, f"lost evaluations: {keys}"
+
+
+def assert_controller_replays(records, per_step):
+  """A fresh controller with the seed samples exactly the recorded actions."""
+  controller = controller_lib.ReinforceController(
+      search_space.SearchSpace().num_choices,
+      controller_lib.ControllerConfig(seed=SEED))
+  by_key = {r.key: r for r in records}
+  for step in range(NUM_CANDIDATES // per_step):
+    batch = [by_key[(step, i)] for i in range(per_step)]
+    assert [controller.sample() for _ in batch] == [r.actions for r in batch]
+    controller.update([(r.actions, r.reward) for r in batch])
+
+
+@pytest.mark.slow
+def test_killed_search_resumes_as_if_uninterrupted(tmp_path, cache_dir):
+  reference = run_to_end(tmp_path / "reference", cache_dir)
+  assert reference.returncode == 0, reference.stderr[-3000:]
+  expected = read_history(tmp_path / "reference")
+
+  killed_dir = tmp_path / "killed"
+  kept = kill_when_recorded(killed_dir, cache_dir, 2)
+  assert 2 <= kept < NUM_CANDIDATES
+  resumed = run_to_end(killed_dir, cache_dir)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert f"resuming: {kept} evaluations come from the history" in (
+      resumed.stderr)
+  records = read_history(killed_dir)
+  assert_each_candidate_once(records)
+  assert_controller_replays(records, per_step=1)
+  assert [r.actions for r in records] == [r.actions for r in expected]
+  assert (killed_dir / "best" / "arch.json").exists()
+  assert (killed_dir / "pareto.png").exists()
+
+
+@pytest.mark.slow
+def test_killed_two_worker_search_loses_and_repeats_nothing(tmp_path,
+                                                             cache_dir):
+  model_dir = tmp_path / "two_workers"
+  kill_when_recorded(model_dir, cache_dir, 1, "--num_workers=2")
+  resumed = run_to_end(model_dir, cache_dir, "--num_workers=2")
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  records = read_history(model_dir)
+  assert_each_candidate_once(records)
+  assert_controller_replays(records, per_step=2)
+
+
+def test_diverging_candidates_are_recorded_as_failed(tmp_path, cache_dir):
+  # Steps of size 1e30 overflow the activations: the loss becomes NaN.
+  result = run_to_end(tmp_path / "nan", cache_dir,
+                      "--proxy_learning_rate=1e30", "--num_candidates=2")
+  records = read_history(tmp_path / "nan")
+  assert [r.status for r in records] == [history.STATUS_FAILED] * 2
+  assert all(r.error.startswith("diverged") for r in records)
+  assert all(r.reward == 0.0 for r in records)
+  assert result.returncode == 1
+  assert "every candidate failed" in result.stderr
+  assert "Traceback" not in result.stderr
+
+
+def test_resume_with_other_settings_is_refused(tmp_path, cache_dir):
+  model_dir = tmp_path / "config"
+  model_dir.mkdir()
+  (model_dir / "search_config.json").write_text(json.dumps(
+      {"reward_accuracy": "ce"}))
+  result = run_to_end(model_dir, cache_dir)
+  assert result.returncode == 1
+  assert "holds a search with other settings" in result.stderr
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--reward_accuracy=acc", "--reward_accuracy=acc: value should be one of"),
+    ("--target_ms=0", "--reward=soft, --target_ms=0.0: latency target 0.0"),
+    ("--kd_alpha=1.5", "--kd_alpha=1.5, --kd_temperature=4.0: alpha=1.5 must"),
+    ("--teacher=/nonexistent.keras", "--teacher=/nonexistent.keras: neither"),
+    ("--latency=command", "--latency_command"),
+])
+def test_bad_flags_are_clear_errors(tmp_path, cache_dir, flag, message):
+  result = run_to_end(tmp_path / "bad", cache_dir, flag)
+  assert result.returncode != 0
+  assert message in result.stderr
+  assert "Traceback" not in result.stderr
