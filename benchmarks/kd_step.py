@@ -1,6 +1,6 @@
 """Cost of a distillation training step against a plain one, on Fashion-MNIST.
 
-  python benchmarks/kd_step.py [--batch_size=128] [--steps=8] [--repeats=15]
+  python benchmarks/kd_step.py [--batch_size=128] [--steps=4] [--repeats=30]
 
 Times three training steps of the same student (same architecture, same
 initial weights, same real Fashion-MNIST batches):
@@ -87,9 +87,9 @@ def _stats(seconds_per_step):
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--batch_size", type=int, default=128)
-  parser.add_argument("--steps", type=int, default=8,
+  parser.add_argument("--steps", type=int, default=4,
                       help="steps per timed block")
-  parser.add_argument("--repeats", type=int, default=15)
+  parser.add_argument("--repeats", type=int, default=30)
   parser.add_argument("--teacher", default="resnet_wide",
                       choices=teacher_lib.TEACHERS)
   parser.add_argument("--output", default=RESULTS)
