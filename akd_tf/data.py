@@ -117,6 +117,12 @@ class Split:
   source: Optional[Callable[[], tf.data.Dataset]] = dataclasses.field(
       default=None, repr=False)
 
+  def num_batches(self, batch_size: int, drop_remainder: bool = False) -> int:
+    """Batches of `batch_size` in one pass over the split."""
+    if drop_remainder:
+      return self.size // batch_size
+    return -(-self.size // batch_size)
+
   def dataset(self) -> tf.data.Dataset:
     """Returns the unbatched (image, label) examples, always in one order."""
     if self.images is not None:

@@ -463,7 +463,7 @@ def train_candidate(student: keras.Model,
       train_data, config.batch_size, shuffle=True, seed=config.seed,
       augment=config.augment,
       teacher_logits=teacher_logits if mode == "kd_cached" else None)
-  steps = config.epochs * -(-train_data.size // config.batch_size)
+  steps = config.epochs * train_data.num_batches(config.batch_size)
   distiller = Distiller(student,
                         teacher=teacher if mode == "kd_online" else None,
                         alpha=config.kd_alpha,

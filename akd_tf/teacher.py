@@ -274,7 +274,7 @@ def train_teacher(model: keras.Model, data: data_lib.Data,
   """
   train = data_lib.make_dataset(data.train, recipe.batch_size, shuffle=True,
                                 seed=recipe.seed)
-  steps = recipe.epochs * -(-data.train.size // recipe.batch_size)
+  steps = recipe.epochs * data.train.num_batches(recipe.batch_size)
   _compile_for_ce(model, recipe.learning_rate, steps)
   start = time.perf_counter()
   model.fit(train, epochs=recipe.epochs, verbose=verbose, shuffle=False)

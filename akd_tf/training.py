@@ -25,7 +25,7 @@ import importlib.util
 import json
 import os
 import time
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Tuple
 
 import keras
 import tensorflow as tf
@@ -283,15 +283,16 @@ def _first_batch(batch_size: int, split_size: int, replicas: int) -> int:
   return max(replicas, split_size - split_size % replicas)
 
 
-def _accuracy(model_path: str, split: data_lib.Split,
-              batch_size: int) -> float:
-  """Accuracy of the saved model on every example of `split`, one device."""
+def _accuracies(model_path: str, splits: Sequence[data_lib.Split],
+                batch_size: int) -> Tuple[float, ...]:
+  """Accuracies of the saved model on every example of each split, on one
+  device."""
   evaluator = distill.Distiller(
       keras.saving.load_model(model_path, safe_mode=True), alpha=0.0)
   evaluator.compile()
-  return float(evaluator.evaluate(
+  return tuple(float(evaluator.evaluate(
       data_lib.make_dataset(split, batch_size), verbose=0,
-      return_dict=True)["accuracy"])
+      return_dict=True)["accuracy"]) for split in splits)
 
 
 def run_job(job: TrainJob,
@@ -378,7 +379,8 @@ def run_job(job: TrainJob,
   minival = data_lib.make_dataset(
       data.minival, _first_batch(config.eval_batch_size, data.minival.size,
                                  replicas), drop_remainder=replicas > 1)
-  steps = config.epochs * -(-data.train.size // config.batch_size)
+  steps = config.epochs * data.train.num_batches(config.batch_size,
+                                                 drop_remainder=replicas > 1)
   with strategy.scope():
     distiller = distill.Distiller(
         model, teacher=teacher if mode == "kd_online" else None,
@@ -401,9 +403,8 @@ def run_job(job: TrainJob,
   tmp = f"{model_path[:-len('.keras')]}.tmp{os.getpid()}.keras"
   model.save(tmp)
   os.replace(tmp, model_path)
-  minival_acc, test_acc = (
-      _accuracy(model_path, split, job.train.eval_batch_size)
-      for split in (data.minival, data.test))
+  minival_acc, test_acc = _accuracies(model_path, (data.minival, data.test),
+                                      job.train.eval_batch_size)
   if job.role == "student":
     spec.to_json(os.path.join(job.model_dir, "arch.json"))
   result = JobResult(model_path=model_path,
