@@ -21,6 +21,11 @@ setuptools.setup(
         "numpy>=1.26",
         # Plots of the search (pareto.png, reward.png).
         "matplotlib>=3.8",
+        # TensorBoard logs of akd-train and akd-search.
+        "tensorboard>=2.20",
+        # tensorflow-datasets imports it to prepare a dataset but does not
+        # declare it.
+        "importlib_resources",
     ],
     extras_require={
         # scikit-learn ships the 8x8 digits images the fastest tests use.
@@ -30,6 +35,9 @@ setuptools.setup(
     entry_points={
         "console_scripts": [
             "akd-arch=akd_tf.cli.arch:run",
+            "akd-latency=akd_tf.cli.latency:run",
+            "akd-search=akd_tf.cli.search:run",
+            "akd-train=akd_tf.cli.train:run",
         ],
     },
 )
