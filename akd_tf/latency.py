@@ -1,41 +1,31 @@
-"""TFLite latency of students: conversion, LiteRT timing, cache, devices.
+"""TFLite latency of students: conversion, LiteRT timing, devices, facade.
 
-The reward's latency is measured on the converted TFLite model, as MnasNet
-measures it on a phone:
+  convert_to_tflite(model)      Keras -> .tflite bytes (float32 or int8), quiet
+  time_tflite(tflite, config)   LiteRT interpreter timing -> TimingStats
+  run_latency_command(...)      timing by an external command, e.g. adb and
+                                TFLite's benchmark_model on a phone
+  LatencyMeasurer(mode, ...)    what the search calls: 'measured', 'lut' or
+                                'command', with the stores of `latency_lut`
 
-  convert_to_tflite(model)          Keras -> .tflite bytes (float32 or int8)
-  time_tflite(tflite, config)       LiteRT interpreter timing -> TimingStats
-  run_latency_command(...)          the same model timed by an external
-                                    command (e.g. `adb shell benchmark_model`)
-  LatencyMeasurer(mode, ...)        the facade the search calls: 'measured',
-                                    'lut' (see `latency_lut`) or 'command',
-                                    with a persistent `LatencyCache`
+Timing protocol: `warmup` untimed invokes, then `repeats` rounds of `runs`
+timed invokes `pause_ms` apart, garbage collection off; `latency_ms` is the
+statistic
+`config.statistic` of all timed invokes. This machine is shared: medians of
+one model differ by up to 70% between processes under load, while the
+minimum repeats within a few percent, so 'min' is the default (figures in
+benchmarks/latency.py and the README).
 
-Timing protocol. This machine is shared: per-invoke medians of one model
-differ by 30% between processes a few seconds apart, while low order
-statistics repeat. `time_tflite` runs `warmup` invokes, then `repeats` rounds
-of `runs` timed invokes (garbage collection off), and reports as
-`latency_ms` the statistic `config.statistic` of all timed invokes; the
-default, 'min', is the one that repeats across processes (see
-benchmarks/latency.py and the README for the figures).
-
-Public names: LatencyConfig, TimingStats, LatencyResult, LatencyCache,
-LatencyMeasurer, LatencyError, ConversionError, CommandError, MODES,
-STATISTICS, QUANTIZE_MODES, convert_to_tflite, time_tflite, measure_model,
+Public names: LatencyConfig, TimingStats, LatencyResult, LatencyMeasurer,
+LatencyError, ConversionError, CommandError, MODES, STATISTICS,
+QUANTIZE_MODES, convert_to_tflite, time_tflite, measure_model,
 check_command_template, parse_benchmark_output, run_latency_command,
-cache_key, machine_id, captured_native_output.
+captured_native_output, last_level_cache_mb.
 """
 
 import contextlib
 import dataclasses
-import fcntl
-import functools
 import gc
-import hashlib
-import importlib.metadata
-import json
 import os
-import platform
 import re
 import shlex
 import subprocess
@@ -56,12 +46,12 @@ from akd_tf import builder
 from akd_tf import latency_lut
 
 __all__ = [
-    "CommandError", "ConversionError", "LatencyCache", "LatencyConfig",
-    "LatencyError", "LatencyMeasurer", "LatencyResult", "MODES",
-    "QUANTIZE_MODES", "STATISTICS", "TimingStats", "cache_key",
-    "captured_native_output", "check_command_template", "convert_to_tflite",
-    "machine_id", "measure_model", "parse_benchmark_output",
-    "run_latency_command", "time_tflite",
+    "CommandError", "ConversionError", "LatencyConfig", "LatencyError",
+    "LatencyMeasurer", "LatencyResult", "MODES", "QUANTIZE_MODES",
+    "STATISTICS", "TimingStats", "captured_native_output",
+    "check_command_template", "convert_to_tflite", "last_level_cache_mb",
+    "measure_model",
+    "parse_benchmark_output", "run_latency_command", "time_tflite",
 ]
 
 MODES = ("measured", "lut", "command")
@@ -91,9 +81,12 @@ class LatencyConfig:
     warmup: Untimed invokes before timing.
     runs: Timed invokes per repeat.
     repeats: Rounds of `runs` timed invokes.
-    statistic: Which statistic of the timed invokes is `latency_ms`, the
-      number the reward uses: 'min' (default: repeatable on a shared
-      machine), 'p10', 'median' or 'mean'.
+    pause_ms: Sleep between rounds, so the rounds sample more moments of a
+      shared machine's load (it made the minimum of 28x28 students about
+      twice as repeatable here).
+    statistic: The statistic of the timed invokes that the reward uses:
+      'min' (default: repeatable on a shared machine), 'p10', 'median',
+      'mean'.
     quantize: 'none' (float32) or 'int8' (full-integer post-training
       quantization, int8 inputs and outputs).
     calibration_samples: Representative images for int8 when no data is
@@ -103,8 +96,9 @@ class LatencyConfig:
 
   threads: int = 1
   warmup: int = 10
-  runs: int = 40
-  repeats: int = 5
+  runs: int = 20
+  repeats: int = 10
+  pause_ms: float = 20.0
   statistic: str = "min"
   quantize: str = "none"
   calibration_samples: int = 8
@@ -116,6 +110,7 @@ class LatencyConfig:
         (self.warmup >= 0, f"warmup={self.warmup} must be >= 0"),
         (self.runs >= 1, f"runs={self.runs} must be >= 1"),
         (self.repeats >= 1, f"repeats={self.repeats} must be >= 1"),
+        (self.pause_ms >= 0, f"pause_ms={self.pause_ms} must be >= 0"),
         (self.statistic in STATISTICS,
          f"statistic='{self.statistic}' is not one of {STATISTICS}"),
         (self.quantize in QUANTIZE_MODES,
@@ -136,14 +131,17 @@ class LatencyConfig:
   def from_config(cls, config: dict) -> "LatencyConfig":
     return cls(**config)
 
+  def timing_settings(self) -> dict:
+    """The fields that change a measured value (cache and table keys)."""
+    settings = self.get_config()
+    del settings["calibration_samples"], settings["command_timeout_s"]
+    return settings
+
 
 @dataclasses.dataclass(frozen=True)
 class TimingStats:
-  """Per-invoke statistics of one timing, in milliseconds.
-
-  `latency_ms` is the configured statistic; fields a device command does not
-  print are None.
-  """
+  """Per-invoke statistics of one timing in ms; `latency_ms` is the
+  configured statistic, and what a device command does not print is None."""
 
   latency_ms: float
   median_ms: Optional[float]
@@ -207,10 +205,9 @@ def captured_native_output() -> Iterator:
     finally:
       sys.stdout.flush()
       sys.stderr.flush()
-      os.dup2(saved[0], 1)
-      os.dup2(saved[1], 2)
-      os.close(saved[0])
-      os.close(saved[1])
+      for fd, saved_fd in enumerate(saved, start=1):
+        os.dup2(saved_fd, fd)
+        os.close(saved_fd)
 
 
 def _tail(text: str, lines: int = _TAIL_LINES) -> str:
@@ -246,13 +243,12 @@ def convert_to_tflite(model: keras.Model, quantize: str = "none",
                       calibration_samples: int = 8) -> bytes:
   """Converts a single-input Keras model to a TFLite flatbuffer, quietly.
 
-  The model is traced once with batch size 1, its weights are frozen into
-  the graph, and the graph is saved as a SavedModel with one signature,
-  which `TFLiteConverter.from_saved_model` converts. Freezing first makes the
-  SavedModel save and conversion about twice as fast as saving the variables
-  or `model.export(format="litert")` (1.5 s instead of 3-6 s for a
-  search-space student at 28x28 here). `from_concrete_functions` is not
-  used: it gave NaN outputs here.
+  The model is traced with batch size 1, its weights are frozen into the
+  graph, and the graph is saved as a one-signature SavedModel for
+  `TFLiteConverter.from_saved_model`: about twice as fast as saving the
+  variables or `model.export(format="litert")` (1.5 s instead of 3-6 s for a
+  28x28 search-space student here). `from_concrete_functions` is not used
+  (it gave NaN outputs here). The converter's log is captured, not printed.
 
   Args:
     model: A built Keras model with one input of fully known shape.
@@ -325,14 +321,8 @@ def _fill_inputs(interpreter):
     interpreter.set_tensor(detail["index"], value)
 
 
-def _statistic(samples_ms: np.ndarray, statistic: str) -> float:
-  if statistic == "min":
-    return float(samples_ms.min())
-  if statistic == "p10":
-    return float(np.percentile(samples_ms, 10))
-  if statistic == "median":
-    return float(np.median(samples_ms))
-  return float(samples_ms.mean())
+_STATISTICS = {"min": np.min, "p10": lambda s: np.percentile(s, 10),
+               "median": np.median, "mean": np.mean}
 
 
 def time_tflite(tflite: bytes, config: LatencyConfig = LatencyConfig()
@@ -357,8 +347,14 @@ def time_tflite(tflite: bytes, config: LatencyConfig = LatencyConfig()
       _fill_inputs(interpreter)
       interpreter.invoke()
     except Exception as error:  # pylint: disable=broad-except
-      raise LatencyError(f"the LiteRT interpreter rejected the model: {error}"
-                         f"\n{_captured_tail(capture)}") from error
+      hint = ("; XNNPACK refuses an int8 layer whose output range was zero on "
+              "the calibration images (a ReLU that never fired, e.g. in an "
+              "untrained squeeze-excitation unit): calibrate with real images "
+              "(representative_data) or time the float model"
+              if "XNNPACK" in str(error) else "")
+      raise LatencyError(f"the LiteRT interpreter rejected the model: "
+                         f"{error}{hint}\n{_captured_tail(capture)}"
+                         ) from error
   invoke = interpreter.invoke
   clock = time.perf_counter_ns
   samples = np.empty(config.runs * config.repeats, dtype=np.int64)
@@ -368,6 +364,8 @@ def time_tflite(tflite: bytes, config: LatencyConfig = LatencyConfig()
     for _ in range(config.warmup):
       invoke()
     for i in range(samples.size):
+      if i and i % config.runs == 0 and config.pause_ms:
+        time.sleep(config.pause_ms / 1e3)
       start = clock()
       invoke()
       samples[i] = clock() - start
@@ -377,7 +375,7 @@ def time_tflite(tflite: bytes, config: LatencyConfig = LatencyConfig()
   samples_ms = samples / 1e6
   mean = float(samples_ms.mean())
   return TimingStats(
-      latency_ms=_statistic(samples_ms, config.statistic),
+      latency_ms=float(_STATISTICS[config.statistic](samples_ms)),
       median_ms=float(np.median(samples_ms)),
       min_ms=float(samples_ms.min()),
       max_ms=float(samples_ms.max()),
@@ -484,135 +482,49 @@ def run_latency_command(template: str, tflite: bytes,
   return parse_benchmark_output(result.stdout + "\n" + result.stderr)
 
 
-@functools.lru_cache(maxsize=None)
-def machine_id() -> str:
-  """Names this machine for cache keys: OS, CPU model, cores, versions."""
-  cpu = platform.processor()
+def last_level_cache_mb() -> float:
+  """Size of this CPU's last-level cache in MiB (32 when unknown)."""
+  sizes = {}
+  directory = "/sys/devices/system/cpu/cpu0/cache"
   try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.startswith("model name"):
-          cpu = line.split(":", 1)[1].strip()
-          break
-  except OSError:
-    pass
-
-  def version(package):
-    try:
-      return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-      return "?"
-
-  return (f"{platform.system()}-{platform.machine()}/{cpu}/"
-          f"{os.cpu_count()}cpu/litert-{version('ai-edge-litert')}/"
-          f"tf-{version('tensorflow')}")
-
-
-def cache_key(spec: arch.ArchSpec, config: LatencyConfig, source: str,
-              machine: str) -> str:
-  """Returns the cache key of one latency measurement.
-
-  The key hashes the block strings, global params, input shape, the timing
-  settings (threads, warm-up, runs, repeats, statistic, quantization), the
-  source ('measured', or 'command:<template>') and the machine.
-  """
-  description = spec.get_config()
-  description.update(
-      {k: v for k, v in config.get_config().items()
-       if k not in ("calibration_samples", "command_timeout_s")},
-      source=source, machine=machine)
-  text = json.dumps(description, sort_keys=True)
-  return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
-class LatencyCache:
-  """A JSON-lines file of measured latencies, shared by processes.
-
-  Each `put` appends one line in a single `write` under an exclusive
-  `flock` and fsyncs it, so a killed search keeps every measurement it
-  reported and concurrent searches never interleave lines. A torn last line
-  left by a killed writer is skipped on reading and fenced off by a newline
-  before the next append. `get` re-reads lines other processes appended.
-
-  Args:
-    path: The cache file; created (with its directory) on the first `put`.
-  """
-
-  def __init__(self, path: str):
-    self.path = os.fspath(path)
-    self._entries = {}
-    self._offset = 0
-
-  def _refresh(self) -> None:
-    try:
-      with open(self.path, "rb") as f:
-        f.seek(self._offset)
-        data = f.read()
-    except FileNotFoundError:
-      return
-    end = data.rfind(b"\n") + 1
-    for line in data[:end].split(b"\n"):
-      try:
-        record = json.loads(line)
-        self._entries[record["key"]] = record
-      except (ValueError, KeyError, TypeError):
-        continue  # Blank, or a torn line of a killed writer.
-    self._offset += end
-
-  def get(self, key: str) -> Optional[dict]:
-    """Returns the record stored under `key`, or None."""
-    if key not in self._entries:
-      self._refresh()
-    return self._entries.get(key)
-
-  def put(self, key: str, record: dict) -> None:
-    """Appends `record` (JSON-serializable) under `key`, durably."""
-    record = dict(record, key=key)
-    line = (json.dumps(record, sort_keys=True) + "\n").encode()
-    directory = os.path.dirname(os.path.abspath(self.path))
-    os.makedirs(directory, exist_ok=True)
-    fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
-    try:
-      fcntl.flock(fd, fcntl.LOCK_EX)
-      size = os.fstat(fd).st_size
-      if size and os.pread(fd, 1, size - 1) != b"\n":
-        line = b"\n" + line
-      os.write(fd, line)
-      os.fsync(fd)
-    finally:
-      os.close(fd)
-    self._entries[key] = record
-
-  def __len__(self) -> int:
-    self._refresh()
-    return len(self._entries)
+    for index in os.listdir(directory):
+      with open(os.path.join(directory, index, "level")) as f:
+        level = int(f.read())
+      with open(os.path.join(directory, index, "size")) as f:
+        text = f.read().strip()
+      scale = {"K": 1 / 1024, "M": 1.0, "G": 1024.0}.get(text[-1:], 1 / 2**20)
+      sizes[level] = float(text.rstrip("KMG")) * scale
+  except (OSError, ValueError):
+    return 32.0
+  return sizes[max(sizes)] if sizes else 32.0
 
 
 class LatencyMeasurer:
   """The latency of a student, as the search asks for it.
 
-  Modes:
-    'measured'  convert to TFLite and time it here with LiteRT.
-    'lut'       predict from a `latency_lut.LatencyLUT` of per-part
-                latencies; parts a student adds are measured (and saved) on
-                first need, and the first `lut_calibration` students are
-                also measured whole to fit the table's offset.
-    'command'   convert, then time with `command` (e.g. adb and TFLite's
-                benchmark_model on a phone).
+  Modes: 'measured' converts and times here with LiteRT; 'lut' predicts
+  from a `latency_lut.LatencyLUT`, measuring the parts a student adds on
+  first need and also measuring the first `lut_calibration` students whole
+  (best of two timings) to fit the table; 'command' converts and times with `command`. Whole
+  students are kept in a `latency_lut.LatencyCache` when `cache_path` is
+  given, so none is measured twice, across processes and restarts.
 
-  'measured' and 'command' results are kept in a `LatencyCache` when
-  `cache_path` is given, so a student is never measured twice, across
-  processes and restarts.
+  In 'lut' mode a student whose weights exceed `lut_max_weight_mb` is
+  measured whole instead (result source 'measured'): its weights no longer
+  stay in the shared cache between invokes, and it ran 15-35% slower than
+  its parts predict here, by an amount that depends on other processes.
 
   Args:
     mode: One of MODES.
     config: The timing setup.
     cache_path: JSON-lines cache file, or None for no cache.
-    lut_path: The table file of 'lut' mode (loaded if it exists, saved
-      after every change); None keeps the table in memory.
-    command: The command template of 'command' mode; `{tflite}` is replaced
-      by the path of the converted model.
-    lut_calibration: Whole-student measurements that fit the table offset.
+    lut_path: The table of 'lut' mode (loaded if it exists, saved after
+      every change), or None to keep it in memory.
+    command: The template of 'command' mode; `{tflite}` is replaced by the
+      path of the converted model.
+    lut_calibration: Students measured whole to fit the table.
+    lut_max_weight_mb: Weight size above which 'lut' mode measures; None:
+      half this CPU's last-level cache (16 MiB here).
 
   Attributes:
     num_conversions: Keras -> TFLite conversions made by this object.
@@ -620,7 +532,7 @@ class LatencyMeasurer:
 
   Raises:
     ValueError: unknown mode, a template without `{tflite}`, or a table
-      measured with another machine or timing setup.
+      measured on another machine or with other timing settings.
   """
 
   def __init__(self, mode: str = "measured",
@@ -628,7 +540,8 @@ class LatencyMeasurer:
                cache_path: Optional[str] = None,
                lut_path: Optional[str] = None,
                command: Optional[str] = None,
-               lut_calibration: int = 10):
+               lut_calibration: int = 10,
+               lut_max_weight_mb: Optional[float] = None):
     if mode not in MODES:
       raise ValueError(f"latency mode '{mode}' is not one of {MODES}")
     if mode == "command":
@@ -640,11 +553,15 @@ class LatencyMeasurer:
     self.command = command
     self.lut_path = lut_path
     self.lut_calibration = lut_calibration
-    self.cache = LatencyCache(cache_path) if cache_path else None
+    self.lut_max_weight_mb = (last_level_cache_mb() / 2
+                              if lut_max_weight_mb is None
+                              else float(lut_max_weight_mb))
+    self.cache = (latency_lut.LatencyCache(cache_path) if cache_path
+                  else None)
     self.num_conversions = 0
     self.lut = None
     if mode == "lut":
-      meta = self.lut_meta()
+      meta = dict(config.timing_settings(), machine=latency_lut.machine_id())
       if lut_path and os.path.exists(lut_path):
         self.lut = latency_lut.LatencyLUT.load(lut_path)
         if self.lut.meta != meta:
@@ -654,13 +571,6 @@ class LatencyMeasurer:
       else:
         self.lut = latency_lut.LatencyLUT(meta)
 
-  def lut_meta(self) -> dict:
-    """What a table must have been measured with to serve this measurer."""
-    config = self.config.get_config()
-    for key in ("calibration_samples", "command_timeout_s"):
-      config.pop(key)
-    return dict(config, machine=machine_id())
-
   def _convert(self, model, representative_data=None) -> bytes:
     tflite = convert_to_tflite(model, self.config.quantize,
                                representative_data,
@@ -668,14 +578,13 @@ class LatencyMeasurer:
     self.num_conversions += 1
     return tflite
 
-  def _time_model(self, model) -> TimingStats:
-    return time_tflite(self._convert(model), self.config)
-
-  def _measure_whole(self, spec, model, representative_data, source):
-    """Measures (or reads from the cache) a whole student."""
-    key = cache_key(spec, self.config,
-                    "measured" if source == "measured" else
-                    f"command:{self.command}", machine_id())
+  def _measure_whole(self, spec, model, representative_data, source,
+                     timings=1):
+    """Measures a whole student (best of `timings`), or reads the cache."""
+    machine = latency_lut.machine_id()
+    key = latency_lut.cache_key(
+        spec, self.config.timing_settings(),
+        source if source == "measured" else f"command:{self.command}", machine)
     record = self.cache.get(key) if self.cache is not None else None
     if record is not None:
       return TimingStats(**record["stats"]), True
@@ -686,10 +595,11 @@ class LatencyMeasurer:
       stats = run_latency_command(self.command, tflite,
                                   self.config.command_timeout_s)
     else:
-      stats = time_tflite(tflite, self.config)
+      stats = min((time_tflite(tflite, self.config) for _ in range(timings)),
+                  key=lambda stats: stats.latency_ms)
     if self.cache is not None:
       self.cache.put(key, {"stats": stats.get_config(), "source": source,
-                           "arch": spec.get_config(), "machine": machine_id(),
+                           "arch": spec.get_config(), "machine": machine,
                            "time": time.time()})
     return stats, False
 
@@ -701,7 +611,7 @@ class LatencyMeasurer:
     Args:
       spec: The student's architecture (the cache and table key).
       model: The student built from `spec`, if the caller has it; built
-        here when needed and None.
+        here when needed.
       representative_data: Images that calibrate int8 quantization.
 
     Raises:
@@ -715,11 +625,23 @@ class LatencyMeasurer:
                                           self.mode)
       return LatencyResult(stats.latency_ms, self.mode, cached, stats,
                            time.perf_counter() - start)
-    measure_part = lambda part: self._time_model(part).latency_ms
+    try:
+      params = self.lut.params(spec)
+    except latency_lut.MissingPartsError:
+      model = model if model is not None else builder.build_from_spec(spec)
+      params = model.count_params()
+    bytes_per_weight = 1 if self.config.quantize == "int8" else 4
+    if params * bytes_per_weight / 2**20 > self.lut_max_weight_mb:
+      stats, cached = self._measure_whole(spec, model, representative_data,
+                                          "measured")
+      return LatencyResult(stats.latency_ms, "measured", cached, stats,
+                           time.perf_counter() - start)
+    measure_part = lambda part: time_tflite(self._convert(part),
+                                            self.config).latency_ms
     changed = bool(self.lut.fill(spec, measure_part, model))
     if len(self.lut.calibration) < self.lut_calibration:
       stats, _ = self._measure_whole(spec, model, representative_data,
-                                     "measured")
+                                     "measured", timings=2)
       self.lut.add_calibration(spec, stats.latency_ms)
       changed = True
     if changed and self.lut_path:

@@ -1,30 +1,39 @@
-"""A lookup-table latency predictor for MnasNet students (as OFA, FBNet).
+"""Persistent latency stores: a cache of students, a table of their parts.
 
-A student is cut into parts: the stem, every layer of every block, and the
+`LatencyCache` is a JSON-lines file of whole-student measurements keyed by
+`cache_key` (architecture, timing settings, source, `machine_id`), shared
+safely by processes, so a search never measures a student twice.
+
+`LatencyLUT` is a lookup-table predictor, as OFA and FBNet use. A student is cut into parts: the stem, every layer of every block, and the
 head (1x1 conv, pooling, classifier). Each distinct part is converted and
 timed once, in isolation, at the input resolution it sees in the network;
 the table keys a part by activation, input size and a one-layer block
 string, e.g. 'relu6|14x14|r1_k3_s22_e6_i24_o32_se0.25'. A student's latency
 is predicted as
 
-  scale * sum over its parts of (part latency - invoke overhead) + offset
+  scale * sum over its parts of (part latency - invoke overhead) + overhead
 
-where the invoke overhead is the latency of a trivial model (every isolated
-part pays it once) and scale and offset are fitted robustly to a few
-students measured whole (`add_calibration`): the whole student pays the
-invoke overhead once, and reads its weights from a larger, slower cache
-level than a part timed alone (scale about 1.05 at 28x28 here).
-Prediction from a full table takes microseconds and needs no model;
-`fill` measures the parts a student adds, so the table grows lazily.
+where the invoke overhead is the latency of a trivial model (each part
+timed alone pays it; the whole student pays it once) and the scale is the
+median ratio of measured to summed latency over a few students measured
+whole (`add_calibration`; about 1.05 at 28x28 here: a whole student reads
+its weights from a slower cache level than a part timed alone). Prediction
+from a full table takes microseconds and needs no model; `fill` measures
+the parts a student adds, so the table grows lazily. The table also keeps
+each part's parameters, so `params` tells, without building the student,
+whether its weights overflow the cache (see `LatencyMeasurer`).
 
-Public names: LatencyLUT, MissingPartsError, part_keys, slice_parts.
+Public names: LatencyCache, LatencyLUT, MissingPartsError, cache_key,
+machine_id, part_keys, slice_parts.
 """
 
 import fcntl
 import functools
+import hashlib
+import importlib.metadata
 import json
-import math
 import os
+import platform
 import tempfile
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -34,9 +43,108 @@ import numpy as np
 from akd_tf import arch
 from akd_tf import builder
 
-__all__ = ["LatencyLUT", "MissingPartsError", "part_keys", "slice_parts"]
+__all__ = ["LatencyCache", "LatencyLUT", "MissingPartsError", "cache_key",
+           "machine_id", "part_keys", "slice_parts"]
 
-_FORMAT = "akd_tf.latency_lut/1"
+_FORMAT = "akd_tf.latency_lut/2"
+
+
+@functools.lru_cache(maxsize=None)
+def machine_id() -> str:
+  """Names this machine for cache keys: OS, CPU model, cores, versions."""
+  cpu = platform.processor()
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          cpu = line.split(":", 1)[1].strip()
+          break
+  except OSError:
+    pass
+
+  def version(package):
+    try:
+      return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+      return "?"
+
+  return (f"{platform.system()}-{platform.machine()}/{cpu}/"
+          f"{os.cpu_count()}cpu/litert-{version('ai-edge-litert')}/"
+          f"tf-{version('tensorflow')}")
+
+
+def cache_key(spec: arch.ArchSpec, settings: dict, source: str,
+              machine: str) -> str:
+  """Returns the cache key of one whole-student measurement.
+
+  The key hashes the block strings, global params and input shape, the
+  timing `settings` (threads, warm-up, runs, repeats, statistic,
+  quantization: `LatencyConfig.timing_settings()`), the source ('measured',
+  or 'command:<template>') and the machine.
+  """
+  description = spec.get_config()
+  description.update(settings, source=source, machine=machine)
+  text = json.dumps(description, sort_keys=True)
+  return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+class LatencyCache:
+  """A JSON-lines file of measured latencies, shared by processes.
+
+  Each `put` appends one line in a single `write` under an exclusive
+  `flock` and fsyncs it, so a killed search keeps every measurement it
+  reported and concurrent searches never interleave lines. A torn last line
+  left by a killed writer is skipped on reading and fenced off by a newline
+  before the next append. `get` re-reads lines other processes appended.
+
+  Args:
+    path: The cache file; created (with its directory) on the first `put`.
+  """
+
+  def __init__(self, path: str):
+    self.path = os.fspath(path)
+    self._entries = {}
+    self._offset = 0
+
+  def _refresh(self) -> None:
+    try:
+      with open(self.path, "rb") as f:
+        f.seek(self._offset)
+        data = f.read()
+    except FileNotFoundError:
+      return
+    end = data.rfind(b"\n") + 1
+    for line in data[:end].split(b"\n"):
+      try:
+        record = json.loads(line)
+        self._entries[record["key"]] = record
+      except (ValueError, KeyError, TypeError):
+        continue  # Blank, or a torn line of a killed writer.
+    self._offset += end
+
+  def get(self, key: str) -> Optional[dict]:
+    """Returns the record stored under `key`, or None."""
+    if key not in self._entries:
+      self._refresh()
+    return self._entries.get(key)
+
+  def put(self, key: str, record: dict) -> None:
+    """Appends `record` (JSON-serializable) under `key`, durably."""
+    record = dict(record, key=key)
+    line = (json.dumps(record, sort_keys=True) + "\n").encode()
+    directory = os.path.dirname(os.path.abspath(self.path))
+    os.makedirs(directory, exist_ok=True)
+    fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX)
+      size = os.fstat(fd).st_size
+      if size and os.pread(fd, 1, size - 1) != b"\n":
+        line = b"\n" + line
+      os.write(fd, line)
+      os.fsync(fd)
+    finally:
+      os.close(fd)
+    self._entries[key] = record
 
 
 class MissingPartsError(KeyError):
@@ -46,10 +154,6 @@ class MissingPartsError(KeyError):
     self.missing = tuple(missing)
     super().__init__(f"the latency table lacks {len(self.missing)} part(s), "
                      f"e.g. '{self.missing[0]}'; call fill() to measure them")
-
-
-def _same_padding(size: int, stride: int) -> int:
-  return int(math.ceil(size / stride))
 
 
 def _layer_string(block: arch.BlockArgs, strides, in_filters, out_filters,
@@ -82,8 +186,8 @@ def part_keys(spec: arch.ArchSpec) -> Tuple[Tuple[str, Tuple[int, int, int]],
   stem = builder.round_filters(gp.stem_size, gp)
   parts = [(f"{act}|{height}x{width}x{channels}|stem_k3_s{gp.stem_strides}_"
             f"o{stem}", (height, width, channels))]
-  height = _same_padding(height, gp.stem_strides)
-  width = _same_padding(width, gp.stem_strides)
+  height = -(-height // gp.stem_strides)
+  width = -(-width // gp.stem_strides)
   for block in spec.blocks:
     in_filters = builder.round_filters(block.input_filters, gp)
     out_filters = builder.round_filters(block.output_filters, gp)
@@ -94,8 +198,8 @@ def part_keys(spec: arch.ArchSpec) -> Tuple[Tuple[str, Tuple[int, int, int]],
       layer = _layer_string(block, strides, in_filters, out_filters, residual)
       parts.append((f"{act}|{height}x{width}|{layer}",
                     (height, width, in_filters)))
-      height = _same_padding(height, strides[0])
-      width = _same_padding(width, strides[1])
+      height = -(-height // strides[0])
+      width = -(-width // strides[1])
       in_filters = out_filters
   head = builder.round_filters(gp.head_size, gp)
   parts.append((f"{act}|{height}x{width}|head_i{in_filters}_o{head}_"
@@ -136,85 +240,80 @@ def _overhead_model() -> keras.Model:
   return keras.Model(inputs, keras.layers.ReLU()(inputs), name="overhead")
 
 
-def _theil_sen(points: Sequence[Tuple[float, float]]) -> Tuple[float, float]:
-  """Median-of-pairwise-slopes line through (x, y) points: (slope, offset)."""
-  x = np.array([p[0] for p in points])
-  y = np.array([p[1] for p in points])
-  i, j = np.triu_indices(len(x), k=1)
-  keep = x[j] != x[i]
-  if not keep.any():
-    return 1.0, float(np.median(y - x))
-  slope = float(np.median((y[j] - y[i])[keep] / (x[j] - x[i])[keep]))
-  return slope, float(np.median(y - slope * x))
-
-
 class LatencyLUT:
   """Per-part latencies of one machine and timing setup, and a predictor.
 
   Args:
     meta: What the latencies were measured with (machine, threads,
       statistic, quantize, ...); a table is only valid for the same `meta`.
-    entries: Part key -> latency in ms.
+    entries: Part key -> (latency in ms, parameters of the part).
     overhead_ms: Latency of a trivial model (None until measured).
     calibration: (raw sum, measured latency) pairs of whole students.
   """
 
-  def __init__(self, meta: dict, entries: Optional[Dict[str, float]] = None,
+  def __init__(self, meta: dict,
+               entries: Optional[Dict[str, Tuple[float, int]]] = None,
                overhead_ms: Optional[float] = None,
                calibration: Sequence[Tuple[float, float]] = ()):
     self.meta = dict(meta)
-    self.entries = dict(entries or {})
+    self.entries = {key: (float(ms), int(params))
+                    for key, (ms, params) in (entries or {}).items()}
     self.overhead_ms = overhead_ms
     self.calibration = [tuple(pair) for pair in calibration]
-    self._fit = None
+    self._scale = None
 
   @property
-  def fit(self) -> Tuple[float, float]:
-    """(scale, offset_ms) mapping a raw sum to a whole-student latency.
+  def scale(self) -> float:
+    """Median of (measured - overhead) / raw sum over calibration students.
 
-    With three or more calibration students: the Theil-Sen line (median of
-    pairwise slopes), robust to a student that fell off a cache cliff.
-    With fewer: scale 1 and the median residual (or the invoke overhead
-    when there is none).
+    One robust ratio: an offset fitted beside it on a handful of noisy
+    students overpredicted the smallest students by 10% here.
     """
-    if self._fit is None:
-      if len(self.calibration) >= 3:
-        self._fit = _theil_sen(self.calibration)
-      elif self.calibration:
-        self._fit = (1.0, float(np.median([measured - raw for raw, measured
-                                           in self.calibration])))
-      else:
-        self._fit = (1.0, self.overhead_ms or 0.0)
-    return self._fit
+    if self._scale is None:
+      overhead = self.overhead_ms or 0.0
+      self._scale = float(np.median([(measured - overhead) / raw
+                                     for raw, measured in self.calibration])
+                          ) if self.calibration else 1.0
+    return self._scale
 
   def missing(self, spec: arch.ArchSpec) -> List[str]:
     """Keys of the student's parts that the table lacks (no duplicates)."""
     keys = [key for key, _ in part_keys(spec) if key not in self.entries]
     return list(dict.fromkeys(keys))
 
-  def raw_sum_ms(self, spec: arch.ArchSpec) -> float:
-    """Sum over the parts of (part latency - overhead), before the fit.
-
-    Raises:
-      MissingPartsError: a part is not in the table.
-    """
-    entries = self.entries
+  def _entries_of(self, spec):
     try:
-      total = sum(entries[key] for key, _ in part_keys(spec))
+      return [self.entries[key] for key, _ in part_keys(spec)]
     except KeyError:
       raise MissingPartsError(self.missing(spec)) from None
-    if self.overhead_ms is None:
-      raise MissingPartsError(["(invoke overhead)"])
-    return float(total - len(part_keys(spec)) * self.overhead_ms)
 
-  def predict(self, spec: arch.ArchSpec) -> float:
-    """Predicted latency in ms: scale * raw sum + offset (see `fit`).
+  def params(self, spec: arch.ArchSpec) -> int:
+    """Parameters of the student, summed over its parts.
 
     Raises:
       MissingPartsError: a part is not in the table.
     """
-    scale, offset = self.fit
-    return scale * self.raw_sum_ms(spec) + offset
+    return sum(params for _, params in self._entries_of(spec))
+
+  def raw_sum_ms(self, spec: arch.ArchSpec) -> float:
+    """Sum over the parts of (part latency - overhead), before the scale.
+
+    Raises:
+      MissingPartsError: a part is not in the table.
+    """
+    entries = self._entries_of(spec)
+    if self.overhead_ms is None:
+      raise MissingPartsError(["(invoke overhead)"])
+    return float(sum(ms for ms, _ in entries) -
+                 len(entries) * self.overhead_ms)
+
+  def predict(self, spec: arch.ArchSpec) -> float:
+    """Predicted latency in ms: scale * raw sum + overhead.
+
+    Raises:
+      MissingPartsError: a part is not in the table.
+    """
+    return self.scale * self.raw_sum_ms(spec) + self.overhead_ms
 
   def fill(self, spec: arch.ArchSpec, measure: Callable[[keras.Model], float],
            model: Optional[keras.Model] = None) -> int:
@@ -234,7 +333,6 @@ class LatencyLUT:
     measured = 0
     if self.overhead_ms is None:
       self.overhead_ms = float(measure(_overhead_model()))
-      self._fit = None
       measured += 1
     missing = set(self.missing(spec))
     if not missing:
@@ -254,25 +352,26 @@ class LatencyLUT:
         raise ValueError(f"part '{part.name}' of model '{model.name}' has "
                          f"input {tuple(part.inputs[0].shape[1:])}, expected "
                          f"{shape} for '{key}'")
-      self.entries[key] = float(measure(part))
+      self.entries[key] = (float(measure(part)), int(part.count_params()))
       missing.discard(key)
       measured += 1
     return measured
 
   def add_calibration(self, spec: arch.ArchSpec, measured_ms: float) -> None:
-    """Records a whole-student measurement that fits scale and offset.
+    """Records a whole-student measurement that fits the scale.
 
     Raises:
       MissingPartsError: a part of `spec` is not in the table.
     """
     self.calibration.append((self.raw_sum_ms(spec), float(measured_ms)))
-    self._fit = None
+    self._scale = None
 
   def get_config(self) -> dict:
     return {"format": _FORMAT, "meta": self.meta,
             "overhead_ms": self.overhead_ms,
             "calibration": [list(pair) for pair in self.calibration],
-            "entries": dict(sorted(self.entries.items()))}
+            "entries": {key: list(value)
+                        for key, value in sorted(self.entries.items())}}
 
   @classmethod
   def from_config(cls, config: dict) -> "LatencyLUT":
@@ -304,7 +403,7 @@ class LatencyLUT:
                                   if pair not in known)
           if self.overhead_ms is None:
             self.overhead_ms = on_disk.overhead_ms
-          self._fit = None
+          self._scale = None
       fd, temporary = tempfile.mkstemp(dir=directory, suffix=".tmp")
       with os.fdopen(fd, "w") as f:
         json.dump(self.get_config(), f, indent=1)

@@ -33,8 +33,9 @@ LATENCY_COMMAND = flags.DEFINE_string(
     "{tflite} is replaced by the model's path.")
 THREADS = flags.DEFINE_integer("threads", 1, "Interpreter threads.")
 WARMUP = flags.DEFINE_integer("warmup", 10, "Untimed invokes before timing.")
-RUNS = flags.DEFINE_integer("runs", 40, "Timed invokes per repeat.")
-REPEATS = flags.DEFINE_integer("repeats", 5, "Rounds of --runs invokes.")
+RUNS = flags.DEFINE_integer("runs", 20, "Timed invokes per repeat.")
+REPEATS = flags.DEFINE_integer("repeats", 10, "Rounds of --runs invokes.")
+PAUSE_MS = flags.DEFINE_float("pause_ms", 20.0, "Sleep between rounds.")
 STATISTIC = flags.DEFINE_enum(
     "statistic", "min", ["min", "p10", "median", "mean"],
     "Statistic of the timed invokes reported as latency_ms.")
@@ -60,7 +61,8 @@ def latency_config_from_flags():
   try:
     return latency.LatencyConfig(
         threads=THREADS.value, warmup=WARMUP.value, runs=RUNS.value,
-        repeats=REPEATS.value, statistic=STATISTIC.value,
+        repeats=REPEATS.value, pause_ms=PAUSE_MS.value,
+        statistic=STATISTIC.value,
         quantize=QUANTIZE.value)
   except ValueError as error:
     name = str(error).split(":", 1)[1].split("=")[0].strip()

@@ -1,0 +1,241 @@
+"""Lookup-table latency vs measured latency, and cross-process repeatability.
+
+For `--students` random students of the MnasNet space at the search's input
+size (default 28x28x1, 10 classes, BN momentum 0.9) the whole student is
+converted and timed with LiteRT, and its latency is predicted from a table
+of per-part latencies (`latency_lut.LatencyLUT`) whose scale was
+fitted on `--calibration` other students. Printed and written to
+benchmarks/results/latency.json: Spearman rank correlation, mean absolute
+percentage error, the fraction within +-10%, the same figures for timing the
+same .tflite twice (the noise floor), and seconds per measurement vs per
+prediction. Predictions are compared with one timing and with the better of
+two timings a few seconds apart (a less noisy reference), and apart for the
+students whose float weights fit half the last-level cache (the others
+`LatencyMeasurer` measures instead of predicting). Then `akd-latency --preset=mobilenet_v2 --image_size=224 --json`
+runs as `--processes` separate processes: their latency_ms must agree within
+8%.
+
+  .venv/bin/python benchmarks/latency.py
+  .venv/bin/python benchmarks/latency.py --image_size=32 --channels=3 \
+      --output=/tmp/latency32.json
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+from absl import app
+from absl import flags
+import numpy as np
+from scipy import stats as scipy_stats
+
+from akd_tf import arch
+from akd_tf import builder
+from akd_tf import latency
+from akd_tf import latency_lut
+from akd_tf import search_space
+
+_STUDENTS = flags.DEFINE_integer("students", 50, "Test students.")
+_CALIBRATION = flags.DEFINE_integer(
+    "calibration", 10, "Students measured whole to fit the table.")
+_IMAGE_SIZE = flags.DEFINE_integer("image_size", 28, "Input height/width.")
+_CHANNELS = flags.DEFINE_integer("channels", 1, "Input channels.")
+_PROCESSES = flags.DEFINE_integer(
+    "processes", 5, "akd-latency processes of the repeatability check "
+    "(0: skip it).")
+_OUTPUT = flags.DEFINE_string(
+    "output", os.path.join(os.path.dirname(__file__), "results",
+                           "latency.json"), "JSON results file.")
+
+_CALIBRATION_SEED = 100_000
+
+
+def _spec(space, seed):
+  return arch.ArchSpec(
+      space.decode(space.sample(seed)),
+      arch.GlobalParams(num_classes=10, batch_norm_momentum=0.9),
+      (_IMAGE_SIZE.value, _IMAGE_SIZE.value, _CHANNELS.value))
+
+
+def _weight_mb(model):
+  return model.count_params() * 4 / 2**20
+
+
+def _errors(predicted, measured):
+  predicted, measured = np.asarray(predicted), np.asarray(measured)
+  relative = predicted / measured - 1.0
+  return {
+      "spearman": float(scipy_stats.spearmanr(predicted, measured)[0]),
+      "mape_percent": float(100 * np.mean(np.abs(relative))),
+      "within_10_percent": float(np.mean(np.abs(relative) <= 0.10)),
+      "max_abs_error_percent": float(100 * np.max(np.abs(relative))),
+  }
+
+
+class _PartTimer:
+  """Converts and times table parts, keeping count and wall time."""
+
+  def __init__(self, config):
+    self.config = config
+    self.count = 0
+    self.seconds = 0.0
+
+  def __call__(self, part):
+    start = time.perf_counter()
+    ms = latency.measure_model(part, self.config).latency_ms
+    self.seconds += time.perf_counter() - start
+    self.count += 1
+    return ms
+
+
+def lut_vs_measured(config):
+  """Fits the table on calibration students, then compares on test ones."""
+  space = search_space.SearchSpace()
+  meta = dict(config.timing_settings(), machine=latency_lut.machine_id())
+  table = latency_lut.LatencyLUT(meta)
+  timer = _PartTimer(config)
+  limit_mb = latency.last_level_cache_mb() / 2
+  seed = _CALIBRATION_SEED
+  while len(table.calibration) < _CALIBRATION.value:
+    spec = _spec(space, seed)
+    seed += 1
+    model = builder.build_from_spec(spec)
+    if _weight_mb(model) > limit_mb:
+      continue  # As LatencyMeasurer: such students are measured, not fitted.
+    table.fill(spec, timer, model)
+    tflite = latency.convert_to_tflite(model)
+    table.add_calibration(spec, min(  # As LatencyMeasurer: best of two.
+        latency.time_tflite(tflite, config).latency_ms for _ in range(2)))
+  rows = []
+  for seed in range(_STUDENTS.value):
+    spec = _spec(space, seed)
+    model = builder.build_from_spec(spec)
+    start = time.perf_counter()
+    tflite = latency.convert_to_tflite(model)
+    convert_s = time.perf_counter() - start
+    first = latency.time_tflite(tflite, config)
+    measure_s = time.perf_counter() - start
+    table.fill(spec, timer, model)
+    start = time.perf_counter()
+    predicted = table.predict(spec)
+    first_predict_s = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(1000):
+      table.predict(spec)
+    predict_s = (time.perf_counter() - start) / 1000
+    again = latency.time_tflite(tflite, config)
+    rows.append({
+        "seed": seed, "blocks": list(spec.block_strings),
+        "params": int(model.count_params()),
+        "over_cache_limit": bool(_weight_mb(model) > limit_mb),
+        "measured_ms": first.latency_ms, "median_ms": first.median_ms,
+        "cv": first.cv, "remeasured_ms": again.latency_ms,
+        "predicted_ms": predicted, "convert_s": convert_s,
+        "measure_s": measure_s, "first_predict_s": first_predict_s,
+        "predict_s": predict_s})
+    print(f"student {seed:3d}: measured {first.latency_ms:.4f} ms, "
+          f"predicted {predicted:.4f} ms "
+          f"({100 * (predicted / first.latency_ms - 1):+.1f}%), "
+          f"{model.count_params() / 1e6:.2f}M params", flush=True)
+  first = [r["measured_ms"] for r in rows]
+  best = [min(r["measured_ms"], r["remeasured_ms"]) for r in rows]
+  under = [i for i, r in enumerate(rows) if not r["over_cache_limit"]]
+  predicted = [r["predicted_ms"] for r in rows]
+  return {
+      "lut_vs_one_timing": _errors(predicted, first),
+      "lut_vs_best_of_two": _errors(predicted, best),
+      "lut_within_cache_limit_vs_best_of_two": _errors(
+          [predicted[i] for i in under], [best[i] for i in under]),
+      "noise_floor": _errors([r["remeasured_ms"] for r in rows], first),
+      "cache_limit_mb": limit_mb,
+      "fraction_over_cache_limit": 1 - len(under) / len(rows),
+      "seconds_per_measurement": float(np.mean([r["measure_s"]
+                                                for r in rows])),
+      "seconds_per_conversion": float(np.mean([r["convert_s"]
+                                               for r in rows])),
+      "seconds_per_prediction": float(np.mean([r["predict_s"]
+                                               for r in rows])),
+      "seconds_per_first_prediction": float(np.mean(
+          [r["first_predict_s"] for r in rows])),
+      "table": {"entries": len(table.entries),
+                "parts_measured": timer.count,
+                "seconds_per_part": timer.seconds / max(timer.count, 1),
+                "overhead_ms": table.overhead_ms, "scale": table.scale,
+                "calibration_students": _CALIBRATION.value},
+      "students": rows,
+  }
+
+
+def repeatability(processes):
+  """Runs akd-latency for MobileNetV2 at 224 in separate processes."""
+  command = [sys.executable, "-m", "akd_tf.cli.latency",
+             "--preset=mobilenet_v2", "--image_size=224", "--json"]
+  runs = []
+  for _ in range(processes):
+    result = subprocess.run(command, capture_output=True, text=True,
+                            check=True, timeout=600)
+    record = json.loads(result.stdout.strip().splitlines()[-1])
+    runs.append({k: record[k] for k in ("latency_ms", "median_ms", "min_ms",
+                                        "max_ms", "cv", "seconds")})
+    print(f"process {len(runs)}: latency_ms {record['latency_ms']:.3f}, "
+          f"median_ms {record['median_ms']:.3f}, cv {record['cv']:.3f}",
+          flush=True)
+  values = [r["latency_ms"] for r in runs]
+  medians = [r["median_ms"] for r in runs]
+  return {"command": " ".join(command[2:]), "runs": runs,
+          "latency_ratio": max(values) / min(values),
+          "median_ratio": max(medians) / min(medians)}
+
+
+def main(argv):
+  del argv
+  config = latency.LatencyConfig()
+  results = {"machine": latency_lut.machine_id(),
+             "config": config.get_config(),
+             "input_shape": [_IMAGE_SIZE.value, _IMAGE_SIZE.value,
+                             _CHANNELS.value]}
+  results.update(lut_vs_measured(config))
+  if _PROCESSES.value:
+    results["repeatability"] = repeatability(_PROCESSES.value)
+  columns = (("lut_vs_one_timing", "vs 1 timing"),
+             ("lut_vs_best_of_two", "vs best of 2"),
+             ("lut_within_cache_limit_vs_best_of_two", "<=limit, 2"),
+             ("noise_floor", "re-timing"))
+  print(f"\nLUT vs measured, {_STUDENTS.value} students at "
+        f"{results['input_shape']}: against one timing, against the better of"
+        " two timings of the same .tflite a few seconds apart, the same for "
+        f"the {1 - results['fraction_over_cache_limit']:.0%} of students with "
+        f"weights under {results['cache_limit_mb']:.0f} MiB (LatencyMeasurer "
+        "measures the others), and the second timing against the first")
+  print(f"{'':16}" + "".join(f"{label:>14}" for _, label in columns) +
+        f"{'target':>10}")
+  for key, label, target in (("spearman", "Spearman", ">= 0.95"),
+                             ("mape_percent", "MAPE %", "<= 10"),
+                             ("within_10_percent", "within +-10%", ">= 0.90"),
+                             ("max_abs_error_percent", "max |error| %", "")):
+    print(f"{label:16}" + "".join(f"{results[c][key]:>14.3f}"
+                                  for c, _ in columns) + f"{target:>10}")
+  print(f"seconds per measurement  {results['seconds_per_measurement']:.3f} "
+        f"(conversion {results['seconds_per_conversion']:.3f})")
+  print(f"seconds per prediction   {results['seconds_per_prediction']:.2e} "
+        f"(first call {results['seconds_per_first_prediction']:.2e})")
+  table = results["table"]
+  print(f"table: {table['entries']} entries, {table['parts_measured']} parts "
+        f"measured at {table['seconds_per_part']:.2f} s, scale "
+        f"{table['scale']:.3f}, invoke overhead {table['overhead_ms']:.4f} ms")
+  if "repeatability" in results:
+    check = results["repeatability"]
+    print(f"akd-latency x{_PROCESSES.value} (mobilenet_v2, 224): latency_ms "
+          f"max/min {check['latency_ratio']:.3f} (target <= 1.08), medians "
+          f"max/min {check['median_ratio']:.3f}")
+  os.makedirs(os.path.dirname(_OUTPUT.value), exist_ok=True)
+  with open(_OUTPUT.value, "w") as f:
+    json.dump(results, f, indent=1)
+    f.write("\n")
+  print(f"wrote {_OUTPUT.value}")
+
+
+if __name__ == "__main__":
+  app.run(main)
