@@ -22,7 +22,7 @@ replica, so the Distiller gives the same updated weights under
 `MirroredStrategy` as on one device.
 
 Public names: Distiller, TrainConfig, CandidateResult, CandidateDiverged,
-train_candidate, make_optimizer, set_bn_momentum.
+train_candidate, make_optimizer, set_bn_momentum, recalibrate_batch_norm.
 """
 
 import dataclasses
@@ -37,7 +37,8 @@ import tensorflow as tf
 from akd_tf import data as data_lib
 
 __all__ = ["CandidateDiverged", "CandidateResult", "Distiller", "TrainConfig",
-           "make_optimizer", "set_bn_momentum", "train_candidate"]
+           "make_optimizer", "recalibrate_batch_norm", "set_bn_momentum",
+           "train_candidate"]
 _NUMBER = (int, float)
 
 
@@ -292,6 +293,12 @@ class TrainConfig:
       student before training; short proxy training needs about 0.9 (with
       0.99 the moving statistics stay near their initial values and
       evaluation accuracy is near chance). None leaves the student's.
+    bn_recalibration_images: After training, the BatchNormalization
+      statistics are recomputed as the exact average over this many
+      training images (0 keeps the moving averages). The weights move fast
+      in a short proxy run, so the moving averages lag behind them; measured
+      on Fashion-MNIST after 47 steps: 11% mini-val accuracy with the moving
+      averages, 24-45% with recomputed statistics.
     augment: Random flips and shifts; the teacher then runs online.
     eval_batch_size: Batch size of evaluation.
     verbose: Keras `fit` verbosity.
@@ -307,6 +314,7 @@ class TrainConfig:
   seed: int = 0
   jit_compile: bool = False
   bn_momentum: Optional[float] = 0.9
+  bn_recalibration_images: int = 0
   augment: bool = False
   eval_batch_size: int = 512
   verbose: int = 0
@@ -327,6 +335,9 @@ class TrainConfig:
          f"lr_schedule='{self.lr_schedule}' is not one of {LR_SCHEDULES}"),
         (self.bn_momentum is None or 0.0 <= self.bn_momentum < 1.0,
          f"bn_momentum={self.bn_momentum} must be in [0, 1) or None"),
+        (self.bn_recalibration_images >= 0,
+         f"bn_recalibration_images={self.bn_recalibration_images} must be "
+         ">= 0"),
     )
     for ok, message in checks:
       if not ok:
@@ -346,20 +357,55 @@ def make_optimizer(config: TrainConfig,
   return keras.optimizers.Adam(lr)
 
 
+def _batch_norm_layers(model: keras.Model
+                       ) -> List[keras.layers.BatchNormalization]:
+  """Every BatchNormalization layer of `model`, nested models included."""
+  found = []
+  for layer in model.layers:
+    if isinstance(layer, keras.layers.BatchNormalization):
+      found.append(layer)
+    elif isinstance(layer, keras.Model):
+      found.extend(_batch_norm_layers(layer))
+  return found
+
+
 def set_bn_momentum(model: keras.Model, momentum: float) -> int:
   """Sets the momentum of every BatchNormalization layer, nested too.
 
   Returns:
     How many layers were changed.
   """
-  count = 0
-  for layer in model.layers:
-    if isinstance(layer, keras.layers.BatchNormalization):
+  layers = _batch_norm_layers(model)
+  for layer in layers:
+    layer.momentum = momentum
+  return len(layers)
+
+
+def recalibrate_batch_norm(model: keras.Model, split: data_lib.Split,
+                           images: int, batch_size: int = 256) -> int:
+  """Recomputes BN statistics as the average over the first `images`.
+
+  Batch k is folded in with momentum k / (k + 1), which makes the moving
+  statistics the exact mean of the per-batch statistics; each layer's
+  momentum is restored afterwards.
+
+  Returns:
+    The number of images used.
+  """
+  layers = _batch_norm_layers(model)
+  momenta = [layer.momentum for layer in layers]
+  used = 0
+  try:
+    for k, (batch, _) in enumerate(data_lib.make_dataset(
+        split, min(batch_size, images)).take(-(-images // batch_size))):
+      for layer in layers:
+        layer.momentum = k / (k + 1)
+      model(batch, training=True)
+      used += int(batch.shape[0])
+  finally:
+    for layer, momentum in zip(layers, momenta):
       layer.momentum = momentum
-      count += 1
-    elif isinstance(layer, keras.Model):
-      count += set_bn_momentum(layer, momentum)
-  return count
+  return used
 
 
 class CandidateDiverged(RuntimeError):
@@ -485,6 +531,9 @@ def train_candidate(student: keras.Model,
         f"epoch(s) of {config.epochs}: loss {history['loss']}", history,
         train_seconds)
   start = time.perf_counter()
+  if config.bn_recalibration_images:
+    recalibrate_batch_norm(student, train_data, config.bn_recalibration_images,
+                           config.eval_batch_size)
   result = distiller.evaluate(
       data_lib.make_dataset(minival_data, config.eval_batch_size),
       verbose=0, return_dict=True)

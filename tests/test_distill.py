@@ -301,3 +301,21 @@ def test_diverged_candidate_raises_candidate_diverged(digits):
   assert e.value.train_seconds > 0
   assert not np.isfinite(e.value.history["loss"][-1])
   assert len(e.value.history["loss"]) == 1  # Stopped in the first epoch.
+
+
+def test_bn_recalibration_sets_the_exact_mean_statistics():
+  rng = np.random.default_rng(0)
+  images = rng.normal(3.0, 2.0, size=(300, 2, 2, 1)).astype(np.float32)
+  split = data.Split(name="train", size=300, fingerprint="x", images=images,
+                     labels=np.zeros(300, np.int32))
+  inputs = keras.Input((2, 2, 1))
+  model = keras.Model(inputs, keras.layers.BatchNormalization(
+      momentum=0.99)(inputs))
+  used = distill.recalibrate_batch_norm(model, split, images=200,
+                                        batch_size=100)
+  assert used == 200
+  layer = model.layers[-1]
+  per_batch = [images[i:i + 100].mean() for i in (0, 100)]
+  np.testing.assert_allclose(layer.moving_mean.numpy(), [np.mean(per_batch)],
+                             rtol=1e-5)
+  assert layer.momentum == 0.99
