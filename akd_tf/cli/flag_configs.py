@@ -92,11 +92,16 @@ def define_search_flags():
                     "Optimizer of candidates and the final student.")
   flags.DEFINE_float("kd_alpha", 0.9, "Weight of the KD term in [0, 1].")
   flags.DEFINE_float("kd_temperature", 4.0, "KD temperature (> 0).")
+  flags.DEFINE_integer("bn_recalibration_images", 1000, "After training, "
+                       "BatchNormalization statistics are recomputed over "
+                       "this many training images (0: keep the moving "
+                       "averages, which lag in short runs).")
   flags.DEFINE_integer("final_epochs", 5, "Epochs of the winner's final KD "
                        "training.")
   flags.DEFINE_integer("final_train_size", 0, "Training images of the final "
                        "training and built-in teacher (0: all).")
   flags.DEFINE_float("final_learning_rate", 2e-3, "Final learning rate.")
+  flags.DEFINE_integer("final_batch_size", 128, "Final batch size.")
   flags.DEFINE_enum("reward", "soft", list(reward_lib.REWARD_KINDS),
                     "soft: ACC*(LAT/T)^-0.07; hard: ACC, *(LAT/T)^-1 over T; "
                     "abs: ACC + beta*|LAT/T - 1|.")
@@ -147,14 +152,16 @@ def search_config_from_flags():
       head_size=f.head_size, stem_strides=f.stem_strides,
       dropout_rate=f.dropout_rate, drop_connect_rate=f.drop_connect_rate)
   proxy = _build(["proxy_epochs", "proxy_batch_size", "proxy_learning_rate",
-                  "kd_alpha", "kd_temperature"], distill.TrainConfig,
+                  "kd_alpha", "kd_temperature", "bn_recalibration_images"], distill.TrainConfig,
                  epochs=f.proxy_epochs, batch_size=f.proxy_batch_size,
                  learning_rate=f.proxy_learning_rate, optimizer=f.optimizer,
                  kd_alpha=f.kd_alpha, kd_temperature=f.kd_temperature,
-                 seed=f.seed, bn_momentum=f.bn_momentum)
-  final = _build(["final_epochs", "final_learning_rate"],
+                 seed=f.seed, bn_momentum=f.bn_momentum,
+                 bn_recalibration_images=f.bn_recalibration_images)
+  final = _build(["final_epochs", "final_learning_rate", "final_batch_size"],
                  lambda **changes: dataclasses.replace(proxy, **changes),
-                 epochs=f.final_epochs, learning_rate=f.final_learning_rate)
+                 epochs=f.final_epochs, learning_rate=f.final_learning_rate,
+                 batch_size=f.final_batch_size)
   reward = _build(["reward", "target_ms"], reward_lib.RewardConfig,
                   kind=f.reward, target_ms=f.target_ms)
   latency_config = _build(

@@ -11,6 +11,7 @@ killed search where it stopped.
 
 import logging as std_logging
 import sys
+import time
 
 from absl import app
 from absl import flags
@@ -38,31 +39,35 @@ def main(argv):
   config = flag_configs.search_config_from_flags()
   from akd_tf import search  # pylint: disable=g-import-not-at-top
   try:
-    result = search.run_search(config, MODEL_DIR.value, log=logging.info)
+    result = search.run_search(config, MODEL_DIR.value, log=_progress)
   except (ValueError, FileNotFoundError, ImportError) as error:
-    logging.error("%s", error)
     print(f"akd-search: error: {error}", file=sys.stderr)
     return 1
   ok = sum(r.ok for r in result.records)
-  logging.info("%d candidates (%d failed), %d evaluated in this run, %.1f min",
-               len(result.records), len(result.records) - ok,
-               result.evaluated, result.wall_seconds / 60)
+  _progress(f"{len(result.records)} candidates ({len(result.records) - ok} "
+            f"failed), {result.evaluated} evaluated in this run, "
+            f"{result.wall_seconds / 60:.1f} min")
   if result.best is None:
     print("akd-search: error: every candidate failed; see "
           f"{MODEL_DIR.value}/history.jsonl", file=sys.stderr)
     return 1
   if result.final is not None:
-    logging.info("best student in %s: test accuracy %.4f, latency %.3f ms",
-                 result.final.out_dir, result.final.test_accuracy,
-                 result.final.latency_ms)
+    _progress(f"best student in {result.final.out_dir}: test accuracy "
+              f"{result.final.test_accuracy:.4f}, latency "
+              f"{result.final.latency_ms:.3f} ms")
   return 0
+
+
+def _progress(message: str) -> None:
+  """One progress line on stderr, time-stamped."""
+  print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
 
 
 def run():
   """Console-script entry point."""
-  logging.set_verbosity(logging.INFO)
   # TensorFlow's own INFO lines (checkpoint sharding, SavedModel assets) and
   # retracing warnings would bury the one progress line per candidate.
+  logging.set_verbosity(logging.WARNING)
   std_logging.getLogger("tensorflow").setLevel(std_logging.ERROR)
   app.run(main)
 
