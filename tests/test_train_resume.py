@@ -1,0 +1,64 @@
+"""akd-train survives SIGKILL: the same command resumes and finishes."""
+
+import csv
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EPOCHS = 6
+
+
+def _command(model_dir):
+  return [sys.executable, "-m", "akd_tf.cli.train", "--role=student",
+          "--dataset=digits", "--blocks=r1_k3_s11_e1_i32_o16,"
+          "r2_k3_s22_e6_i16_o24", "--width_multiplier=0.5",
+          "--bn_momentum=0.9", "--kd_alpha=0", f"--epochs={EPOCHS}",
+          "--batch_size=16", f"--model_dir={model_dir}"]
+
+
+def _env():
+  return dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3",
+              CUDA_VISIBLE_DEVICES="")
+
+
+def test_akd_train_killed_after_an_epoch_resumes_to_the_final_epoch(
+    tmp_path):
+  model_dir = tmp_path / "student"
+  metadata = model_dir / "backup" / "training_metadata.json"
+  with open(tmp_path / "first.log", "w") as log:
+    proc = subprocess.Popen(_command(model_dir), env=_env(), cwd=ROOT,
+                            stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 240
+    while not metadata.exists() and proc.poll() is None:
+      assert time.monotonic() < deadline, "no epoch finished in 240 s"
+      time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+  assert proc.returncode == -signal.SIGKILL, (tmp_path / "first.log"
+                                              ).read_text()[-3000:]
+  assert not (model_dir / "result.json").exists()
+  second = subprocess.run(_command(model_dir), env=_env(), cwd=ROOT,
+                          capture_output=True, text=True, timeout=300,
+                          check=False)
+  assert second.returncode == 0, second.stderr[-3000:]
+  resumed = [line for line in second.stderr.splitlines()
+             if "resuming from" in line]
+  assert len(resumed) == 1, second.stderr[-3000:]
+  done = int(re.search(r"(\d+) of %d epoch" % EPOCHS, resumed[0]).group(1))
+  assert 1 <= done < EPOCHS
+  epochs_run = [line for line in second.stderr.splitlines()
+                if " took " in line]
+  assert len(epochs_run) == EPOCHS - done
+  assert f"epoch {EPOCHS}/{EPOCHS} took" in epochs_run[-1]
+  result = json.loads((model_dir / "result.json").read_text())
+  assert result["epochs"] == EPOCHS and result["test_accuracy"] > 0.1
+  assert (model_dir / "student.keras").exists()
+  assert not metadata.exists()
+  with open(model_dir / "metrics.csv") as f:
+    logged = [int(row["epoch"]) for row in csv.DictReader(f)]
+  assert logged[-EPOCHS + done:] == list(range(done, EPOCHS))
