@@ -141,11 +141,13 @@ def fit_resumable(model: keras.Model, train: tf.data.Dataset, epochs: int,
   """`model.fit` that backs up its state every epoch and resumes from it.
 
   The weights, optimizer state and epoch are saved under
-  `<model_dir>/backup` after every epoch; a later call with the same
-  model_dir (after a kill) continues from the last finished epoch. The
-  backup is deleted once all epochs are done. Per-epoch metrics are
-  appended to `<model_dir>/metrics.csv` and, when the tensorboard package
-  is installed, written as TensorBoard logs to `<model_dir>/logs`.
+  `<model_dir>/backup` after every epoch, keeping the previous backup too;
+  a later call with the same model_dir (after a kill) continues from the
+  last finished epoch, or from the one before when the kill interrupted
+  the writing of the last backup. The backup is deleted once all epochs
+  are done. Per-epoch metrics are appended to `<model_dir>/metrics.csv`
+  and, when the tensorboard package is installed, written as TensorBoard
+  logs to `<model_dir>/logs`.
   """
   backup = os.path.join(model_dir, "backup")
   if os.path.exists(os.path.join(backup, "training_metadata.json")):
@@ -153,7 +155,10 @@ def fit_resumable(model: keras.Model, train: tf.data.Dataset, epochs: int,
       done = json.load(f).get("epoch", 0)
     log(f"resuming from {backup}: {done} of {epochs} epoch(s) done")
   all_callbacks = [
-      keras.callbacks.BackupAndRestore(backup, save_freq="epoch"),
+      # double_checkpoint keeps the previous backup, so a kill while the
+      # weights are being written resumes from the epoch before.
+      keras.callbacks.BackupAndRestore(backup, save_freq="epoch",
+                                       double_checkpoint=True),
       keras.callbacks.CSVLogger(os.path.join(model_dir, "metrics.csv"),
                                 append=True),
       keras.callbacks.TerminateOnNaN(),

@@ -62,3 +62,36 @@ def test_akd_train_killed_after_an_epoch_resumes_to_the_final_epoch(
   with open(model_dir / "metrics.csv") as f:
     logged = [int(row["epoch"]) for row in csv.DictReader(f)]
   assert logged[-EPOCHS + done:] == list(range(done, EPOCHS))
+
+
+def test_akd_train_resumes_when_killed_while_writing_its_backup(tmp_path):
+  model_dir = tmp_path / "student"
+  backup = model_dir / "backup"
+  with open(tmp_path / "first.log", "w") as log:
+    proc = subprocess.Popen(_command(model_dir), env=_env(), cwd=ROOT,
+                            stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 240
+    while proc.poll() is None:
+      assert time.monotonic() < deadline, "no second epoch in 240 s"
+      try:
+        if json.loads((backup / "training_metadata.json").read_text()
+                      )["epoch"] >= 2:
+          break
+      except (OSError, ValueError):
+        pass
+      time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+  assert proc.returncode == -signal.SIGKILL
+  # What a kill in the middle of writing the weights leaves behind.
+  weights = backup / "latest.weights.h5"
+  weights.write_bytes(weights.read_bytes()[:weights.stat().st_size // 2])
+  second = subprocess.run(_command(model_dir), env=_env(), cwd=ROOT,
+                          capture_output=True, text=True, timeout=300,
+                          check=False)
+  assert second.returncode == 0, second.stderr[-3000:]
+  result = json.loads((model_dir / "result.json").read_text())
+  assert result["epochs"] == EPOCHS and result["test_accuracy"] > 0.1
+  epochs_run = [line for line in second.stderr.splitlines()
+                if " took " in line]
+  assert f"epoch {EPOCHS}/{EPOCHS} took" in epochs_run[-1]
