@@ -15,15 +15,18 @@ Verification is always on: every artifact runs on held-out test images and
 is compared with the Keras model: the max abs logit difference of the float
 exports (report keys '*_diff'), the top-1 accuracy of every artifact and its
 drop from the Keras model's in percentage points ('*_drop'), the size in
-bytes and, for the .tflite files, the LiteRT latency.
+bytes and, for the .tflite files, the LiteRT latency. QAT fine-tunes the
+model, so its drop mixes quantization error with the effect of that extra
+training and can be negative for an under-trained student.
 
 Quantization-aware training runs in a child process (`akd_tf.export_qat`):
 TFMOT 0.8 accepts only tf_keras models, and importing it switches the
 process to legacy Keras, which must not leak into this one.
 
 Public names: QUANTIZE_MODES, ExportConfig, ExportError, Artifact,
-load_student, check_data_matches, save_saved_model, keras_logits,
-saved_model_logits, tflite_logits, export_student, format_report.
+load_student, check_data_matches, check_spec_matches, save_saved_model,
+keras_logits, saved_model_logits, tflite_logits, export_student,
+format_report.
 """
 
 import dataclasses
@@ -46,9 +49,9 @@ from akd_tf import data as data_lib
 from akd_tf import latency as latency_lib
 
 __all__ = ["Artifact", "ExportConfig", "ExportError", "QUANTIZE_MODES",
-           "check_data_matches", "export_student", "format_report",
-           "keras_logits", "load_student", "save_saved_model",
-           "saved_model_logits", "tflite_logits"]
+           "check_data_matches", "check_spec_matches", "export_student",
+           "format_report", "keras_logits", "load_student",
+           "save_saved_model", "saved_model_logits", "tflite_logits"]
 
 QUANTIZE_MODES = ("none", "int8", "qat")
 INPUT_NAME = "image"
@@ -218,6 +221,22 @@ def check_data_matches(model: keras.Model, data: data_lib.Data) -> None:
                      f"'{data.name}' has {data.num_classes}")
 
 
+def check_spec_matches(model: keras.Model,
+                       spec: Optional[arch.ArchSpec]) -> None:
+  """Raises ValueError unless `spec` can describe `model` (quantization-aware
+  training rebuilds the model from it; the QAT child compares every layer's
+  weights and the logits as well)."""
+  if spec is None:
+    raise ValueError("quantization-aware training rebuilds the student with "
+                     "tf_keras from its block strings: give its arch.json "
+                     "(none lies beside the model)")
+  shape = tuple(model.inputs[0].shape[1:])
+  if tuple(spec.input_shape) != shape:
+    raise ValueError(f"the arch.json input shape {tuple(spec.input_shape)} "
+                     f"is not the model's {shape}: give this model's "
+                     "arch.json")
+
+
 def _images(split: data_lib.Split, size: Optional[int], seed: Optional[int]
             ) -> Tuple[np.ndarray, np.ndarray]:
   """`size` examples of `split` (a seeded random subset when `seed` is set,
@@ -312,10 +331,6 @@ def _top1(logits: np.ndarray, labels: np.ndarray) -> float:
 def _run_qat(model, spec, train, calibration, check_images, config, path,
              log) -> dict:
   """Runs `python -m akd_tf.export_qat` on a request; returns its result."""
-  if spec is None:
-    raise ExportError("quantization-aware training rebuilds the student "
-                      "with tf_keras from its block strings: give its "
-                      "arch.json (none lies beside the model)")
   with tempfile.TemporaryDirectory() as work:
     weights = {f"w:{layer.name}:{i}": w for layer in model.layers
                for i, w in enumerate(layer.get_weights())}
@@ -364,11 +379,14 @@ def export_student(model: keras.Model, config: ExportConfig,
     The report (what export_report.json holds).
 
   Raises:
-    ValueError: the data does not match the model.
+    ValueError: the data does not match the model, or quantize 'qat'
+      without the model's architecture.
     FileNotFoundError, ImportError: the data cannot be loaded.
     latency_lib.ConversionError: TFLite conversion failed.
     ExportError: quantization-aware training failed.
   """
+  if config.quantize == "qat":
+    check_spec_matches(model, spec)
   data = data_lib.load_data(config.data)
   check_data_matches(model, data)
   os.makedirs(config.output_dir, exist_ok=True)

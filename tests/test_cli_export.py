@@ -33,6 +33,8 @@ def student(tmp_path_factory):
   model = builder.build_from_spec(spec)
   model.save(str(folder / "student.keras"))
   spec.to_json(str(folder / "arch.json"))
+  arch.ArchSpec(spec.blocks, spec.global_params, (16, 16, 1)).to_json(
+      str(folder / "other_arch.json"))
   (folder / "alone").mkdir()
   model.save(str(folder / "alone" / "student.keras"))
   return folder
@@ -72,7 +74,11 @@ def test_bad_inputs_get_usage_errors_naming_the_flag(student, tmp_path):
        "model takes (8, 8, 1)"),
       ([out, "--model=" + str(student / "alone" / "student.keras"),
         "--quantize=qat", "--dataset=digits"],
-       "--arch_json: --quantize=qat rebuilds the student"),
+       "--arch_json: quantization-aware training rebuilds the student"),
+      ([out, model, "--quantize=qat", "--dataset=digits",
+        "--arch_json=" + str(student / "other_arch.json")],
+       "--arch_json: the arch.json input shape (16, 16, 1) is not the "
+       "model's (8, 8, 1)"),
       ([model], "--output_dir: required"),
       ([out], "--model: required"),
       ([out, model, "--weights=w.weights.h5"], "--weights: "),

@@ -112,9 +112,11 @@ def main(argv):
         "weights" if WEIGHTS.value and str(WEIGHTS.value) in str(error)
         else "arch_json")
     _usage(flag, error)
-  if QUANTIZE.value == "qat" and spec is None:
-    _usage("arch_json", "--quantize=qat rebuilds the student from its block "
-           "strings: give its arch.json (none lies beside --model)")
+  if QUANTIZE.value == "qat":
+    try:
+      export.check_spec_matches(model, spec)
+    except ValueError as error:
+      _usage("arch_json", error)
   try:
     data_config = data_lib.DataConfig(
         dataset=DATASET.value, data_dir=DATA_DIR.value,
