@@ -16,6 +16,8 @@ setuptools.setup(
         "keras>=3.10",
         "tensorflow-datasets>=4.9",
         "tensorflow-model-optimization>=0.8",
+        # The QAT export rebuilds students with Keras 2 (tfmot needs it).
+        "tf_keras>=2.16",
         "ai-edge-litert>=2.0",
         "absl-py>=1.4",
         "numpy>=1.26",
@@ -35,6 +37,7 @@ setuptools.setup(
     entry_points={
         "console_scripts": [
             "akd-arch=akd_tf.cli.arch:run",
+            "akd-export=akd_tf.cli.export:run",
             "akd-latency=akd_tf.cli.latency:run",
             "akd-search=akd_tf.cli.search:run",
             "akd-train=akd_tf.cli.train:run",
