@@ -29,6 +29,7 @@ Files under `model_dir`:
 Public names: SearchConfig, SearchResult, run_search, REWARD_ACCURACIES.
 """
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -165,6 +166,10 @@ class SearchResult:
     final: The winner's final metrics (`finalize.FinalResult`), or None.
     wall_seconds: Wall time of this call.
     evaluated: Evaluations this call ran (the rest came from the history).
+    phase_seconds: Driver wall seconds per phase ('teacher',
+      'teacher_logits', 'sample', 'wait_for_workers', 'bookkeeping',
+      'controller_update', 'plots', 'final') and of the whole candidate loop
+      ('loop'); workers' phases are in each record's `timings`.
   """
 
   records: Tuple[history.CandidateRecord, ...]
@@ -172,6 +177,7 @@ class SearchResult:
   final: Optional["finalize.FinalResult"]
   wall_seconds: float
   evaluated: int
+  phase_seconds: Dict[str, float]
 
 
 def _check_resume_config(path: str, config: dict) -> None:
@@ -260,6 +266,7 @@ def run_search(config: SearchConfig, model_dir: str,
     FileNotFoundError: the data or the teacher is missing.
   """
   start = time.time()
+  timer = _PhaseTimer()
   os.makedirs(model_dir, exist_ok=True)
   _check_resume_config(os.path.join(model_dir, "search_config.json"),
                        config.get_config())
@@ -267,88 +274,41 @@ def run_search(config: SearchConfig, model_dir: str,
   global_params = dataclasses.replace(config.global_params,
                                       num_classes=data.num_classes)
   space = search_space.SearchSpace(stem_size=config.global_params.stem_size)
-  teacher, teacher_path = _prepare_teacher(config, data, log)
-  logits_path = None
-  recipe = config.proxy_recipe()
-  # Logits of data held in memory are computed once; streamed data (ImageNet)
-  # has the teacher run online in every worker instead.
-  if recipe.kd_alpha > 0 and data.train.images is not None:
-    logits_path = os.path.join(model_dir, "teacher_logits.npy")
-    if not os.path.exists(logits_path):
-      logits = teacher_lib.teacher_logits(teacher, data.train,
-                                          cache_dir=config.cache_dir)
-      np.save(logits_path + ".tmp.npy", logits)
-      os.replace(logits_path + ".tmp.npy", logits_path)
+  with timer.phase("teacher"):
+    teacher, teacher_path = _prepare_teacher(config, data, log)
+  with timer.phase("teacher_logits"):
+    logits_path = _cached_teacher_logits(config, teacher, data, model_dir)
   eval_config = evaluate.EvalConfig(
       data=config.data, global_params=global_params,
-      space=space.get_config(), train=recipe, reward=config.reward,
-      latency_mode=config.latency_mode, latency=config.latency,
+      space=space.get_config(), train=config.proxy_recipe(),
+      reward=config.reward, latency_mode=config.latency_mode,
+      latency=config.latency,
       latency_cache_path=os.path.join(model_dir, "latency_cache.jsonl"),
       lut_path=config.lut_path or os.path.join(model_dir, "latency_lut.json"),
       latency_command=config.latency_command, teacher_logits_path=logits_path,
       teacher_path=teacher_path, threads=config.threads_per_worker)
-
   controller = controller_lib.make_controller(
       config.controller, space.num_choices, config.controller_config)
   controller_dir = os.path.join(model_dir, "controller")
   controller.restore(controller_dir)
   log_file = history.History(os.path.join(model_dir, "history.jsonl"))
   records = log_file.read()
-  by_step = {}
-  for record in records:
-    by_step.setdefault(record.step, {})[record.index] = record
-  known = {r.actions: r for r in records}
-  batch_sizes = _batch_sizes(config)
-  board = _TensorBoard(os.path.join(model_dir, "tensorboard"))
-  pool = evaluate.LocalPool(eval_config, config.num_workers)
   if records:
     log(f"resuming: {len(records)} evaluations come from the history, "
         f"controller at step {controller.step}")
-  evaluated = 0
+  pool = evaluate.LocalPool(eval_config, config.num_workers)
   loop_start = time.time()
   try:
-    for step in range(controller.step, len(batch_sizes)):
-      actions = [controller.sample() for _ in range(batch_sizes[step])]
-      done = by_step.get(step, {})
-      for index, record in done.items():
-        if index >= len(actions) or record.actions != actions[index]:
-          raise ValueError(
-              f"history step {step} candidate {index} does not replay: the "
-              f"controller now samples other actions; {model_dir} was "
-              "written by another controller or seed")
-      todo = []
-      for index, acts in enumerate(actions):
-        if index in done:
-          continue
-        if acts in known:  # Sampled before: reuse, do not train it again.
-          reused = dataclasses.replace(
-              known[acts], step=step, index=index, timings={},
-              worker=f"reused:{known[acts].step}/{known[acts].index}")
-          log_file.append(reused)
-          done[index] = reused
-          records.append(reused)
-        else:
-          todo.append(evaluate.CandidateTask(step, index, acts))
-      if todo:
-        for record in pool.evaluate(todo):
-          log_file.append(record)
-          done[record.index] = record
-          records.append(record)
-          known.setdefault(record.actions, record)
-          evaluated += 1
-          _log_candidate(log, record, len(records), config.num_candidates,
-                         time.time() - loop_start, evaluated)
-          board.scalars(len(records), _candidate_scalars(record))
-      stats = controller.update(
-          [(done[i].actions, done[i].reward) for i in range(len(actions))])
-      controller.save(controller_dir)
-      board.scalars(step, {f"controller/{k}": v for k, v in stats.items()})
+    evaluated = _search_steps(config, controller, controller_dir, pool,
+                              log_file, records, model_dir, timer, log)
   finally:
     pool.shutdown()
+  timer.seconds["loop"] = time.time() - loop_start
   records = log_file.read()
-  report.plot_pareto(records, config.reward.target_ms,
-                     os.path.join(model_dir, "pareto.png"))
-  report.plot_rewards(records, os.path.join(model_dir, "reward.png"))
+  with timer.phase("plots"):
+    report.plot_pareto(records, config.reward.target_ms,
+                       os.path.join(model_dir, "pareto.png"))
+    report.plot_rewards(records, os.path.join(model_dir, "reward.png"))
   best = report.best_record(records)
   final = None
   if best is None:
@@ -357,10 +317,104 @@ def run_search(config: SearchConfig, model_dir: str,
   else:
     log(f"best: reward {best.reward:.4f}, accuracy {best.accuracy:.4f}, "
         f"latency {best.latency_ms:.3f} ms, {list(best.blocks)}")
-    final = finalize.finalize(best, config, global_params, teacher,
-                              os.path.join(model_dir, "best"), log)
+    with timer.phase("final"):
+      final = finalize.finalize(best, config, global_params, teacher,
+                                os.path.join(model_dir, "best"), log)
   return SearchResult(records=tuple(records), best=best, final=final,
-                      wall_seconds=time.time() - start, evaluated=evaluated)
+                      wall_seconds=time.time() - start, evaluated=evaluated,
+                      phase_seconds=dict(timer.seconds))
+
+
+def _cached_teacher_logits(config, teacher, data, model_dir) -> Optional[str]:
+  """Writes the teacher's logits on the proxy images once; returns the path.
+
+  Data held in memory gets its logits computed once for every candidate;
+  streamed data (ImageNet) returns None and has the teacher run online in
+  every worker instead.
+  """
+  if config.proxy_recipe().kd_alpha == 0 or data.train.images is None:
+    return None
+  path = os.path.join(model_dir, "teacher_logits.npy")
+  if not os.path.exists(path):
+    logits = teacher_lib.teacher_logits(teacher, data.train,
+                                        cache_dir=config.cache_dir)
+    np.save(path + ".tmp.npy", logits)
+    os.replace(path + ".tmp.npy", path)
+  return path
+
+
+def _search_steps(config, controller, controller_dir, pool, log_file,
+                  records, model_dir, timer, log) -> int:
+  """Runs (and replays) the controller steps; returns evaluations run."""
+  by_step = {}
+  for record in records:
+    by_step.setdefault(record.step, {})[record.index] = record
+  known = {r.actions: r for r in records}
+  batch_sizes = _batch_sizes(config)
+  board = _TensorBoard(os.path.join(model_dir, "tensorboard"))
+  evaluated = 0
+  loop_start = time.time()
+  for step in range(controller.step, len(batch_sizes)):
+    with timer.phase("sample"):
+      actions = [controller.sample() for _ in range(batch_sizes[step])]
+    done = by_step.get(step, {})
+    for index, record in done.items():
+      if index >= len(actions) or record.actions != actions[index]:
+        raise ValueError(
+            f"history step {step} candidate {index} does not replay: the "
+            f"controller now samples other actions; {model_dir} was "
+            "written by another controller or seed")
+    todo = []
+    for index, acts in enumerate(actions):
+      if index in done:
+        continue
+      if acts in known:  # Sampled before: reuse, do not train it again.
+        reused = dataclasses.replace(
+            known[acts], step=step, index=index, timings={},
+            worker=f"reused:{known[acts].step}/{known[acts].index}")
+        log_file.append(reused)
+        done[index] = reused
+        records.append(reused)
+      else:
+        todo.append(evaluate.CandidateTask(step, index, acts))
+    results = pool.evaluate(todo)
+    while True:
+      with timer.phase("wait_for_workers"):
+        record = next(results, None)
+      if record is None:
+        break
+      with timer.phase("bookkeeping"):
+        log_file.append(record)
+        done[record.index] = record
+        records.append(record)
+        known.setdefault(record.actions, record)
+        evaluated += 1
+        _log_candidate(log, record, len(records), config.num_candidates,
+                       time.time() - loop_start, evaluated)
+        board.scalars(len(records), _candidate_scalars(record))
+    with timer.phase("controller_update"):
+      stats = controller.update(
+          [(done[i].actions, done[i].reward) for i in range(len(actions))])
+      controller.save(controller_dir)
+    with timer.phase("bookkeeping"):
+      board.scalars(step, {f"controller/{k}": v for k, v in stats.items()})
+  return evaluated
+
+
+class _PhaseTimer:
+  """Accumulates wall seconds per named phase of the driver."""
+
+  def __init__(self):
+    self.seconds = {}
+
+  @contextlib.contextmanager
+  def phase(self, name: str):
+    start = time.perf_counter()
+    try:
+      yield
+    finally:
+      self.seconds[name] = (self.seconds.get(name, 0.0) +
+                            time.perf_counter() - start)
 
 
 def _candidate_scalars(record: history.CandidateRecord) -> Dict[str, float]:

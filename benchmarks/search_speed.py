@@ -1,0 +1,109 @@
+"""Where a search's time goes: per-phase timings of one short search.
+
+  python benchmarks/search_speed.py [--num_candidates=6] [any akd-search flag]
+
+Runs one short AKD search with the quick Fashion-MNIST preset
+(flags/fashion_mnist_quick.cfg unless --flagfile is given; no final training
+or export) and splits the candidate loop's wall time into phases: sampling,
+teacher logits, building, conversion and latency, KD training, evaluation,
+controller update, bookkeeping (history, TensorBoard, progress), and the
+workers' remaining time (process start, data loading, profiling). KD
+training and evaluation are the useful work; everything else is overhead:
+
+  overhead / candidate time = (loop + teacher logits - training - evaluation)
+                              / (loop + teacher logits)
+
+Teacher training is excluded (it is cached across searches). Prints a table
+and the line `overhead / candidate time = X.XX`, and writes
+benchmarks/results/search_speed.json.
+"""
+
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+
+from absl import app
+from absl import flags
+
+from akd_tf.cli import flag_configs
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, "benchmarks", "results", "search_speed.json")
+PRESET = os.path.join(ROOT, "flags", "fashion_mnist_quick.cfg")
+
+MODEL_DIR = flags.DEFINE_string(
+    "model_dir", None, "Where the search writes (default: a fresh temporary "
+    "directory, so nothing is resumed).")
+flag_configs.define_data_flags()
+flag_configs.define_student_flags()
+flag_configs.define_teacher_flags()
+flag_configs.define_search_flags()
+
+
+def phase_table(result) -> dict:
+  """Seconds per phase of the candidate loop, from driver and workers."""
+  driver = result.phase_seconds
+  worker = {"build": 0.0, "latency": 0.0, "train": 0.0, "eval": 0.0,
+            "total": 0.0}
+  for record in result.records:
+    for name in worker:
+      worker[name] += record.timings.get(name, 0.0)
+  in_workers = driver.get("wait_for_workers", 0.0)
+  return {
+      "sampling": driver.get("sample", 0.0),
+      "teacher logits": driver.get("teacher_logits", 0.0),
+      "building": worker["build"],
+      "conversion + latency": worker["latency"],
+      "KD training": worker["train"],
+      "evaluation": worker["eval"],
+      "controller update": driver.get("controller_update", 0.0),
+      "bookkeeping": driver.get("bookkeeping", 0.0),
+      "worker start, data, other": max(0.0, in_workers - worker["total"]) + (
+          worker["total"] - worker["build"] - worker["latency"] -
+          worker["train"] - worker["eval"]),
+  }
+
+
+def main(argv):
+  del argv
+  config = flag_configs.search_config_from_flags()
+  from akd_tf import search  # pylint: disable=g-import-not-at-top
+  model_dir = MODEL_DIR.value or tempfile.mkdtemp(prefix="search_speed_")
+  result = search.run_search(config, model_dir,
+                             log=lambda m: print(m, file=sys.stderr))
+  phases = phase_table(result)
+  total = result.phase_seconds["loop"] + phases["teacher logits"]
+  useful = phases["KD training"] + phases["evaluation"]
+  ratio = (total - useful) / total
+  candidates = len(result.records)
+  print(f"\n{candidates} candidates, {total:.1f} s in the candidate loop "
+        f"({total / candidates:.1f} s per candidate)\n")
+  print(f"{'phase':28s} {'seconds':>9s} {'per cand.':>9s} {'share':>7s}")
+  for name, seconds in phases.items():
+    print(f"{name:28s} {seconds:9.2f} {seconds / candidates:9.2f} "
+          f"{seconds / total:7.1%}")
+  print(f"\noverhead / candidate time = {ratio:.2f}")
+  os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
+  with open(RESULTS, "w") as f:
+    json.dump({
+        "date": time.strftime("%Y-%m-%d"), "machine": platform.node(),
+        "cpus": os.cpu_count(), "candidates": candidates,
+        "loop_seconds": total, "phases": phases,
+        "overhead_over_candidate_time": ratio,
+        "flags": [a for a in sys.argv[1:]],
+    }, f, indent=2)
+    f.write("\n")
+  print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+  args = sys.argv[1:]
+  if not any(a.startswith("--flagfile") for a in args):
+    args = [f"--flagfile={PRESET}", "--num_candidates=6"] + args
+  # The winner's final training is not part of the candidate loop: keep it
+  # short.
+  args = args + ["--final_epochs=1", "--final_train_size=2000", "--noexport"]
+  app.run(main, argv=[sys.argv[0]] + args)
