@@ -38,8 +38,9 @@ from ai_edge_litert import interpreter as litert
 import keras
 import numpy as np
 import tensorflow as tf
-# Public TF has no TF2 freezing API; the TFLite converter uses this one.
-from tensorflow.python.framework import convert_to_constants  # pylint: disable=g-direct-tensorflow-import
+# TF2 has no public freezing API; the TFLite converter itself uses this one.
+# pylint: disable-next=g-direct-tensorflow-import
+from tensorflow.python.framework import convert_to_constants
 
 from akd_tf import arch
 from akd_tf import builder
@@ -505,9 +506,10 @@ class LatencyMeasurer:
   Modes: 'measured' converts and times here with LiteRT; 'lut' predicts
   from a `latency_lut.LatencyLUT`, measuring the parts a student adds on
   first need and also measuring the first `lut_calibration` students whole
-  (best of two timings) to fit the table; 'command' converts and times with `command`. Whole
-  students are kept in a `latency_lut.LatencyCache` when `cache_path` is
-  given, so none is measured twice, across processes and restarts.
+  (best of two timings) to fit the table; 'command' converts and times with
+  `command`. Whole students are kept in a `latency_lut.LatencyCache` when
+  `cache_path` is given, so none is measured twice, across processes and
+  restarts.
 
   In 'lut' mode a student whose weights exceed `lut_max_weight_mb` is
   measured whole instead (result source 'measured'): its weights no longer

@@ -4,11 +4,12 @@
 `cache_key` (architecture, timing settings, source, `machine_id`), shared
 safely by processes, so a search never measures a student twice.
 
-`LatencyLUT` is a lookup-table predictor, as OFA and FBNet use. A student is cut into parts: the stem, every layer of every block, and the
-head (1x1 conv, pooling, classifier). Each distinct part is converted and
-timed once, in isolation, at the input resolution it sees in the network;
-the table keys a part by activation, input size and a one-layer block
-string, e.g. 'relu6|14x14|r1_k3_s22_e6_i24_o32_se0.25'. A student's latency
+`LatencyLUT` is a lookup-table predictor, as OFA and FBNet use. A student
+is cut into parts: the stem, every layer of every block, and the head (1x1
+conv, pooling, classifier). Each distinct part is converted and timed once,
+in isolation, at the input resolution it sees in the network; the table
+keys a part by activation, input size and a one-layer block string, e.g.
+'relu6|14x14|r1_k3_s22_e6_i24_o32_se0.25'. A student's latency
 is predicted as
 
   scale * sum over its parts of (part latency - invoke overhead) + overhead

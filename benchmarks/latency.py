@@ -11,9 +11,9 @@ same .tflite twice (the noise floor), and seconds per measurement vs per
 prediction. Predictions are compared with one timing and with the better of
 two timings a few seconds apart (a less noisy reference), and apart for the
 students whose float weights fit half the last-level cache (the others
-`LatencyMeasurer` measures instead of predicting). Then `akd-latency --preset=mobilenet_v2 --image_size=224 --json`
-runs as `--processes` separate processes: their latency_ms must agree within
-8%.
+`LatencyMeasurer` measures instead of predicting). Then
+`akd-latency --preset=mobilenet_v2 --image_size=224 --json` runs as
+`--processes` separate processes: their latency_ms must agree within 8%.
 
   .venv/bin/python benchmarks/latency.py
   .venv/bin/python benchmarks/latency.py --image_size=32 --channels=3 \

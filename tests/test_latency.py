@@ -241,8 +241,9 @@ def test_part_keys_match_the_sliced_parts(tiny_model):
   assert [tuple(p.inputs[0].shape[1:]) for p in parts] == [
       shape for _, shape in keys]
   assert [k.split("|")[2] for k, _ in keys] == [
-      "stem_k3_s2_o8", "r1_k3_s11_e1_i8_o8", "r1_k3_s22_e3_i8_o16_se0.25_noskip",
-      "r1_k3_s11_e3_i16_o16_se0.25", "head_i16_o32_c10"]
+      "stem_k3_s2_o8", "r1_k3_s11_e1_i8_o8",
+      "r1_k3_s22_e3_i8_o16_se0.25_noskip", "r1_k3_s11_e3_i16_o16_se0.25",
+      "head_i16_o32_c10"]
   assert sum(p.count_params() for p in parts) == tiny_model.count_params()
 
 
