@@ -19,7 +19,7 @@ Public names: LatencyConfig, TimingStats, LatencyResult, LatencyMeasurer,
 LatencyError, ConversionError, CommandError, MODES, STATISTICS,
 QUANTIZE_MODES, convert_to_tflite, time_tflite, measure_model,
 check_command_template, parse_benchmark_output, run_latency_command,
-captured_native_output, last_level_cache_mb.
+captured_native_output.
 """
 
 import contextlib
@@ -50,8 +50,7 @@ __all__ = [
     "CommandError", "ConversionError", "LatencyConfig", "LatencyError",
     "LatencyMeasurer", "LatencyResult", "MODES", "QUANTIZE_MODES",
     "STATISTICS", "TimingStats", "captured_native_output",
-    "check_command_template", "convert_to_tflite", "last_level_cache_mb",
-    "measure_model",
+    "check_command_template", "convert_to_tflite", "measure_model",
     "parse_benchmark_output", "run_latency_command", "time_tflite",
 ]
 
@@ -483,23 +482,6 @@ def run_latency_command(template: str, tflite: bytes,
   return parse_benchmark_output(result.stdout + "\n" + result.stderr)
 
 
-def last_level_cache_mb() -> float:
-  """Size of this CPU's last-level cache in MiB (32 when unknown)."""
-  sizes = {}
-  directory = "/sys/devices/system/cpu/cpu0/cache"
-  try:
-    for index in os.listdir(directory):
-      with open(os.path.join(directory, index, "level")) as f:
-        level = int(f.read())
-      with open(os.path.join(directory, index, "size")) as f:
-        text = f.read().strip()
-      scale = {"K": 1 / 1024, "M": 1.0, "G": 1024.0}.get(text[-1:], 1 / 2**20)
-      sizes[level] = float(text.rstrip("KMG")) * scale
-  except (OSError, ValueError):
-    return 32.0
-  return sizes[max(sizes)] if sizes else 32.0
-
-
 class LatencyMeasurer:
   """The latency of a student, as the search asks for it.
 
@@ -555,7 +537,7 @@ class LatencyMeasurer:
     self.command = command
     self.lut_path = lut_path
     self.lut_calibration = lut_calibration
-    self.lut_max_weight_mb = (last_level_cache_mb() / 2
+    self.lut_max_weight_mb = (latency_lut.last_level_cache_mb() / 2
                               if lut_max_weight_mb is None
                               else float(lut_max_weight_mb))
     self.cache = (latency_lut.LatencyCache(cache_path) if cache_path

@@ -25,7 +25,7 @@ each part's parameters, so `params` tells, without building the student,
 whether its weights overflow the cache (see `LatencyMeasurer`).
 
 Public names: LatencyCache, LatencyLUT, MissingPartsError, cache_key,
-machine_id, part_keys, slice_parts.
+last_level_cache_mb, machine_id, part_keys, slice_parts.
 """
 
 import fcntl
@@ -45,7 +45,7 @@ from akd_tf import arch
 from akd_tf import builder
 
 __all__ = ["LatencyCache", "LatencyLUT", "MissingPartsError", "cache_key",
-           "machine_id", "part_keys", "slice_parts"]
+           "last_level_cache_mb", "machine_id", "part_keys", "slice_parts"]
 
 _FORMAT = "akd_tf.latency_lut/2"
 
@@ -72,6 +72,23 @@ def machine_id() -> str:
   return (f"{platform.system()}-{platform.machine()}/{cpu}/"
           f"{os.cpu_count()}cpu/litert-{version('ai-edge-litert')}/"
           f"tf-{version('tensorflow')}")
+
+
+def last_level_cache_mb() -> float:
+  """Size of this CPU's last-level cache in MiB (32 when unknown)."""
+  sizes = {}
+  directory = "/sys/devices/system/cpu/cpu0/cache"
+  try:
+    for index in os.listdir(directory):
+      with open(os.path.join(directory, index, "level")) as f:
+        level = int(f.read())
+      with open(os.path.join(directory, index, "size")) as f:
+        text = f.read().strip()
+      scale = {"K": 1 / 1024, "M": 1.0, "G": 1024.0}.get(text[-1:], 1 / 2**20)
+      sizes[level] = float(text.rstrip("KMG")) * scale
+  except (OSError, ValueError):
+    return 32.0
+  return sizes[max(sizes)] if sizes else 32.0
 
 
 def cache_key(spec: arch.ArchSpec, settings: dict, source: str,

@@ -96,7 +96,7 @@ def lut_vs_measured(config):
   meta = dict(config.timing_settings(), machine=latency_lut.machine_id())
   table = latency_lut.LatencyLUT(meta)
   timer = _PartTimer(config)
-  limit_mb = latency.last_level_cache_mb() / 2
+  limit_mb = latency_lut.last_level_cache_mb() / 2
   seed = _CALIBRATION_SEED
   while len(table.calibration) < _CALIBRATION.value:
     spec = _spec(space, seed)
