@@ -69,7 +69,7 @@ def plot_pareto(records: Sequence[history.CandidateRecord], target_ms: float,
   axes.set_ylabel("mini-val accuracy")
   axes.set_title(title or f"{len(ok)} candidates ({len(records) - len(ok)} "
                  "failed)")
-  axes.legend(loc="lower right", fontsize="small")
+  axes.legend(loc="best", fontsize="small")
   figure.tight_layout()
   figure.savefig(path, dpi=110)
   pyplot.close(figure)
