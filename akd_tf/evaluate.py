@@ -104,31 +104,44 @@ class CandidateEvaluator:
 
   Args:
     config: The evaluation setup.
+    data: The data `config.data` describes, already loaded (a Ray worker
+      gets it from the object store); None loads it here.
+    teacher_logits: The teacher's logits on `data.train`, already loaded;
+      None loads them from `config.teacher_logits_path` when KD needs them.
 
   Raises:
     FileNotFoundError: the data or the teacher logits are missing.
-    ValueError: the teacher logits do not match the training split.
+    ValueError: the data is not `config.data`, or the teacher logits do not
+      match the training split.
   """
 
-  def __init__(self, config: EvalConfig):
+  def __init__(self, config: EvalConfig,
+               data: Optional[data_lib.Data] = None,
+               teacher_logits=None):
     import numpy as np  # pylint: disable=g-import-not-at-top
     self.config = config
     self.space = search_space.SearchSpace.from_config(config.space)
-    self.data = data_lib.load_data(config.data)
+    if data is not None and data.config != config.data:
+      raise ValueError(f"the given data was loaded with {data.config}, not "
+                       f"the evaluation's {config.data}")
+    self.data = data if data is not None else data_lib.load_data(config.data)
     self.teacher_logits = None
     self.teacher = None
-    if config.train.kd_alpha > 0 and not config.teacher_logits_path:
+    kd = config.train.kd_alpha > 0
+    if kd and teacher_logits is None and not config.teacher_logits_path:
       if not config.teacher_path:
         raise ValueError("kd_alpha > 0 needs teacher_logits_path or "
                          "teacher_path")
       self.teacher = teacher_lib.load_teacher(config.teacher_path)
-    elif config.train.kd_alpha > 0:
-      self.teacher_logits = np.load(config.teacher_logits_path)
+    elif kd:
+      source = ("the given teacher logits" if teacher_logits is not None
+                else f"teacher logits {config.teacher_logits_path}")
+      self.teacher_logits = (teacher_logits if teacher_logits is not None
+                             else np.load(config.teacher_logits_path))
       if self.teacher_logits.shape[0] != self.data.train.size:
         raise ValueError(
-            f"teacher logits {config.teacher_logits_path} hold "
-            f"{self.teacher_logits.shape[0]} rows; the training split has "
-            f"{self.data.train.size} images")
+            f"{source} hold {self.teacher_logits.shape[0]} rows; the "
+            f"training split has {self.data.train.size} images")
     self.measurer = latency_lib.LatencyMeasurer(
         mode=config.latency_mode, config=config.latency,
         cache_path=config.latency_cache_path, lut_path=config.lut_path,

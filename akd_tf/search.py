@@ -26,7 +26,13 @@ Files under `model_dir`:
   best/                arch.json, student.keras, saved_model/,
                        student.tflite, metrics.json (see akd_tf.finalize)
 
-Public names: SearchConfig, SearchResult, run_search, REWARD_ACCURACIES.
+Candidates are evaluated by local worker processes (`evaluate.LocalPool`,
+executor 'local') or as Ray tasks on a cluster (`ray_pool.RayPool`, executor
+'ray'); either way the controller and the history stay here and the history
+is the same.
+
+Public names: SearchConfig, SearchResult, run_search, EXECUTORS,
+REWARD_ACCURACIES.
 """
 
 import contextlib
@@ -52,11 +58,14 @@ from akd_tf import reward as reward_lib
 from akd_tf import search_space
 from akd_tf import teacher as teacher_lib
 
-__all__ = ["REWARD_ACCURACIES", "SearchConfig", "SearchResult", "run_search"]
+__all__ = ["EXECUTORS", "REWARD_ACCURACIES", "SearchConfig", "SearchResult",
+           "run_search"]
 
 REWARD_ACCURACIES = ("kd", "ce")
+EXECUTORS = ("local", "ray")
 _RESUMABLE_CHANGES = ("num_candidates", "num_workers", "final", "export",
-                      "final_train_size")
+                      "final_train_size", "executor", "ray_address",
+                      "cpus_per_candidate", "gpus_per_candidate")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +89,8 @@ class SearchConfig:
     num_candidates: Candidates to evaluate in all.
     candidates_per_step: Candidates sampled per controller update (the
       batch evaluated in parallel; part of the replay, so fixed for a search).
-    num_workers: Worker processes evaluating candidates.
+    num_workers: Candidates evaluated at once (local worker processes, or
+      Ray tasks in flight).
     threads_per_worker: TensorFlow threads of each worker (0: TF's default).
     teacher: A built-in teacher name (akd_tf.teacher.TEACHERS) or the path
       of a `.keras` file or SavedModel.
@@ -91,6 +101,12 @@ class SearchConfig:
     latency_command: The on-device command template ('command' mode).
     lut_path: The lookup table ('lut' mode; default under model_dir).
     export: Write the winner's SavedModel and .tflite.
+    executor: 'local' (worker processes on this machine) or 'ray' (Ray
+      tasks; needs `pip install -e .[ray]`).
+    ray_address: The Ray cluster to join ('auto', 'HOST:PORT',
+      'ray://HOST:PORT'); None starts a local Ray instance. 'ray' only.
+    cpus_per_candidate: CPUs Ray reserves for each candidate ('ray' only).
+    gpus_per_candidate: GPUs Ray reserves for each candidate ('ray' only).
   """
 
   data: data_lib.DataConfig
@@ -115,8 +131,15 @@ class SearchConfig:
   latency_command: Optional[str] = None
   lut_path: Optional[str] = None
   export: bool = True
+  executor: str = "local"
+  ray_address: Optional[str] = None
+  cpus_per_candidate: float = 1.0
+  gpus_per_candidate: float = 0.0
 
   def __post_init__(self):
+    ray_settings_ok = self.executor == "ray" or (
+        self.ray_address is None and self.cpus_per_candidate == 1.0 and
+        self.gpus_per_candidate == 0.0)
     checks = (
         (self.reward_accuracy in REWARD_ACCURACIES,
          f"reward_accuracy='{self.reward_accuracy}' is not one of "
@@ -136,6 +159,17 @@ class SearchConfig:
          f"{latency_lib.MODES}"),
         (self.reward_accuracy == "ce" or self.proxy.kd_alpha > 0,
          "reward_accuracy='kd' needs proxy kd_alpha > 0"),
+        (self.executor in EXECUTORS,
+         f"executor='{self.executor}' is not one of {EXECUTORS}"),
+        (ray_settings_ok, "ray_address, cpus_per_candidate and gpus_per_candidate "
+         "apply to executor='ray' only (the local executor runs num_workers "
+         "processes; set threads_per_worker for their threads)"),
+        (self.ray_address is None or bool(self.ray_address.strip()),
+         "ray_address must be 'auto', 'HOST:PORT' or 'ray://HOST:PORT'"),
+        (self.cpus_per_candidate > 0,
+         f"cpus_per_candidate={self.cpus_per_candidate} must be > 0"),
+        (self.gpus_per_candidate >= 0,
+         f"gpus_per_candidate={self.gpus_per_candidate} must be >= 0"),
     )
     for ok, message in checks:
       if not ok:
@@ -264,8 +298,12 @@ def run_search(config: SearchConfig, model_dir: str,
       does not fit the data, or the history does not replay (it was written
       by another controller or edited).
     FileNotFoundError: the data or the teacher is missing.
+    ImportError: executor 'ray' without Ray installed.
   """
   start = time.time()
+  if config.executor == "ray":
+    from akd_tf import ray_pool  # pylint: disable=g-import-not-at-top
+    ray_pool.import_ray()  # Before the teacher: fail in seconds.
   timer = _PhaseTimer()
   os.makedirs(model_dir, exist_ok=True)
   _check_resume_config(os.path.join(model_dir, "search_config.json"),
@@ -296,7 +334,7 @@ def run_search(config: SearchConfig, model_dir: str,
   if records:
     log(f"resuming: {len(records)} evaluations come from the history, "
         f"controller at step {controller.step}")
-  pool = evaluate.LocalPool(eval_config, config.num_workers)
+  pool = _make_pool(config, eval_config, data)
   loop_start = time.time()
   try:
     evaluated = _search_steps(config, controller, controller_dir, pool,
@@ -323,6 +361,18 @@ def run_search(config: SearchConfig, model_dir: str,
   return SearchResult(records=tuple(records), best=best, final=final,
                       wall_seconds=time.time() - start, evaluated=evaluated,
                       phase_seconds=dict(timer.seconds))
+
+
+def _make_pool(config: SearchConfig, eval_config: evaluate.EvalConfig,
+               data: data_lib.Data):
+  """The candidate evaluator pool of `config.executor`."""
+  if config.executor == "ray":
+    from akd_tf import ray_pool  # pylint: disable=g-import-not-at-top
+    return ray_pool.RayPool(
+        eval_config, config.num_workers, address=config.ray_address,
+        cpus_per_candidate=config.cpus_per_candidate,
+        gpus_per_candidate=config.gpus_per_candidate, data=data)
+  return evaluate.LocalPool(eval_config, config.num_workers)
 
 
 def _cached_teacher_logits(config, teacher, data, model_dir) -> Optional[str]:

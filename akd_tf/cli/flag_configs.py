@@ -116,6 +116,18 @@ def define_search_flags():
   flags.DEFINE_integer("latency_repeats", 5, "Repeats of --latency_runs.")
   flags.DEFINE_bool("export", True, "Export the winner as SavedModel and "
                     ".tflite.")
+  flags.DEFINE_enum("executor", "local", ["local", "ray"],
+                    "Where candidates are evaluated: 'local' worker "
+                    "processes, or 'ray' tasks on a Ray cluster (pip install "
+                    "-e .[ray]).")
+  flags.DEFINE_string("ray_address", None, "--executor=ray: the cluster to "
+                      "join ('auto' for the one `ray start` made here, "
+                      "'HOST:6379' or 'ray://HOST:10001'); unset starts a "
+                      "local Ray instance.")
+  flags.DEFINE_float("cpus_per_candidate", 1.0, "--executor=ray: CPUs Ray "
+                     "reserves for each candidate.")
+  flags.DEFINE_float("gpus_per_candidate", 0.0, "--executor=ray: GPUs Ray "
+                     "reserves for each candidate (0.5 shares a GPU by two).")
 
 
 def _build(flag_names, factory, **kwargs):
@@ -182,11 +194,18 @@ def search_config_from_flags():
     raise app.UsageError(
         f"--teacher={teacher}: neither a built-in teacher "
         f"{teacher_lib.TEACHERS} nor an existing .keras file or SavedModel")
+  if f.executor == "ray":
+    from akd_tf import ray_pool  # pylint: disable=g-import-not-at-top
+    try:
+      ray_pool.import_ray()
+    except ImportError as error:
+      raise app.UsageError(f"--executor=ray: {error}") from None
   recipe = _build(["teacher_epochs"], teacher_lib.TeacherRecipe,
                   epochs=f.teacher_epochs, seed=f.seed)
   return _build(
       ["num_candidates", "num_workers", "candidates_per_step",
-       "reward_accuracy", "kd_alpha"], search.SearchConfig,
+       "reward_accuracy", "kd_alpha", "executor", "ray_address",
+       "cpus_per_candidate", "gpus_per_candidate"], search.SearchConfig,
       data=data, global_params=global_params, proxy=proxy, final=final,
       reward=reward, final_train_size=f.final_train_size or None,
       reward_accuracy=f.reward_accuracy, controller=f.controller,
@@ -195,4 +214,7 @@ def search_config_from_flags():
       num_workers=f.num_workers, threads_per_worker=f.threads_per_worker,
       teacher=teacher, teacher_recipe=recipe, cache_dir=f.cache_dir,
       latency_mode=f.latency, latency=latency_config,
-      latency_command=f.latency_command, export=f.export)
+      latency_command=f.latency_command, export=f.export,
+      executor=f.executor, ray_address=f.ray_address,
+      cpus_per_candidate=f.cpus_per_candidate,
+      gpus_per_candidate=f.gpus_per_candidate)

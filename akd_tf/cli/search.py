@@ -6,7 +6,8 @@ Trains (or reuses) the teacher, runs the controller's search with KD-trained
 accuracy in the reward (--reward_accuracy=kd, AKD) or plain accuracy
 (--reward_accuracy=ce, the NAS+KD baseline), then trains the winner by KD and
 exports it under <model_dir>/best. Rerunning the same command resumes a
-killed search where it stopped.
+killed search where it stopped. --executor=ray evaluates candidates as Ray
+tasks (on a cluster with --ray_address=auto) instead of local processes.
 """
 
 import logging as std_logging
@@ -21,9 +22,6 @@ from akd_tf.cli import flag_configs
 
 MODEL_DIR = flags.DEFINE_string(
     "model_dir", None, "Where the search writes (and resumes) everything.")
-EXECUTOR = flags.DEFINE_enum(
-    "executor", "local", ["local"],
-    "Where candidates are evaluated: local worker processes.")
 flag_configs.define_data_flags()
 flag_configs.define_student_flags()
 flag_configs.define_teacher_flags()

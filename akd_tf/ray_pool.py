@@ -1,0 +1,255 @@
+"""Evaluation of search candidates on a Ray cluster, the pool `LocalPool` is.
+
+`RayPool` has `LocalPool`'s interface (`evaluate(tasks)` yields records as
+they finish; `shutdown()`), with Ray core as the engine: every candidate is
+a Ray task that asks for `cpus_per_candidate` CPUs and `gpus_per_candidate`
+GPUs and is retried `max_retries` times when its worker process or its node
+dies. The controller and the history stay on the driver; tasks return plain
+`history.CandidateRecord`s.
+
+The evaluation setup, the proxy data and the teacher's cached logits are put
+in the object store once; every task gets a reference to them, so worker
+nodes need no shared filesystem (data streamed from disk, such as ImageNet,
+is loaded by each worker from `config.data` instead and must be on every
+node). A Ray worker process builds one `evaluate.CandidateEvaluator` from
+them on its first candidate and reuses it for the next ones, so TensorFlow's
+import and the setup happen once per worker process. Ray does not reuse a
+process for tasks that hold GPUs (it starts a fresh one per task), so with
+`gpus_per_candidate > 0` every candidate pays that start.
+
+A candidate whose task still fails after its retries (a lost node, a killed
+worker, a worker that cannot set up) is yielded as `evaluate.failed_record`
+and the search goes on. A retried task was never reported, so nothing is
+counted twice.
+
+Ray is an optional dependency (`pip install -e .[ray]`); this module imports
+without it and `RayPool` says how to install it.
+
+Public names: RayPool, import_ray, DEFAULT_MAX_RETRIES, INSTALL_HINT.
+"""
+
+import collections
+import dataclasses
+import logging
+import os
+from typing import Dict, Iterator, Optional, Sequence
+
+from akd_tf import data as data_lib
+from akd_tf import evaluate
+from akd_tf import history
+
+__all__ = ["DEFAULT_MAX_RETRIES", "INSTALL_HINT", "RayPool", "import_ray"]
+
+INSTALL_HINT = ("install it with `pip install -e .[ray]` in the akd_tf "
+                "checkout (or `bash .ci/install --ray`)")
+DEFAULT_MAX_RETRIES = 3
+_ERROR_CHARS = 400
+
+
+def import_ray():
+  """Returns the `ray` module.
+
+  Raises:
+    ImportError: Ray is not installed; the message says how to install it.
+  """
+  try:
+    import ray  # pylint: disable=g-import-not-at-top
+  except ImportError as error:
+    raise ImportError(f"Ray is not installed ({error}): {INSTALL_HINT}"
+                      ) from None
+  return ray
+
+
+@dataclasses.dataclass(frozen=True)
+class _WorkerSetup:
+  """What a Ray worker builds its evaluator from (one object-store entry)."""
+
+  config: evaluate.EvalConfig
+  data: Optional[data_lib.Data]
+  teacher_logits: Optional[object]
+
+
+# The evaluator of this Ray worker process, keyed by its setup's object id.
+_EVALUATORS: Dict[str, evaluate.CandidateEvaluator] = {}
+
+
+def _evaluator_for(setup_ref) -> evaluate.CandidateEvaluator:
+  """The worker's evaluator for `setup_ref`, built on first use."""
+  key = setup_ref.hex()
+  if key not in _EVALUATORS:
+    setup = import_ray().get(setup_ref)
+    if setup.config.threads:
+      import tensorflow as tf  # pylint: disable=g-import-not-at-top
+      tf.config.threading.set_intra_op_parallelism_threads(
+          setup.config.threads)
+      tf.config.threading.set_inter_op_parallelism_threads(
+          setup.config.threads)
+    _EVALUATORS.clear()
+    _EVALUATORS[key] = evaluate.CandidateEvaluator(
+        setup.config, data=setup.data, teacher_logits=setup.teacher_logits)
+  return _EVALUATORS[key]
+
+
+def _evaluate_candidate(setup_refs, task: evaluate.CandidateTask
+                        ) -> history.CandidateRecord:
+  """The Ray task: one candidate in this worker's evaluator.
+
+  `setup_refs` is a one-element list so that Ray passes the reference
+  itself rather than fetching the setup for every candidate.
+  """
+  return _evaluator_for(setup_refs[0]).evaluate(task)
+
+
+def _error_text(error: BaseException) -> str:
+  lines = [line for line in str(error).splitlines() if line.strip()]
+  text = f"{type(error).__name__}: {lines[-1] if lines else ''}"
+  return text if len(text) <= _ERROR_CHARS else text[:_ERROR_CHARS] + "..."
+
+
+class RayPool:
+  """Evaluates candidates as Ray tasks, at most `num_workers` at a time.
+
+  Args:
+    config: The evaluation setup.
+    num_workers: Candidates in flight at once.
+    max_retries: Times Ray runs a candidate again after its worker process
+      or node died; then it is recorded as failed.
+    address: The Ray cluster to join ('auto', 'HOST:PORT' or
+      'ray://HOST:PORT'); None starts a private local Ray instance (or joins
+      $RAY_ADDRESS when set). Ignored when Ray is already initialized in
+      this process: that Ray is used and left running.
+    cpus_per_candidate: CPUs Ray reserves for each candidate.
+    gpus_per_candidate: GPUs Ray reserves for each candidate (fractions
+      share a GPU).
+    data: The data `config.data` describes, if the caller has loaded it.
+
+  Raises:
+    ImportError: Ray is not installed.
+    ValueError: a bad count, no Ray cluster at `address`, or no node with
+      the resources one candidate asks for.
+  """
+
+  def __init__(self, config: evaluate.EvalConfig, num_workers: int,
+               max_retries: int = DEFAULT_MAX_RETRIES,
+               address: Optional[str] = None,
+               cpus_per_candidate: float = 1.0,
+               gpus_per_candidate: float = 0.0,
+               data: Optional[data_lib.Data] = None):
+    if num_workers < 1:
+      raise ValueError(f"num_workers={num_workers} must be >= 1")
+    if max_retries < 0:
+      raise ValueError(f"max_retries={max_retries} must be >= 0")
+    if cpus_per_candidate <= 0 or gpus_per_candidate < 0:
+      raise ValueError(
+          f"cpus_per_candidate={cpus_per_candidate} must be > 0 and "
+          f"gpus_per_candidate={gpus_per_candidate} >= 0")
+    self._ray = import_ray()
+    self.config = _absolute_paths(config)
+    self.num_workers = num_workers
+    self.max_retries = max_retries
+    self._owns_ray = False
+    self._in_flight = {}
+    self._connect(address)
+    try:
+      self._check_resources(cpus_per_candidate, gpus_per_candidate)
+      self._setup = self._ray.put(_WorkerSetup(
+          self.config, *_in_memory_inputs(self.config, data)))
+    except BaseException:
+      self.shutdown()
+      raise
+    self._remote = self._ray.remote(
+        num_cpus=cpus_per_candidate, num_gpus=gpus_per_candidate,
+        max_retries=max_retries, retry_exceptions=False)(_evaluate_candidate)
+
+  def _connect(self, address: Optional[str]) -> None:
+    """Joins `address` or starts a local Ray, unless Ray is running here."""
+    ray = self._ray
+    if ray.is_initialized():
+      return
+    if address is None and not os.environ.get("RAY_ADDRESS"):
+      address = "local"
+    try:
+      ray.init(address=address, include_dashboard=False,
+               logging_level=logging.WARNING)
+    except ConnectionError as error:
+      raise ValueError(
+          f"ray_address='{address}': no Ray cluster to join ({error}). Start"
+          " one with `ray start --head`, or leave ray_address unset for a "
+          "local Ray instance") from None
+    self._owns_ray = True
+
+  def _check_resources(self, cpus: float, gpus: float) -> None:
+    """Fails now rather than leave candidates waiting for no node."""
+    nodes = [n["Resources"] for n in self._ray.nodes() if n.get("Alive")]
+    if not any(r.get("CPU", 0) >= cpus and r.get("GPU", 0) >= gpus
+               for r in nodes):
+      have = sorted({(r.get("CPU", 0), r.get("GPU", 0)) for r in nodes})
+      raise ValueError(
+          f"no node of the Ray cluster has cpus_per_candidate={cpus} CPUs and "
+          f"gpus_per_candidate={gpus} GPUs for one candidate (its nodes' "
+          f"(CPUs, GPUs): {have}); ask for less or add such a node")
+
+  def evaluate(self, tasks: Sequence[evaluate.CandidateTask]
+               ) -> Iterator[history.CandidateRecord]:
+    """Evaluates `tasks`, yielding each record as soon as it is finished.
+
+    Ray retries a candidate whose worker process or node died up to
+    `max_retries` times (its result was never reported, so nothing is
+    counted twice); after that it is yielded as a failed record.
+    """
+    ray = self._ray
+    queue = collections.deque(tasks)
+    try:
+      while queue or self._in_flight:
+        while queue and len(self._in_flight) < self.num_workers:
+          task = queue.popleft()
+          self._in_flight[self._remote.remote([self._setup], task)] = task
+        (ref,), _ = ray.wait(list(self._in_flight), num_returns=1)
+        task = self._in_flight.pop(ref)
+        try:
+          record = ray.get(ref)
+        except ray.exceptions.RayError as error:
+          record = evaluate.failed_record(
+              task, self.config, f"Ray task failed after {self.max_retries} "
+              f"retries: {_error_text(error)}")
+        yield record
+    finally:
+      self._cancel_in_flight()
+
+  def _cancel_in_flight(self) -> None:
+    for ref in self._in_flight:
+      self._ray.cancel(ref, force=True)
+    self._in_flight = {}
+
+  def shutdown(self) -> None:
+    """Cancels candidates in flight; stops the Ray instance it started."""
+    if self._in_flight:
+      self._cancel_in_flight()
+    if self._owns_ray and self._ray.is_initialized():
+      self._ray.shutdown()
+    self._owns_ray = False
+
+
+def _absolute_paths(config: evaluate.EvalConfig) -> evaluate.EvalConfig:
+  """`config` with its paths absolute: Ray workers run in other folders."""
+  paths = {}
+  for name in ("latency_cache_path", "lut_path", "teacher_logits_path",
+               "teacher_path"):
+    value = getattr(config, name)
+    if value:
+      paths[name] = os.path.abspath(value)
+  return dataclasses.replace(config, **paths)
+
+
+def _in_memory_inputs(config: evaluate.EvalConfig,
+                      data: Optional[data_lib.Data]):
+  """(data, teacher logits) for the object store, or None where streamed."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  if data is None:
+    data = data_lib.load_data(config.data)
+  if data.train.images is None:
+    return None, None
+  logits = None
+  if config.train.kd_alpha > 0 and config.teacher_logits_path:
+    logits = np.load(config.teacher_logits_path)
+  return data, logits
