@@ -1,4 +1,4 @@
-"""Teacher dependence of searched architectures (the paper's structural knowledge).
+"""Teacher dependence of searched students (the paper's structural knowledge).
 
 AKD's claim is that the best student depends on the teacher. This module
 reads finished searches, takes the top candidates of each and compares the
@@ -38,7 +38,7 @@ permuting group labels, at one of two levels:
 
 Public names: SearchRun, PermutationResult, load_search, group_by_teacher,
 top_candidates, choice_distributions, permutation_test, format_top_choices,
-plot_choice_distributions, LEVELS, DISTRIBUTION_DECISIONS.
+plot_choice_distributions, LEVELS, DISTRIBUTION_DECISIONS, NAS_GROUP.
 """
 
 import dataclasses
@@ -57,8 +57,9 @@ import numpy as np  # pylint: disable=wrong-import-position
 from akd_tf import history  # pylint: disable=wrong-import-position
 from akd_tf import search_space  # pylint: disable=wrong-import-position
 
-__all__ = ["DISTRIBUTION_DECISIONS", "LEVELS", "PermutationResult",
-           "SearchRun", "choice_distributions", "format_top_choices",
+__all__ = ["DISTRIBUTION_DECISIONS", "LEVELS", "NAS_GROUP",
+           "PermutationResult", "SearchRun", "choice_distributions",
+           "format_top_choices",
            "group_by_teacher", "load_search", "permutation_test",
            "plot_choice_distributions", "top_candidates"]
 
@@ -111,8 +112,8 @@ class PermutationResult:
     num_permutations: Random label permutations drawn.
     n_a: Top candidates of the first group.
     n_b: Top candidates of the second group.
-    searches_a: Searches of the first group.
-    searches_b: Searches of the second group.
+    searches_a: Searches of the first group with a successful candidate.
+    searches_b: Searches of the second group with a successful candidate.
     level: What was permuted: 'search' or 'candidate'.
     min_p_value: The smallest p-value the level can give (exact test).
     distances: Observed total-variation distance per decision
@@ -389,7 +390,11 @@ def permutation_test(runs_a: Sequence[SearchRun], runs_b: Sequence[SearchRun],
   if not n_a or not n_b:
     raise ValueError(f"group '{_label_of(runs_a if not n_a else runs_b)}' "
                      "has no successful candidate")
-  searches_a, searches_b = len(runs_a), len(runs_b)
+  # Searches without a successful candidate carry no information.
+  sizes = np.bincount(search_ids, minlength=len(runs)).astype(float)
+  kept = sizes > 0
+  searches_a = int(kept[:len(runs_a)].sum())
+  searches_b = int(kept[len(runs_a):].sum())
   min_p_search = ((2 if searches_a == searches_b else 1) /
                   math.comb(searches_a + searches_b, searches_a))
   if level == "auto":
@@ -399,9 +404,9 @@ def permutation_test(runs_a: Sequence[SearchRun], runs_b: Sequence[SearchRun],
       raise ValueError("level='search' needs more than one search in a "
                        "group: with one each, p is always 1")
     counts = np.stack([one_hot[search_ids == i].sum(axis=0)
-                       for i in range(len(runs))])
-    sizes = np.bincount(search_ids, minlength=len(runs)).astype(float)
-    units, unit_a, min_p = len(runs), searches_a, min_p_search
+                       for i in np.flatnonzero(kept)])
+    sizes = sizes[kept]
+    units, unit_a, min_p = len(sizes), searches_a, min_p_search
   else:
     counts, sizes = one_hot, np.ones(len(one_hot))
     units, unit_a = len(one_hot), n_a
@@ -438,8 +443,8 @@ def format_top_choices(distributions: dict, group: str) -> str:
   entry = distributions["groups"][group]
   decisions = distributions["decisions"]
   lines = [f"{group}: {entry['num_candidates']} top candidates from "
-           f"{len(entry['model_dirs'])} search(es), top {distributions['top_k']}"
-           " each",
+           f"{len(entry['model_dirs'])} search(es), top "
+           f"{distributions['top_k']} each",
            ("block  " + "".join(f"{name:<15}" for name in decisions)).rstrip()]
   for b, block in enumerate(entry["blocks"]):
     cells = []
@@ -522,12 +527,13 @@ def plot_choice_distributions(distributions: dict, path: str,
                for t, c in sorted(legend.items(), key=lambda item: item[1])]
     axes.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0),
                 fontsize="small", frameon=False)
-  group_handles = [
-      patches.Patch(facecolor="lightgray", edgecolor="black",
-                               hatch=_HATCHES[g % len(_HATCHES)],
-                               label=f"bar {g + 1}: {group} "
-                               f"(n={distributions['groups'][group]['num_candidates']})")
-      for g, group in enumerate(groups)]
+  group_handles = []
+  for g, group in enumerate(groups):
+    count = distributions["groups"][group]["num_candidates"]
+    group_handles.append(patches.Patch(
+        facecolor="lightgray", edgecolor="black",
+        hatch=_HATCHES[g % len(_HATCHES)],
+        label=f"bar {g + 1}: {group} (n={count})"))
   figure.legend(handles=group_handles, loc="upper center",
                 ncol=len(groups), frameon=False, fontsize="medium",
                 bbox_to_anchor=(0.5, 0.975))

@@ -208,6 +208,13 @@ def test_search_level_permutes_whole_searches(tmp_path):
   assert different.p_value < 0.05
   alike = analyze.permutation_test(wide, deep_alike, top_k=5, level="search")
   assert alike.p_value > 0.1
+  failed = analyze.load_search(write_search(
+      tmp_path / "failed", [record(0, SPACE.sample(0), 0.0,
+                                   status=history.STATUS_FAILED)]))
+  with_failed = analyze.permutation_test(wide + [failed], deep, top_k=5)
+  assert (with_failed.searches_a, with_failed.statistic) == (
+      4, different.statistic)
+  assert with_failed.p_value == different.p_value
   with pytest.raises(ValueError, match="level='search' needs more than one"):
     analyze.permutation_test(wide[:1], deep[:1], top_k=5, level="search")
 
