@@ -253,3 +253,26 @@ def test_top_choice_table_and_plot(tmp_path):
   analyze.plot_choice_distributions(result, str(path))
   assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
   assert path.stat().st_size > 20000
+
+
+def test_clustered_searches_of_one_teacher_fool_only_the_candidate_level():
+  # A converged controller's top candidates are variations of one student,
+  # so candidates of one search are not independent: between two groups of
+  # such searches from the same distribution, permuting candidates finds a
+  # "difference" that permuting whole searches correctly does not.
+  rng = np.random.default_rng(5)
+  runs = []
+  for _ in range(8):
+    center = SPACE.sample(rng)
+    records = [record(step, tuple(c if rng.random() < 0.6
+                                  else int(rng.integers(n))
+                                  for c, n in zip(center, SPACE.num_choices)),
+                      rng.random()) for step in range(10)]
+    runs.append(analyze.SearchRun("dir", "same_teacher", "kd", 0,
+                                  tuple(records)))
+  candidate = analyze.permutation_test(runs[:4], runs[4:], 5,
+                                       level="candidate")
+  search_level = analyze.permutation_test(runs[:4], runs[4:], 5,
+                                          level="search")
+  assert candidate.p_value < 0.01
+  assert search_level.p_value > 0.1
