@@ -36,6 +36,7 @@ setuptools.setup(
     },
     entry_points={
         "console_scripts": [
+            "akd-analyze=akd_tf.cli.analyze:run",
             "akd-arch=akd_tf.cli.arch:run",
             "akd-export=akd_tf.cli.export:run",
             "akd-latency=akd_tf.cli.latency:run",

@@ -1,0 +1,123 @@
+"""Does the best student depend on the teacher? AKD with both built-in teachers.
+
+  python benchmarks/teacher_dependence.py [--seeds=0,1,2,3] [--quick]
+
+Runs the AKD arm of benchmarks/akd_vs_nas.py (the same settings and budget,
+full or --quick) with every built-in teacher for every seed, then applies
+akd-analyze: per teacher, the distribution of the top candidates'
+architecture choices, and a permutation test of whether the two teachers'
+searches prefer different architectures, permuting whole searches (the
+search-level test; with 4 seeds per teacher its smallest possible p-value is
+0.029). The searches of the default teacher are shared with akd_vs_nas.py's
+AKD runs (same directories under --work_dir), so after that benchmark only
+the other teacher's searches and the extra seeds run.
+
+Prints each teacher's most frequent choices, the test's line and the final
+KD test accuracy of each teacher's winners; writes
+benchmarks/results/teacher_dependence[_quick].json and .png. The same
+analysis from the command line:
+
+  akd-analyze --model_dirs=<the searches> --permute=search
+"""
+
+import dataclasses
+import json
+import os
+import platform
+import sys
+import time
+
+from absl import app
+from absl import flags
+import numpy as np
+
+import akd_vs_nas  # Shares its flags, budget and search runner.
+from akd_tf import teacher as teacher_lib
+from akd_tf.cli import flag_configs
+
+TOP_K = flags.DEFINE_integer(
+    "top_k", 3, "Distinct successful students taken from every search.")
+PERMUTATIONS = flags.DEFINE_integer(
+    "permutations", 10000, "Random permutations of the test.")
+
+
+def search_dir(work_dir: str, base_teacher: str, teacher: str,
+               seed: int) -> str:
+  """akd_vs_nas.py's AKD directory for the default teacher, else its own."""
+  name = (f"akd-seed{seed}" if teacher == base_teacher
+          else f"akd-{teacher}-seed{seed}")
+  return os.path.join(work_dir, name)
+
+
+def main(argv):
+  del argv
+  from akd_tf import analyze  # pylint: disable=g-import-not-at-top
+  base = flag_configs.search_config_from_flags()
+  quick = akd_vs_nas.QUICK.value
+  work_dir = os.path.join(akd_vs_nas.WORK_DIR.value,
+                          "quick" if quick else "full")
+  seeds = [int(s) for s in akd_vs_nas.SEEDS.value]
+  teachers = [base.teacher] + [t for t in teacher_lib.TEACHERS
+                               if t != base.teacher]
+  finals = {teacher: [] for teacher in teachers}
+  model_dirs = []
+  start = time.time()
+  for seed in seeds:
+    for teacher in teachers:
+      model_dir = search_dir(work_dir, base.teacher, teacher, seed)
+      print(f"{time.strftime('%H:%M:%S')} {os.path.basename(model_dir)}",
+            file=sys.stderr, flush=True)
+      config = akd_vs_nas.method_config(
+          dataclasses.replace(base, teacher=teacher), "kd",
+          "reinforce", seed)
+      finals[teacher].append(akd_vs_nas.run_one(config, model_dir))
+      model_dirs.append(model_dir)
+  runs = [analyze.load_search(d) for d in model_dirs]
+  groups = analyze.group_by_teacher(runs)
+  distributions = analyze.choice_distributions(runs, TOP_K.value)
+  tests = {
+      level: analyze.permutation_test(
+          groups[teachers[0]], groups[teachers[1]], TOP_K.value,
+          num_permutations=PERMUTATIONS.value, level=level)
+      for level in ("search", "candidate")}
+  print()
+  for teacher in teachers:
+    print(analyze.format_top_choices(distributions, teacher))
+    accuracy = 100 * np.array([r["test_accuracy"] for r in finals[teacher]])
+    print(f"{teacher}: final KD test accuracy of the winners "
+          f"{accuracy.mean():.2f} % (min {accuracy.min():.2f}, max "
+          f"{accuracy.max():.2f}) over {len(accuracy)} seed(s)\n")
+  for level, test in tests.items():
+    print(f"{test.summary()}  [{level} level]")
+  search_test = tests["search"]
+  print(f"teacher dependence, search-level p-value = "
+        f"{search_test.p_value:.4f} (smallest possible "
+        f"{search_test.min_p_value:.4f})")
+  if quick:
+    print("--quick: a small budget; indicative only.")
+  stem = "teacher_dependence_quick" if quick else "teacher_dependence"
+  os.makedirs(akd_vs_nas.RESULTS_DIR, exist_ok=True)
+  analyze.plot_choice_distributions(
+      distributions, os.path.join(akd_vs_nas.RESULTS_DIR, stem + ".png"),
+      title=(f"AKD top {TOP_K.value} per search, {len(seeds)} seeds per "
+             f"teacher; search-level p = {search_test.p_value:.3f}"))
+  with open(os.path.join(akd_vs_nas.RESULTS_DIR, stem + ".json"), "w") as f:
+    json.dump({
+        "date": time.strftime("%Y-%m-%d"), "machine": platform.node(),
+        "cpus": os.cpu_count(), "quick": quick, "seeds": seeds,
+        "teachers": teachers, "top_k": TOP_K.value,
+        "candidates_per_search": base.num_candidates,
+        "benchmark_minutes": (time.time() - start) / 60,
+        "permutation_tests": {k: t.get_config() for k, t in tests.items()},
+        "finals": finals, "distributions": distributions,
+        "model_dirs": model_dirs, "flags": sys.argv[1:],
+    }, f, indent=2)
+    f.write("\n")
+  print(f"wrote {os.path.join(akd_vs_nas.RESULTS_DIR, stem)}.json and .png")
+
+
+if __name__ == "__main__":
+  args = akd_vs_nas.argv_with_defaults(sys.argv)
+  if not any(a.startswith("--seeds") for a in sys.argv[1:]):
+    args.append("--seeds=0,1,2,3")
+  app.run(main, argv=args)
