@@ -39,6 +39,9 @@ TOP_K = flags.DEFINE_integer(
     "top_k", 3, "Distinct successful students taken from every search.")
 PERMUTATIONS = flags.DEFINE_integer(
     "permutations", 10000, "Random permutations of the test.")
+TEACHERS = flags.DEFINE_list(
+    "teachers", None, "Built-in teachers to search with (default: all, "
+    "--teacher first); the test compares the first two.")
 
 
 def search_dir(work_dir: str, base_teacher: str, teacher: str,
@@ -57,8 +60,12 @@ def main(argv):
   work_dir = os.path.join(akd_vs_nas.WORK_DIR.value,
                           "quick" if quick else "full")
   seeds = [int(s) for s in akd_vs_nas.SEEDS.value]
-  teachers = [base.teacher] + [t for t in teacher_lib.TEACHERS
-                               if t != base.teacher]
+  teachers = TEACHERS.value or [base.teacher] + [
+      t for t in teacher_lib.TEACHERS if t != base.teacher]
+  unknown = [t for t in teachers if t not in teacher_lib.TEACHERS]
+  if unknown:
+    raise app.UsageError(f"--teachers: {unknown} are not built-in teachers "
+                         f"{teacher_lib.TEACHERS}")
   finals = {teacher: [] for teacher in teachers}
   model_dirs = []
   start = time.time()
@@ -72,6 +79,10 @@ def main(argv):
           "reinforce", seed)
       finals[teacher].append(akd_vs_nas.run_one(config, model_dir))
       model_dirs.append(model_dir)
+  if len(teachers) < 2:
+    print(f"searched with {teachers} only: no comparison (give two "
+          "--teachers)")
+    return
   runs = [analyze.load_search(d) for d in model_dirs]
   groups = analyze.group_by_teacher(runs)
   distributions = analyze.choice_distributions(runs, TOP_K.value)
