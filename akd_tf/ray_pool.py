@@ -1,14 +1,16 @@
 """Evaluation of search candidates on a Ray cluster, the pool `LocalPool` is.
 
-`RayPool` has `LocalPool`'s interface (`evaluate(tasks)` yields records as
-they finish; `shutdown()`), with Ray core as the engine: every candidate is
+`RayPool` has `LocalPool`'s interface (`start()` warms the workers up;
+`evaluate(tasks)` yields records as they finish; `shutdown()`), with Ray core
+as the engine: every candidate is
 a Ray task that asks for `cpus_per_candidate` CPUs and `gpus_per_candidate`
 GPUs and is retried `max_retries` times when its worker process or its node
 dies. The controller and the history stay on the driver; tasks return plain
 `history.CandidateRecord`s.
 
 The evaluation setup, the proxy data and the teacher's cached logits are put
-in the object store once; every task gets a reference to them, so worker
+in the object store once, by the first `evaluate` (so the pool can start
+before the logits are written); every task gets a reference to them, so worker
 nodes need no shared filesystem (data streamed from disk, such as ImageNet,
 is loaded by each worker from `config.data` instead and must be on every
 node). A Ray worker process builds one `evaluate.CandidateEvaluator` from
@@ -90,6 +92,15 @@ def _evaluator_for(setup_ref) -> evaluate.CandidateEvaluator:
   return _EVALUATORS[key]
 
 
+def _warm_up() -> int:
+  """A task that only starts a worker process.
+
+  Loading it imports this module, and with it akd_tf.evaluate, Keras and
+  TensorFlow, which is most of a worker's start.
+  """
+  return os.getpid()
+
+
 def _evaluate_candidate(setup_refs, task: evaluate.CandidateTask
                         ) -> history.CandidateRecord:
   """The Ray task: one candidate in this worker's evaluator.
@@ -122,6 +133,8 @@ class RayPool:
     gpus_per_candidate: GPUs Ray reserves for each candidate (fractions
       share a GPU).
     data: The data `config.data` describes, if the caller has loaded it.
+      The teacher logits are read from `config.teacher_logits_path` by the
+      first `evaluate`.
 
   Raises:
     ImportError: Ray is not installed.
@@ -147,19 +160,23 @@ class RayPool:
     self.config = _absolute_paths(config)
     self.num_workers = num_workers
     self.max_retries = max_retries
+    self.gpus_per_candidate = gpus_per_candidate
+    self._data = data
+    self._setup = None
     self._owns_ray = False
     self._in_flight = {}
+    self._warming = []
     self._connect(address)
     try:
       self._check_resources(cpus_per_candidate, gpus_per_candidate)
-      self._setup = self._ray.put(_WorkerSetup(
-          self.config, *_in_memory_inputs(self.config, data)))
     except BaseException:
       self.shutdown()
       raise
-    self._remote = self._ray.remote(
-        num_cpus=cpus_per_candidate, num_gpus=gpus_per_candidate,
-        max_retries=max_retries, retry_exceptions=False)(_evaluate_candidate)
+    options = dict(num_cpus=cpus_per_candidate, num_gpus=gpus_per_candidate,
+                   max_retries=max_retries)
+    self._remote = self._ray.remote(retry_exceptions=False, **options)(
+        _evaluate_candidate)
+    self._remote_warm_up = self._ray.remote(**options)(_warm_up)
 
   def _connect(self, address: Optional[str]) -> None:
     """Joins `address` or starts a local Ray, unless Ray is running here."""
@@ -189,6 +206,16 @@ class RayPool:
           f"gpus_per_candidate={gpus} GPUs for one candidate (its nodes' "
           f"(CPUs, GPUs): {have}); ask for less or add such a node")
 
+  def start(self) -> None:
+    """Starts `num_workers` worker processes importing TensorFlow now.
+
+    Without it they start with the first `evaluate`. Ray starts a fresh
+    process for every task that holds GPUs, so with GPUs this does nothing.
+    """
+    if self.gpus_per_candidate == 0 and not self._warming:
+      self._warming = [self._remote_warm_up.remote()
+                       for _ in range(self.num_workers)]
+
   def evaluate(self, tasks: Sequence[evaluate.CandidateTask]
                ) -> Iterator[history.CandidateRecord]:
     """Evaluates `tasks`, yielding each record as soon as it is finished.
@@ -198,6 +225,10 @@ class RayPool:
     counted twice); after that it is yielded as a failed record.
     """
     ray = self._ray
+    if self._setup is None:
+      self._setup = ray.put(_WorkerSetup(
+          self.config, *_in_memory_inputs(self.config, self._data)))
+      self._data = None
     queue = collections.deque(tasks)
     try:
       while queue or self._in_flight:
@@ -225,6 +256,7 @@ class RayPool:
     """Cancels candidates in flight; stops the Ray instance it started."""
     if self._in_flight:
       self._cancel_in_flight()
+    self._warming = []
     if self._owns_ray and self._ray.is_initialized():
       self._ray.shutdown()
     self._owns_ray = False
