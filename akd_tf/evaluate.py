@@ -208,21 +208,32 @@ class CandidateEvaluator:
                     f"(at {os.path.basename(last.filename)}:{last.lineno})")
 
 
-_WORKER_EVALUATOR = None
+_WORKER = {}  # This worker process's config, data and (once used) evaluator.
 
 
 def _init_worker(config: EvalConfig) -> None:
-  """Process-pool initializer: one evaluator (data, logits) per worker."""
-  global _WORKER_EVALUATOR
+  """Process-pool initializer: TensorFlow and the data, once per worker.
+
+  The evaluator itself (which reads the teacher's logits) is made by the
+  first candidate, so workers can start before the logits are written.
+  """
   if config.threads:
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     tf.config.threading.set_intra_op_parallelism_threads(config.threads)
     tf.config.threading.set_inter_op_parallelism_threads(config.threads)
-  _WORKER_EVALUATOR = CandidateEvaluator(config)
+  _WORKER["config"] = config
+  _WORKER["data"] = data_lib.load_data(config.data)
+
+
+def _worker_ready() -> int:
+  return os.getpid()
 
 
 def _evaluate_in_worker(task: CandidateTask) -> history.CandidateRecord:
-  return _WORKER_EVALUATOR.evaluate(task)
+  if "evaluator" not in _WORKER:
+    _WORKER["evaluator"] = CandidateEvaluator(_WORKER["config"],
+                                              data=_WORKER["data"])
+  return _WORKER["evaluator"].evaluate(task)
 
 
 class LocalPool:
@@ -244,6 +255,23 @@ class LocalPool:
     self.max_retries = max_retries
     self._executor = None
 
+  def start(self) -> None:
+    """Starts the workers now (TensorFlow import, data) without waiting.
+
+    Otherwise they start with the first `evaluate`. Setup errors of a worker
+    (missing teacher logits) surface in `evaluate`.
+    """
+    self._ensure_executor()
+    for _ in range(self.num_workers):
+      self._executor.submit(_worker_ready)
+
+  def _ensure_executor(self) -> None:
+    if self._executor is None:
+      self._executor = concurrent.futures.ProcessPoolExecutor(
+          max_workers=self.num_workers,
+          mp_context=multiprocessing.get_context("spawn"),
+          initializer=_init_worker, initargs=(self.config,))
+
   def evaluate(self, tasks: Sequence[CandidateTask]
                ) -> Iterator[history.CandidateRecord]:
     """Evaluates `tasks`, yielding each record as soon as it is finished.
@@ -255,11 +283,7 @@ class LocalPool:
     attempts = {task: 0 for task in tasks}
     pending = list(tasks)
     while pending:
-      if self._executor is None:
-        self._executor = concurrent.futures.ProcessPoolExecutor(
-            max_workers=self.num_workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker, initargs=(self.config,))
+      self._ensure_executor()
       futures = {self._executor.submit(_evaluate_in_worker, t): t
                  for t in pending}
       pending = []

@@ -37,6 +37,7 @@ REWARD_ACCURACIES.
 
 import contextlib
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -201,9 +202,10 @@ class SearchResult:
     wall_seconds: Wall time of this call.
     evaluated: Evaluations this call ran (the rest came from the history).
     phase_seconds: Driver wall seconds per phase ('teacher',
-      'teacher_logits', 'sample', 'wait_for_workers', 'bookkeeping',
-      'controller_update', 'plots', 'final') and of the whole candidate loop
-      ('loop'); workers' phases are in each record's `timings`.
+      'teacher_logits', 'pool_start' (starting Ray included), 'sample',
+      'wait_for_workers', 'bookkeeping', 'controller_update', 'plots',
+      'final') and of the whole candidate loop ('loop', the pool's shutdown
+      included); workers' phases are in each record's `timings`.
   """
 
   records: Tuple[history.CandidateRecord, ...]
@@ -312,35 +314,47 @@ def run_search(config: SearchConfig, model_dir: str,
   global_params = dataclasses.replace(config.global_params,
                                       num_classes=data.num_classes)
   space = search_space.SearchSpace(stem_size=config.global_params.stem_size)
-  with timer.phase("teacher"):
-    teacher, teacher_path = _prepare_teacher(config, data, log)
-  with timer.phase("teacher_logits"):
-    logits_path = _cached_teacher_logits(config, teacher, data, model_dir)
-  eval_config = evaluate.EvalConfig(
-      data=config.data, global_params=global_params,
+  logits_path = _teacher_logits_path(config, data, model_dir)
+  make_eval_config = functools.partial(
+      evaluate.EvalConfig, data=config.data, global_params=global_params,
       space=space.get_config(), train=config.proxy_recipe(),
       reward=config.reward, latency_mode=config.latency_mode,
       latency=config.latency,
       latency_cache_path=os.path.join(model_dir, "latency_cache.jsonl"),
       lut_path=config.lut_path or os.path.join(model_dir, "latency_lut.json"),
       latency_command=config.latency_command, teacher_logits_path=logits_path,
-      teacher_path=teacher_path, threads=config.threads_per_worker)
-  controller = controller_lib.make_controller(
-      config.controller, space.num_choices, config.controller_config)
-  controller_dir = os.path.join(model_dir, "controller")
-  controller.restore(controller_dir)
-  log_file = history.History(os.path.join(model_dir, "history.jsonl"))
-  records = log_file.read()
-  if records:
-    log(f"resuming: {len(records)} evaluations come from the history, "
-        f"controller at step {controller.step}")
-  pool = _make_pool(config, eval_config, data)
-  loop_start = time.time()
+      threads=config.threads_per_worker)
+  pool = None
+  if logits_path or config.proxy_recipe().kd_alpha == 0:
+    # The workers need no teacher: they start (TensorFlow, data) while the
+    # teacher is loaded or trained and its logits are computed.
+    with timer.phase("pool_start"):
+      pool = _make_pool(config, make_eval_config(), data)
+      pool.start()
   try:
+    with timer.phase("teacher"):
+      teacher, teacher_path = _prepare_teacher(config, data, log)
+    with timer.phase("teacher_logits"):
+      _write_teacher_logits(config, teacher, data, logits_path)
+    controller = controller_lib.make_controller(
+        config.controller, space.num_choices, config.controller_config)
+    controller_dir = os.path.join(model_dir, "controller")
+    controller.restore(controller_dir)
+    log_file = history.History(os.path.join(model_dir, "history.jsonl"))
+    records = log_file.read()
+    if records:
+      log(f"resuming: {len(records)} evaluations come from the history, "
+          f"controller at step {controller.step}")
+    if pool is None:
+      with timer.phase("pool_start"):
+        pool = _make_pool(config, make_eval_config(teacher_path=teacher_path),
+                          data)
+    loop_start = time.time()
     evaluated = _search_steps(config, controller, controller_dir, pool,
                               log_file, records, model_dir, timer, log)
   finally:
-    pool.shutdown()
+    if pool is not None:
+      pool.shutdown()
   timer.seconds["loop"] = time.time() - loop_start
   records = log_file.read()
   with timer.phase("plots"):
@@ -375,22 +389,26 @@ def _make_pool(config: SearchConfig, eval_config: evaluate.EvalConfig,
   return evaluate.LocalPool(eval_config, config.num_workers)
 
 
-def _cached_teacher_logits(config, teacher, data, model_dir) -> Optional[str]:
-  """Writes the teacher's logits on the proxy images once; returns the path.
+def _teacher_logits_path(config, data, model_dir) -> Optional[str]:
+  """Where the teacher's logits on the proxy images are cached, if they are.
 
   Data held in memory gets its logits computed once for every candidate;
-  streamed data (ImageNet) returns None and has the teacher run online in
-  every worker instead.
+  streamed data (ImageNet) gets None and has the teacher run online in every
+  worker instead; so does a search without KD.
   """
   if config.proxy_recipe().kd_alpha == 0 or data.train.images is None:
     return None
-  path = os.path.join(model_dir, "teacher_logits.npy")
-  if not os.path.exists(path):
-    logits = teacher_lib.teacher_logits(teacher, data.train,
-                                        cache_dir=config.cache_dir)
-    np.save(path + ".tmp.npy", logits)
-    os.replace(path + ".tmp.npy", path)
-  return path
+  return os.path.join(model_dir, "teacher_logits.npy")
+
+
+def _write_teacher_logits(config, teacher, data, path: Optional[str]) -> None:
+  """Writes the teacher's logits on the proxy images to `path` once."""
+  if path is None or os.path.exists(path):
+    return
+  logits = teacher_lib.teacher_logits(teacher, data.train,
+                                      cache_dir=config.cache_dir)
+  np.save(path + ".tmp.npy", logits)
+  os.replace(path + ".tmp.npy", path)
 
 
 def _search_steps(config, controller, controller_dir, pool, log_file,
