@@ -1,4 +1,4 @@
-"""Evaluation of search candidates on a Ray cluster, the pool `LocalPool` is.
+"""Evaluation of search candidates as Ray tasks, on one machine or a cluster.
 
 `RayPool` has `LocalPool`'s interface (`start()` warms the workers up;
 `evaluate(tasks)` yields records as they finish; `shutdown()`), with Ray core
