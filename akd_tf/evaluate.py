@@ -25,6 +25,8 @@ import time
 import traceback
 from typing import Iterator, Optional, Sequence, Tuple
 
+import keras
+
 from akd_tf import arch
 from akd_tf import builder
 from akd_tf import data as data_lib
@@ -176,6 +178,9 @@ class CandidateEvaluator:
       t = time.perf_counter()
       spec = arch.ArchSpec(decoded, self.config.global_params,
                            self.data.input_shape)
+      # Seeded here, not only for training: the initial weights of a
+      # candidate must not depend on what its worker process ran before.
+      keras.utils.set_random_seed(self.config.train.seed)
       model = builder.build_from_spec(spec)
       size = profile.profile_model(model)
       fields.update(params=size.params, macs=size.macs)

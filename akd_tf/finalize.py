@@ -96,6 +96,7 @@ def finalize(best: history.CandidateRecord, config,
   spec = arch.ArchSpec(arch.decode_blocks(best.blocks), global_params,
                        data.input_shape)
   spec.to_json(os.path.join(out_dir, "arch.json"))
+  keras.utils.set_random_seed(config.final.seed)
   model = builder.build_from_spec(spec)
   size = profile.profile_model(model)
   logits = None

@@ -1,11 +1,14 @@
 """Tests of akd_tf.evaluate: one candidate end to end, failures, lost workers."""
 
+import dataclasses
 import multiprocessing
 import os
+import random
 import signal
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from akd_tf import arch
@@ -21,8 +24,8 @@ SPACE = search_space.SearchSpace()
 
 
 def make_config(tmp_path, **train_changes):
-  train = distill.TrainConfig(epochs=1, batch_size=32, kd_alpha=0.0,
-                              **train_changes)
+  train = distill.TrainConfig(**{"epochs": 1, "batch_size": 32,
+                                 "kd_alpha": 0.0, **train_changes})
   return evaluate.EvalConfig(
       data=data_lib.DataConfig(dataset="digits", train_size=256,
                                minival_size=200),
@@ -50,6 +53,24 @@ def test_candidate_is_built_timed_trained_and_rewarded(tmp_path):
   again = evaluator.evaluate(evaluate.CandidateTask(5, 0, actions))
   assert again.latency_source == "cache"
   assert again.latency_ms == record.latency_ms
+
+
+def test_same_candidate_scores_the_same_whatever_ran_before(tmp_path):
+  # A worker's first candidate used to get unseeded initial weights, so a
+  # search's scores depended on which worker ran what.
+  config = dataclasses.replace(
+      make_config(tmp_path, learning_rate=1e-2, epochs=2),
+      data=data_lib.DataConfig(dataset="digits", train_size=1000,
+                               minival_size=200))
+  actions = SPACE.sample(0)
+  first = evaluate.CandidateEvaluator(config).evaluate(
+      evaluate.CandidateTask(0, 0, actions))
+  random.seed(12345)  # Anything else this process might have drawn.
+  np.random.rand(7)
+  again = evaluate.CandidateEvaluator(config).evaluate(
+      evaluate.CandidateTask(1, 0, actions))
+  assert first.ok and again.ok, (first.error, again.error)
+  assert again.accuracy == first.accuracy
 
 
 def test_diverged_candidate_is_a_failed_record(tmp_path):
