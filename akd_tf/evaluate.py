@@ -14,7 +14,7 @@ killer) costs that candidate a retry in a rebuilt pool, and after
 `max_retries` it is recorded as failed; the search goes on.
 
 Public names: EvalConfig, CandidateTask, CandidateEvaluator, LocalPool,
-failed_record.
+failed_record, set_worker_threads.
 """
 
 import concurrent.futures
@@ -39,7 +39,7 @@ from akd_tf import search_space
 from akd_tf import teacher as teacher_lib
 
 __all__ = ["CandidateEvaluator", "CandidateTask", "EvalConfig", "LocalPool",
-           "failed_record"]
+           "failed_record", "set_worker_threads"]
 
 _ERROR_CHARS = 600
 
@@ -213,6 +213,17 @@ class CandidateEvaluator:
                     f"(at {os.path.basename(last.filename)}:{last.lineno})")
 
 
+def set_worker_threads(threads: int) -> None:
+  """Limits this worker process's TensorFlow to `threads` (0: TF's default).
+
+  Call it before the process runs any TensorFlow op.
+  """
+  if threads:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
 _WORKER = {}  # This worker process's config, data and (once used) evaluator.
 
 
@@ -222,10 +233,7 @@ def _init_worker(config: EvalConfig) -> None:
   The evaluator itself (which reads the teacher's logits) is made by the
   first candidate, so workers can start before the logits are written.
   """
-  if config.threads:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    tf.config.threading.set_intra_op_parallelism_threads(config.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(config.threads)
+  set_worker_threads(config.threads)
   _WORKER["config"] = config
   _WORKER["data"] = data_lib.load_data(config.data)
 

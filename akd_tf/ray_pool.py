@@ -80,12 +80,7 @@ def _evaluator_for(setup_ref) -> evaluate.CandidateEvaluator:
   key = setup_ref.hex()
   if key not in _EVALUATORS:
     setup = import_ray().get(setup_ref)
-    if setup.config.threads:
-      import tensorflow as tf  # pylint: disable=g-import-not-at-top
-      tf.config.threading.set_intra_op_parallelism_threads(
-          setup.config.threads)
-      tf.config.threading.set_inter_op_parallelism_threads(
-          setup.config.threads)
+    evaluate.set_worker_threads(setup.config.threads)
     _EVALUATORS.clear()
     _EVALUATORS[key] = evaluate.CandidateEvaluator(
         setup.config, data=setup.data, teacher_logits=setup.teacher_logits)
