@@ -9,7 +9,7 @@ Only stock Keras layers are used, so a student saved as `.keras` reloads with
 `safe_mode=True` and no custom objects.
 
 Public names: build_student, build_from_spec, round_filters, PRESETS,
-preset_block_strings, preset_global_params.
+BUILDER_VERSION, preset_block_strings, preset_global_params.
 """
 
 import math
@@ -19,8 +19,12 @@ import keras
 
 from akd_tf import arch
 
-__all__ = ["PRESETS", "build_from_spec", "build_student",
+__all__ = ["BUILDER_VERSION", "PRESETS", "build_from_spec", "build_student",
            "preset_block_strings", "preset_global_params", "round_filters"]
+
+# Bump whenever the layers a block string builds change (an op, an order, a
+# default): measured latencies are cached under it and are then re-measured.
+BUILDER_VERSION = 1
 
 PRESETS = {
     "mnasnet_a1": (

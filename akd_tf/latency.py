@@ -546,7 +546,8 @@ class LatencyMeasurer:
     self.num_conversions = 0
     self.lut = None
     if mode == "lut":
-      meta = dict(config.timing_settings(), machine=latency_lut.machine_id())
+      meta = dict(config.timing_settings(), machine=latency_lut.machine_id(),
+                  software=latency_lut.software_id())
       if lut_path and os.path.exists(lut_path):
         self.lut = latency_lut.LatencyLUT.load(lut_path)
         if self.lut.meta != meta:
@@ -567,9 +568,11 @@ class LatencyMeasurer:
                      timings=1):
     """Measures a whole student (best of `timings`), or reads the cache."""
     machine = latency_lut.machine_id()
+    software = latency_lut.software_id()
     key = latency_lut.cache_key(
         spec, self.config.timing_settings(),
-        source if source == "measured" else f"command:{self.command}", machine)
+        source if source == "measured" else f"command:{self.command}", machine,
+        software)
     record = self.cache.get(key) if self.cache is not None else None
     if record is not None:
       return TimingStats(**record["stats"]), True
@@ -585,7 +588,7 @@ class LatencyMeasurer:
     if self.cache is not None:
       self.cache.put(key, {"stats": stats.get_config(), "source": source,
                            "arch": spec.get_config(), "machine": machine,
-                           "time": time.time()})
+                           "software": software, "time": time.time()})
     return stats, False
 
   def measure(self, spec: arch.ArchSpec, model: Optional[keras.Model] = None,

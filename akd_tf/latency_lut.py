@@ -25,7 +25,7 @@ each part's parameters, so `params` tells, without building the student,
 whether its weights overflow the cache (see `LatencyMeasurer`).
 
 Public names: LatencyCache, LatencyLUT, MissingPartsError, cache_key,
-last_level_cache_mb, machine_id, part_keys, slice_parts.
+last_level_cache_mb, machine_id, software_id, part_keys, slice_parts.
 """
 
 import fcntl
@@ -45,14 +45,15 @@ from akd_tf import arch
 from akd_tf import builder
 
 __all__ = ["LatencyCache", "LatencyLUT", "MissingPartsError", "cache_key",
-           "last_level_cache_mb", "machine_id", "part_keys", "slice_parts"]
+           "last_level_cache_mb", "machine_id", "part_keys", "slice_parts",
+           "software_id"]
 
 _FORMAT = "akd_tf.latency_lut/2"
 
 
 @functools.lru_cache(maxsize=None)
 def machine_id() -> str:
-  """Names this machine for cache keys: OS, CPU model, cores, versions."""
+  """Names this machine for cache keys: OS, architecture, CPU model, cores."""
   cpu = platform.processor()
   try:
     with open("/proc/cpuinfo") as f:
@@ -62,6 +63,18 @@ def machine_id() -> str:
           break
   except OSError:
     pass
+  return (f"{platform.system()}-{platform.machine()}/{cpu}/"
+          f"{os.cpu_count()}cpu")
+
+
+@functools.lru_cache(maxsize=None)
+def software_id() -> str:
+  """Names the code that turns a student into a timed graph, for cache keys.
+
+  The versions of TensorFlow (the converter), Keras (the layers), LiteRT
+  (the interpreter and XNNPACK) and `builder.BUILDER_VERSION` (how block
+  strings become layers): a latency measured by other code is not reused.
+  """
 
   def version(package):
     try:
@@ -69,9 +82,9 @@ def machine_id() -> str:
     except importlib.metadata.PackageNotFoundError:
       return "?"
 
-  return (f"{platform.system()}-{platform.machine()}/{cpu}/"
-          f"{os.cpu_count()}cpu/litert-{version('ai-edge-litert')}/"
-          f"tf-{version('tensorflow')}")
+  return (f"tensorflow-{version('tensorflow')}/keras-{version('keras')}/"
+          f"litert-{version('ai-edge-litert')}/"
+          f"builder-{builder.BUILDER_VERSION}")
 
 
 def last_level_cache_mb() -> float:
@@ -92,16 +105,18 @@ def last_level_cache_mb() -> float:
 
 
 def cache_key(spec: arch.ArchSpec, settings: dict, source: str,
-              machine: str) -> str:
+              machine: str, software: str) -> str:
   """Returns the cache key of one whole-student measurement.
 
   The key hashes the block strings, global params and input shape, the
   timing `settings` (threads, warm-up, runs, repeats, statistic,
   quantization: `LatencyConfig.timing_settings()`), the source ('measured',
-  or 'command:<template>') and the machine.
+  or 'command:<template>'), the machine (`machine_id()`) and the software
+  that built, converted and timed it (`software_id()`).
   """
   description = spec.get_config()
-  description.update(settings, source=source, machine=machine)
+  description.update(settings, source=source, machine=machine,
+                     software=software)
   text = json.dumps(description, sort_keys=True)
   return hashlib.sha256(text.encode()).hexdigest()[:32]
 

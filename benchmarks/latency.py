@@ -93,7 +93,8 @@ class _PartTimer:
 def lut_vs_measured(config):
   """Fits the table on calibration students, then compares on test ones."""
   space = search_space.SearchSpace()
-  meta = dict(config.timing_settings(), machine=latency_lut.machine_id())
+  meta = dict(config.timing_settings(), machine=latency_lut.machine_id(),
+              software=latency_lut.software_id())
   table = latency_lut.LatencyLUT(meta)
   timer = _PartTimer(config)
   limit_mb = latency_lut.last_level_cache_mb() / 2

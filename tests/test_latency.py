@@ -178,17 +178,50 @@ def test_cache_skips_a_torn_line_and_fences_it(tmp_path):
   assert reread.get("b") is None
 
 
-def test_cache_key_depends_on_shape_threads_and_machine():
+def test_cache_key_depends_on_shape_threads_machine_and_software():
   spec = tiny_spec()
   settings = FAST.timing_settings()
-  key = latency_lut.cache_key(spec, settings, "measured", "m1")
+  key = latency_lut.cache_key(spec, settings, "measured", "m1", "s1")
   other_shape = arch.ArchSpec(spec.blocks, spec.global_params, (32, 32, 3))
-  assert key == latency_lut.cache_key(spec, dict(settings), "measured", "m1")
-  assert key != latency_lut.cache_key(other_shape, settings, "measured", "m1")
+  assert key == latency_lut.cache_key(spec, dict(settings), "measured", "m1",
+                                      "s1")
+  assert key != latency_lut.cache_key(other_shape, settings, "measured", "m1",
+                                      "s1")
   assert key != latency_lut.cache_key(spec, dict(settings, threads=2),
-                                      "measured", "m1")
-  assert key != latency_lut.cache_key(spec, settings, "measured", "m2")
-  assert key != latency_lut.cache_key(spec, settings, "command:adb", "m1")
+                                      "measured", "m1", "s1")
+  assert key != latency_lut.cache_key(spec, settings, "measured", "m2", "s1")
+  assert key != latency_lut.cache_key(spec, settings, "measured", "m1", "s2")
+  assert key != latency_lut.cache_key(spec, settings, "command:adb", "m1",
+                                      "s1")
+
+
+def test_software_id_names_converter_interpreter_and_builder_versions():
+  software = latency_lut.software_id()
+  for package in ("tensorflow", "keras", "litert"):
+    assert f"{package}-" in software and f"{package}-?" not in software
+  assert f"builder-{builder.BUILDER_VERSION}" in software
+
+
+@pytest.fixture(name="fresh_software_id")
+def fixture_fresh_software_id():
+  latency_lut.software_id.cache_clear()
+  yield
+  latency_lut.software_id.cache_clear()
+
+
+def test_cached_latency_is_remeasured_after_a_builder_change(
+    tmp_path, monkeypatch, fresh_software_id):
+  del fresh_software_id
+  path = str(tmp_path / "latency.jsonl")
+  first = latency.LatencyMeasurer(config=FAST, cache_path=path)
+  assert not first.measure(tiny_spec()).cached
+  same = latency.LatencyMeasurer(config=FAST, cache_path=path)
+  assert same.measure(tiny_spec()).cached and same.num_conversions == 0
+  monkeypatch.setattr(builder, "BUILDER_VERSION", builder.BUILDER_VERSION + 1)
+  latency_lut.software_id.cache_clear()
+  changed = latency.LatencyMeasurer(config=FAST, cache_path=path)
+  assert not changed.measure(tiny_spec()).cached
+  assert changed.num_conversions == 1
 
 
 def test_command_path_parses_benchmark_model_output(tmp_path):
