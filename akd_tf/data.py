@@ -22,7 +22,7 @@ Sources (`DataConfig.dataset`):
                    offline download hangs for minutes before failing.
 
 Public names: DataConfig, Split, Data, load_data, make_dataset, take,
-IMAGES_KEY, TEACHER_LOGITS_KEY, FASHION_MNIST_DIR.
+arrays, IMAGES_KEY, TEACHER_LOGITS_KEY, FASHION_MNIST_DIR.
 """
 
 import dataclasses
@@ -35,7 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 __all__ = ["DataConfig", "Data", "FASHION_MNIST_DIR", "IMAGES_KEY", "Split",
-           "TEACHER_LOGITS_KEY", "load_data", "make_dataset", "take"]
+           "TEACHER_LOGITS_KEY", "arrays", "load_data", "make_dataset", "take"]
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 # Keys of the input dict of a batch that carries cached teacher logits.
@@ -393,6 +393,27 @@ def take(split: Split, size: int) -> Split:
   source = split.source
   return dataclasses.replace(split, size=size, fingerprint=fingerprint,
                              source=lambda: source().take(size))
+
+
+def arrays(split: Split, size: Optional[int] = None,
+           seed: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
+  """`size` examples of `split` as (float32 images, int32 labels) arrays.
+
+  Args:
+    split: The split.
+    size: How many (None or more than the split holds: all).
+    seed: Draw a seeded random subset (kept in split order); None takes the
+      first `size` examples.
+  """
+  size = split.size if size is None else min(size, split.size)
+  if split.images is not None:
+    index = (np.sort(np.random.default_rng(seed).choice(
+        split.size, size, replace=False)) if seed is not None
+             else np.arange(size))
+    return split.images[index], split.labels[index]
+  pairs = list(split.dataset().take(size).as_numpy_iterator())
+  return (np.stack([p[0] for p in pairs]).astype(np.float32),
+          np.array([p[1] for p in pairs], dtype=np.int32))
 
 
 def _augment(image, label):

@@ -237,21 +237,6 @@ def check_spec_matches(model: keras.Model,
                      "arch.json")
 
 
-def _images(split: data_lib.Split, size: Optional[int], seed: Optional[int]
-            ) -> Tuple[np.ndarray, np.ndarray]:
-  """`size` examples of `split` (a seeded random subset when `seed` is set,
-  else the first ones) as (images, labels) arrays."""
-  size = split.size if size is None else min(size, split.size)
-  if split.images is not None:
-    index = (np.sort(np.random.default_rng(seed).choice(
-        split.size, size, replace=False)) if seed is not None
-             else np.arange(size))
-    return split.images[index], split.labels[index]
-  pairs = list(split.dataset().take(size).as_numpy_iterator())
-  return (np.stack([p[0] for p in pairs]).astype(np.float32),
-          np.array([p[1] for p in pairs], dtype=np.int32))
-
-
 def save_saved_model(model: keras.Model, path: str) -> None:
   """Writes a SavedModel whose 'serving_default' signature maps the named
   input 'image' (float32, any batch) to the named output 'logits'."""
@@ -390,7 +375,7 @@ def export_student(model: keras.Model, config: ExportConfig,
   data = data_lib.load_data(config.data)
   check_data_matches(model, data)
   os.makedirs(config.output_dir, exist_ok=True)
-  images, labels = _images(data.test, config.eval_size, seed=None)
+  images, labels = data_lib.arrays(data.test, config.eval_size, seed=None)
   reference = keras_logits(model, images)
   keras_top1 = _top1(reference, labels)
   artifacts: Dict[str, Artifact] = {}
@@ -416,8 +401,8 @@ def export_student(model: keras.Model, config: ExportConfig,
   outputs = [("tflite_float", "student_float.tflite", "none")]
   calibration = None
   if config.quantize in ("int8", "qat"):
-    calibration = _images(data.train, config.calibration_samples,
-                          config.seed)[0]
+    calibration = data_lib.arrays(data.train, config.calibration_samples,
+                                  config.seed)[0]
     outputs.append(("tflite_int8", "student_int8.tflite", "int8"))
   for name, filename, quantize in outputs:
     tflite = latency_lib.convert_to_tflite(model, quantize, calibration)
@@ -429,9 +414,10 @@ def export_student(model: keras.Model, config: ExportConfig,
   qat = None
   if config.quantize == "qat":
     path = os.path.join(config.output_dir, "student_qat_int8.tflite")
-    qat = _run_qat(model, spec,
-                   _images(data.train, config.qat_train_size, config.seed),
-                   calibration, images[:256], config, path, log)
+    qat = _run_qat(
+        model, spec,
+        data_lib.arrays(data.train, config.qat_train_size, config.seed),
+        calibration, images[:256], config, path, log)
     with open(path, "rb") as f:
       tflite = f.read()
     record("tflite_qat_int8", path, tflite_logits(tflite, images), False,
