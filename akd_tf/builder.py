@@ -9,7 +9,8 @@ Only stock Keras layers are used, so a student saved as `.keras` reloads with
 `safe_mode=True` and no custom objects.
 
 Public names: build_student, build_from_spec, round_filters, PRESETS,
-BUILDER_VERSION, preset_block_strings, preset_global_params.
+BUILDER_VERSION, preset_block_strings, preset_global_params,
+squeeze_reduce_layers.
 """
 
 import math
@@ -20,7 +21,8 @@ import keras
 from akd_tf import arch
 
 __all__ = ["BUILDER_VERSION", "PRESETS", "build_from_spec", "build_student",
-           "preset_block_strings", "preset_global_params", "round_filters"]
+           "preset_block_strings", "preset_global_params", "round_filters",
+           "squeeze_reduce_layers"]
 
 # Bump whenever the layers a block string builds change (an op, an order, a
 # default): measured latencies are cached under it and are then re-measured.
@@ -131,6 +133,17 @@ def _squeeze_excite(x, input_filters, se_ratio, global_params, name):
   s = keras.layers.Conv2D(filters, 1, activation="sigmoid",
                           name=f"{name}_se_expand")(s)
   return keras.layers.Multiply(name=f"{name}_se_excite")([x, s])
+
+
+def squeeze_reduce_layers(model: keras.Model) -> list:
+  """The first (activated) 1x1 convolution of every squeeze-excitation unit.
+
+  Args:
+    model: A model of `build_student` (layers found by the names it gives),
+      or a part of one.
+  """
+  return [layer for layer in model.layers
+          if layer.name.endswith("_se_reduce")]
 
 
 def _layer(x, block, input_filters, strides, drop_rate, global_params, name):

@@ -195,6 +195,15 @@ def test_cache_key_depends_on_shape_threads_machine_and_software():
                                       "s1")
 
 
+def test_int8_timing_conversion_leaves_the_weights_as_they_were():
+  model = builder.build_from_spec(tiny_spec())
+  before = [w.numpy().copy() for w in model.weights]
+  assert builder.squeeze_reduce_layers(model)
+  latency.convert_for_timing(model, "int8")
+  for weight, value in zip(model.weights, before):
+    np.testing.assert_array_equal(weight.numpy(), value)
+
+
 def test_software_id_names_converter_interpreter_and_builder_versions():
   software = latency_lut.software_id()
   for package in ("tensorflow", "keras", "litert"):
