@@ -13,8 +13,12 @@ once. A worker that dies mid-candidate (killed, or by the kernel's OOM
 killer) costs that candidate a retry in a rebuilt pool, and after
 `max_retries` it is recorded as failed; the search goes on.
 
-Public names: EvalConfig, CandidateTask, CandidateEvaluator, LocalPool,
-failed_record, set_worker_threads.
+`CandidateTimer` measures a candidate's latency on its own; the search runs
+it in the driver before dispatching a batch, so timing never shares the CPU
+with a candidate's training.
+
+Public names: EvalConfig, CandidateTask, CandidateTimer, CandidateEvaluator,
+LocalPool, failed_record, set_worker_threads.
 """
 
 import concurrent.futures
@@ -23,7 +27,7 @@ import multiprocessing
 import os
 import time
 import traceback
-from typing import Iterator, Optional, Sequence, Tuple
+from typing import Iterator, Optional, Sequence, Tuple, Union
 
 import keras
 
@@ -38,8 +42,8 @@ from akd_tf import reward as reward_lib
 from akd_tf import search_space
 from akd_tf import teacher as teacher_lib
 
-__all__ = ["CandidateEvaluator", "CandidateTask", "EvalConfig", "LocalPool",
-           "failed_record", "set_worker_threads"]
+__all__ = ["CandidateEvaluator", "CandidateTask", "CandidateTimer",
+           "EvalConfig", "LocalPool", "failed_record", "set_worker_threads"]
 
 _ERROR_CHARS = 600
 
@@ -84,11 +88,26 @@ class EvalConfig:
 
 @dataclasses.dataclass(frozen=True)
 class CandidateTask:
-  """One sampled candidate: its place in the search and its actions."""
+  """One sampled candidate: its place in the search, its actions and, once
+  `CandidateTimer` has measured it in the driver, its latency.
+
+  Attributes:
+    step: The controller step (batch) it was sampled in.
+    index: Its position in the batch.
+    actions: The controller's actions.
+    latency_ms: Its latency, measured before dispatch; None: the evaluator
+      measures it.
+    latency_source: Where `latency_ms` came from ('measured', 'cache',
+      'lut', 'command').
+    latency_seconds: Wall time that measurement took.
+  """
 
   step: int
   index: int
   actions: Tuple[int, ...]
+  latency_ms: Optional[float] = None
+  latency_source: str = ""
+  latency_seconds: float = 0.0
 
 
 def _error_text(error: BaseException) -> str:
@@ -99,6 +118,121 @@ def _error_text(error: BaseException) -> str:
 def _is_out_of_memory(error: BaseException) -> bool:
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   return isinstance(error, (MemoryError, tf.errors.ResourceExhaustedError))
+
+
+def _process_name() -> str:
+  return f"{os.uname().nodename}:{os.getpid()}"
+
+
+class _Attempt:
+  """What one evaluation (or timing) of a task has found so far.
+
+  Phases fill `blocks`, `fields` (params, macs, latency, accuracy) and
+  `timings`; `record` and `failure` turn them into a `CandidateRecord`.
+  """
+
+  def __init__(self, task: CandidateTask, reward: reward_lib.RewardConfig,
+               worker: str):
+    self.task = task
+    self.reward = reward
+    self.worker = worker
+    self.start = time.perf_counter()
+    self.phase = "decode"
+    self.blocks = ()
+    self.fields = {}
+    self.timings = {}
+
+  def record(self, status: str, error: str = "") -> history.CandidateRecord:
+    self.timings["total"] = time.perf_counter() - self.start
+    accuracy = (self.fields.get("accuracy") if status == history.STATUS_OK
+                else None)
+    return history.CandidateRecord(
+        step=self.task.step, index=self.task.index,
+        actions=self.task.actions, blocks=self.blocks, status=status,
+        error=error, reward=reward_lib.compute_reward(
+            self.reward, accuracy, self.fields.get("latency_ms")),
+        timings={k: round(v, 4) for k, v in self.timings.items()},
+        worker=self.worker, **self.fields)
+
+  def failure(self, error: BaseException) -> history.CandidateRecord:
+    """The failed record of `error`, raised in the current phase."""
+    if isinstance(error, distill.CandidateDiverged):
+      self.timings["train"] = error.train_seconds
+      return self.record(history.STATUS_FAILED,
+                         f"diverged: {_error_text(error)}")
+    if _is_out_of_memory(error):
+      return self.record(history.STATUS_FAILED, f"out of memory during "
+                         f"{self.phase}: {_error_text(error)}")
+    last = traceback.extract_tb(error.__traceback__)[-1]
+    return self.record(history.STATUS_FAILED,
+                       f"{self.phase} failed: {_error_text(error)} "
+                       f"(at {os.path.basename(last.filename)}:{last.lineno})")
+
+  def decode(self, space: search_space.SearchSpace,
+             global_params: arch.GlobalParams,
+             input_shape) -> arch.ArchSpec:
+    """The candidate's architecture (phase 'decode')."""
+    self.phase = "decode"
+    decoded = space.decode(self.task.actions)
+    self.blocks = arch.encode_blocks(decoded)
+    return arch.ArchSpec(decoded, global_params, input_shape)
+
+
+class CandidateTimer:
+  """Measures candidates' latencies where nothing else of the search runs.
+
+  The search calls it in the driver for every candidate of a batch before
+  the batch is dispatched: the workers are idle then (they wait for the
+  batch), so no candidate's training shares the CPU with the timing, which
+  made one student's recorded latency vary by up to 25% between searches
+  when workers timed their own candidates beside each other's training
+  (benchmarks/latency.py). It also gives every candidate of a search one
+  timing machine, whatever node trains it.
+
+  int8 latencies are calibrated on real training images of `data`, not on
+  random ones.
+
+  Args:
+    config: The evaluation setup (latency mode, timing, caches, reward).
+    data: The loaded data (input shape, int8 calibration images).
+  """
+
+  def __init__(self, config: EvalConfig, data: data_lib.Data):
+    self.config = config
+    self.space = search_space.SearchSpace.from_config(config.space)
+    self.input_shape = data.input_shape
+    self.measurer = latency_lib.LatencyMeasurer(
+        mode=config.latency_mode, config=config.latency,
+        cache_path=config.latency_cache_path, lut_path=config.lut_path,
+        command=config.latency_command)
+    self.calibration_images = None
+    if config.latency.quantize != "none":
+      self.calibration_images = data_lib.arrays(
+          data.train, config.latency.calibration_samples,
+          seed=config.train.seed)[0]
+    self.worker = _process_name()
+
+  def time(self, task: CandidateTask
+           ) -> Union[CandidateTask, history.CandidateRecord]:
+    """Returns `task` with its latency, or its failed record; never raises.
+
+    A candidate that cannot be decoded, converted or timed fails here and
+    is not trained.
+    """
+    attempt = _Attempt(task, self.config.reward, self.worker)
+    try:
+      spec = attempt.decode(self.space, self.config.global_params,
+                            self.input_shape)
+      attempt.phase = "latency"
+      # The weights set int8 calibration ranges: seed them as the worker does.
+      keras.utils.set_random_seed(self.config.train.seed)
+      result = self.measurer.measure(spec, None, self.calibration_images)
+    except Exception as error:  # pylint: disable=broad-except
+      return attempt.failure(error)
+    return dataclasses.replace(
+        task, latency_ms=result.latency_ms,
+        latency_source="cache" if result.cached else result.source,
+        latency_seconds=time.perf_counter() - attempt.start)
 
 
 class CandidateEvaluator:
@@ -144,73 +278,60 @@ class CandidateEvaluator:
         raise ValueError(
             f"{source} hold {self.teacher_logits.shape[0]} rows; the "
             f"training split has {self.data.train.size} images")
-    self.measurer = latency_lib.LatencyMeasurer(
-        mode=config.latency_mode, config=config.latency,
-        cache_path=config.latency_cache_path, lut_path=config.lut_path,
-        command=config.latency_command)
-    self.worker = f"{os.uname().nodename}:{os.getpid()}"
+    self._timer = None
+    self.worker = _process_name()
+
+  def _measure_latency(self, attempt: _Attempt, spec: arch.ArchSpec,
+                       model) -> None:
+    """Phase 'latency': the task's driver-measured figure, or a timing here."""
+    attempt.phase = "latency"
+    task = attempt.task
+    if task.latency_ms is not None:
+      attempt.fields.update(latency_ms=task.latency_ms,
+                            latency_source=task.latency_source)
+      attempt.timings["latency"] = task.latency_seconds
+      return
+    if self._timer is None:
+      self._timer = CandidateTimer(self.config, self.data)
+    start = time.perf_counter()
+    result = self._timer.measurer.measure(spec, model,
+                                          self._timer.calibration_images)
+    attempt.fields.update(
+        latency_ms=result.latency_ms,
+        latency_source="cache" if result.cached else result.source)
+    attempt.timings["latency"] = time.perf_counter() - start
 
   def evaluate(self, task: CandidateTask) -> history.CandidateRecord:
-    """Builds, times, trains and scores one candidate; never raises for it."""
-    timings = {}
-    start = time.perf_counter()
-    blocks = ()
-    fields = {}
+    """Builds, times, trains and scores one candidate; never raises for it.
 
-    def record(status, error=""):
-      timings["total"] = time.perf_counter() - start
-      accuracy = fields.get("accuracy")
-      latency_ms = fields.get("latency_ms")
-      return history.CandidateRecord(
-          step=task.step, index=task.index, actions=task.actions,
-          blocks=blocks, status=status, error=error,
-          reward=reward_lib.compute_reward(
-              self.config.reward, accuracy if status == history.STATUS_OK
-              else None, latency_ms),
-          timings={k: round(v, 4) for k, v in timings.items()},
-          worker=self.worker, **fields)
-
-    phase = "decode"
+    The latency comes with the task when the driver measured it
+    (`CandidateTimer`); otherwise it is measured here before training.
+    """
+    attempt = _Attempt(task, self.config.reward, self.worker)
     try:
-      decoded = self.space.decode(task.actions)
-      blocks = arch.encode_blocks(decoded)
-      phase = "build"
-      t = time.perf_counter()
-      spec = arch.ArchSpec(decoded, self.config.global_params,
-                           self.data.input_shape)
+      spec = attempt.decode(self.space, self.config.global_params,
+                            self.data.input_shape)
+      attempt.phase = "build"
+      start = time.perf_counter()
       # Seeded here, not only for training: the initial weights of a
       # candidate must not depend on what its worker process ran before.
       keras.utils.set_random_seed(self.config.train.seed)
       model = builder.build_from_spec(spec)
       size = profile.profile_model(model)
-      fields.update(params=size.params, macs=size.macs)
-      timings["build"] = time.perf_counter() - t
-      phase = "latency"
-      t = time.perf_counter()
-      result = self.measurer.measure(spec, model)
-      fields.update(latency_ms=result.latency_ms,
-                    latency_source="cache" if result.cached else result.source)
-      timings["latency"] = time.perf_counter() - t
-      phase = "train"
+      attempt.fields.update(params=size.params, macs=size.macs)
+      attempt.timings["build"] = time.perf_counter() - start
+      self._measure_latency(attempt, spec, model)
+      attempt.phase = "train"
       trained = distill.train_candidate(
           model, self.data.train, self.data.minival, self.config.train,
           teacher=self.teacher, teacher_logits=self.teacher_logits)
-      timings["train"] = trained.train_seconds
-      timings["eval"] = trained.eval_seconds
-      fields["accuracy"] = trained.accuracy
-      return record(history.STATUS_OK)
-    except distill.CandidateDiverged as error:
-      timings["train"] = error.train_seconds
-      return record(history.STATUS_FAILED, f"diverged: {_error_text(error)}")
+      attempt.timings["train"] = trained.train_seconds
+      attempt.timings["eval"] = trained.eval_seconds
+      attempt.fields["accuracy"] = trained.accuracy
+      return attempt.record(history.STATUS_OK)
     except Exception as error:  # pylint: disable=broad-except
       # One bad candidate must not end a search of hundreds: record it.
-      if _is_out_of_memory(error):
-        return record(history.STATUS_FAILED,
-                      f"out of memory during {phase}: {_error_text(error)}")
-      last = traceback.extract_tb(error.__traceback__)[-1]
-      return record(history.STATUS_FAILED,
-                    f"{phase} failed: {_error_text(error)} "
-                    f"(at {os.path.basename(last.filename)}:{last.lineno})")
+      return attempt.failure(error)
 
 
 def set_worker_threads(threads: int) -> None:
@@ -267,6 +388,7 @@ class LocalPool:
     self.num_workers = num_workers
     self.max_retries = max_retries
     self._executor = None
+    self._starting = []
 
   def start(self) -> None:
     """Starts the workers now (TensorFlow import, data) without waiting.
@@ -275,8 +397,13 @@ class LocalPool:
     (missing teacher logits) surface in `evaluate`.
     """
     self._ensure_executor()
-    for _ in range(self.num_workers):
-      self._executor.submit(_worker_ready)
+    self._starting = [self._executor.submit(_worker_ready)
+                      for _ in range(self.num_workers)]
+
+  def wait_until_started(self) -> None:
+    """Returns once the workers `start` began are up and idle."""
+    concurrent.futures.wait(self._starting)
+    self._starting = []
 
   def _ensure_executor(self) -> None:
     if self._executor is None:

@@ -211,6 +211,12 @@ class RayPool:
       self._warming = [self._remote_warm_up.remote()
                        for _ in range(self.num_workers)]
 
+  def wait_until_started(self) -> None:
+    """Returns once the worker processes `start` began are up and idle."""
+    if self._warming:
+      self._ray.wait(self._warming, num_returns=len(self._warming))
+    self._warming = []
+
   def evaluate(self, tasks: Sequence[evaluate.CandidateTask]
                ) -> Iterator[history.CandidateRecord]:
     """Evaluates `tasks`, yielding each record as soon as it is finished.

@@ -38,6 +38,7 @@ REWARD_ACCURACIES.
 import contextlib
 import dataclasses
 import functools
+import itertools
 import json
 import math
 import os
@@ -203,8 +204,8 @@ class SearchResult:
     evaluated: Evaluations this call ran (the rest came from the history).
     phase_seconds: Driver wall seconds per phase ('teacher',
       'teacher_logits', 'pool_start' (starting Ray included), 'sample',
-      'wait_for_workers', 'bookkeeping', 'controller_update', 'plots',
-      'final') and of the whole candidate loop ('loop', the pool's shutdown
+      'latency' (the batches' candidates timed here), 'wait_for_workers',
+      'bookkeeping', 'controller_update', 'plots', 'final') and of the whole candidate loop ('loop', the pool's shutdown
       included); workers' phases are in each record's `timings`.
   """
 
@@ -345,13 +346,18 @@ def run_search(config: SearchConfig, model_dir: str,
     if records:
       log(f"resuming: {len(records)} evaluations come from the history, "
           f"controller at step {controller.step}")
+    eval_config = make_eval_config(teacher_path=teacher_path)
     if pool is None:
       with timer.phase("pool_start"):
-        pool = _make_pool(config, make_eval_config(teacher_path=teacher_path),
-                          data)
+        pool = _make_pool(config, eval_config, data)
+        pool.start()
+    candidate_timer = evaluate.CandidateTimer(eval_config, data)
     loop_start = time.time()
+    with timer.phase("pool_start"):
+      pool.wait_until_started()  # Their start would disturb the timing.
     evaluated = _search_steps(config, controller, controller_dir, pool,
-                              log_file, records, model_dir, timer, log)
+                              candidate_timer, log_file, records, model_dir,
+                              timer, log)
   finally:
     if pool is not None:
       pool.shutdown()
@@ -411,9 +417,13 @@ def _write_teacher_logits(config, teacher, data, path: Optional[str]) -> None:
   os.replace(path + ".tmp.npy", path)
 
 
-def _search_steps(config, controller, controller_dir, pool, log_file,
-                  records, model_dir, timer, log) -> int:
-  """Runs (and replays) the controller steps; returns evaluations run."""
+def _search_steps(config, controller, controller_dir, pool, candidate_timer,
+                  log_file, records, model_dir, timer, log) -> int:
+  """Runs (and replays) the controller steps; returns evaluations run.
+
+  Each batch's latencies are measured here, by `candidate_timer`, while the
+  workers wait for the batch, so no training runs beside the timing.
+  """
   by_step = {}
   for record in records:
     by_step.setdefault(record.step, {})[record.index] = record
@@ -445,7 +455,12 @@ def _search_steps(config, controller, controller_dir, pool, log_file,
         records.append(reused)
       else:
         todo.append(evaluate.CandidateTask(step, index, acts))
-    results = pool.evaluate(todo)
+    with timer.phase("latency"):
+      timed = [candidate_timer.time(task) for task in todo]
+    results = itertools.chain(
+        (t for t in timed if isinstance(t, history.CandidateRecord)),
+        pool.evaluate([t for t in timed
+                       if isinstance(t, evaluate.CandidateTask)]))
     while True:
       with timer.phase("wait_for_workers"):
         record = next(results, None)

@@ -50,8 +50,7 @@ flag_configs.define_search_flags()
 def phase_table(result) -> dict:
   """Seconds per phase of the candidate loop, from driver and workers."""
   driver = result.phase_seconds
-  worker = {"build": 0.0, "latency": 0.0, "train": 0.0, "eval": 0.0,
-            "total": 0.0}
+  worker = {"build": 0.0, "train": 0.0, "eval": 0.0, "total": 0.0}
   for record in result.records:
     for name in worker:
       worker[name] += record.timings.get(name, 0.0)
@@ -60,15 +59,15 @@ def phase_table(result) -> dict:
       "sampling": driver.get("sample", 0.0),
       "teacher logits": driver.get("teacher_logits", 0.0),
       "building": worker["build"],
-      "conversion + latency": worker["latency"],
+      "conversion + latency": driver.get("latency", 0.0),
       "KD training": worker["train"],
       "evaluation": worker["eval"],
       "controller update": driver.get("controller_update", 0.0),
       "bookkeeping": driver.get("bookkeeping", 0.0),
       "worker start, data, other": driver.get("pool_start", 0.0) + max(
           0.0, in_workers - worker["total"]) + (
-              worker["total"] - worker["build"] - worker["latency"] -
-              worker["train"] - worker["eval"]),
+              worker["total"] - worker["build"] - worker["train"] -
+              worker["eval"]),
   }
 
 

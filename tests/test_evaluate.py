@@ -5,6 +5,7 @@ import multiprocessing
 import os
 import random
 import signal
+import sys
 import threading
 import time
 
@@ -82,6 +83,59 @@ def test_diverged_candidate_is_a_failed_record(tmp_path):
   assert record.accuracy is None
   assert record.reward == reward.FAILED_REWARD
   assert record.latency_ms > 0
+
+
+def test_driver_timed_latency_is_used_without_timing_again(tmp_path):
+  config = make_config(tmp_path)
+  timer = evaluate.CandidateTimer(config, data_lib.load_data(config.data))
+  timed = timer.time(evaluate.CandidateTask(0, 0, SPACE.sample(0)))
+  assert isinstance(timed, evaluate.CandidateTask)
+  assert timed.latency_ms > 0 and timed.latency_source == "measured"
+  assert timer.measurer.num_conversions == 1
+  evaluator = evaluate.CandidateEvaluator(config)
+  record = evaluator.evaluate(timed)
+  assert record.ok, record.error
+  assert record.latency_ms == timed.latency_ms
+  assert record.latency_source == "measured"
+  assert record.timings["latency"] == pytest.approx(timed.latency_seconds,
+                                                    abs=1e-4)
+  assert evaluator._timer is None  # pylint: disable=protected-access
+
+
+def test_candidate_whose_latency_fails_is_failed_before_training(tmp_path):
+  fake = os.path.join(os.path.dirname(__file__), "fake_benchmark_model.py")
+  config = dataclasses.replace(
+      make_config(tmp_path), latency_mode="command",
+      latency_command=f"{sys.executable} {fake} --graph={{tflite}} --fail")
+  timer = evaluate.CandidateTimer(config, data_lib.load_data(config.data))
+  record = timer.time(evaluate.CandidateTask(2, 1, SPACE.sample(0)))
+  assert isinstance(record, history.CandidateRecord)
+  assert record.status == history.STATUS_FAILED
+  assert record.error.startswith("latency failed: CommandError")
+  assert (record.step, record.index) == (2, 1)
+  assert record.blocks == arch.encode_blocks(SPACE.decode(SPACE.sample(0)))
+  assert record.accuracy is None and "train" not in record.timings
+  assert record.reward == reward.FAILED_REWARD
+
+
+def test_int8_latency_of_untrained_se_student_is_measured(tmp_path):
+  # With width x0.25 this student's squeeze-excitation ReLUs never fire
+  # untrained, and XNNPACK refused its int8 model whatever the calibration
+  # images: a bias against SE in any int8-latency search.
+  config = dataclasses.replace(
+      make_config(tmp_path),
+      data=data_lib.DataConfig(dataset="fashion_mnist", train_size=256,
+                               minival_size=200),
+      global_params=arch.GlobalParams(num_classes=10, batch_norm_momentum=0.9,
+                                      head_size=64, depth_multiplier=0.25),
+      latency=latency.LatencyConfig(runs=5, repeats=1, warmup=2,
+                                    quantize="int8"))
+  actions = SPACE.sample(0)
+  assert any(b.se_ratio for b in SPACE.decode(actions))
+  timer = evaluate.CandidateTimer(config, data_lib.load_data(config.data))
+  timed = timer.time(evaluate.CandidateTask(0, 0, actions))
+  assert isinstance(timed, evaluate.CandidateTask), timed.error
+  assert timed.latency_ms > 0
 
 
 def test_kd_without_teacher_is_a_setup_error(tmp_path):
