@@ -15,15 +15,32 @@ students whose float weights fit half the last-level cache (the others
 `akd-latency --preset=mobilenet_v2 --image_size=224 --json` runs as
 `--processes` separate processes: their latency_ms must agree within 8%.
 
+Where a search's recorded latency used to vary (section 'spread'): a few
+quick-preset students are timed by `akd-latency` in separate processes with
+the quick preset's former protocol (3 rounds of 30 invokes, about 60 ms) and
+with the search's protocol (`flags/fashion_mnist_quick.cfg`), each on the
+otherwise idle machine and beside a training process (as when a worker timed
+its candidate while another worker trained); printed as max/min over the
+processes per student.
+
+Whether the search records repeatable latencies (section 'searches'): three
+separate quick searches with the same seed (2 workers, real training), each
+with its own latency cache; for every student they share, the max/min of the
+latency each search recorded: `recorded latency max/min: median X, worst Y`
+(targets X <= 1.05, Y <= 1.10), written as `recorded_latency_max_over_min`.
+
   .venv/bin/python benchmarks/latency.py
+  .venv/bin/python benchmarks/latency.py --sections=searches
   .venv/bin/python benchmarks/latency.py --image_size=32 --channels=3 \
-      --output=/tmp/latency32.json
+      --sections=lut --output=/tmp/latency32.json
 """
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 from absl import app
@@ -33,6 +50,7 @@ from scipy import stats as scipy_stats
 
 from akd_tf import arch
 from akd_tf import builder
+from akd_tf import history
 from akd_tf import latency
 from akd_tf import latency_lut
 from akd_tf import search_space
@@ -45,11 +63,26 @@ _CHANNELS = flags.DEFINE_integer("channels", 1, "Input channels.")
 _PROCESSES = flags.DEFINE_integer(
     "processes", 5, "akd-latency processes of the repeatability check "
     "(0: skip it).")
+_SECTIONS = flags.DEFINE_list(
+    "sections", ["lut", "processes", "spread", "searches"],
+    "What to run: lut (table vs measurement), processes (akd-latency "
+    "repeatability), spread (sources of a recorded latency's spread), "
+    "searches (recorded latencies of repeated searches).")
+_SEARCHES = flags.DEFINE_integer("searches", 3, "Quick searches to repeat.")
+_SPREAD_STUDENTS = flags.DEFINE_integer(
+    "spread_students", 4, "Students of the 'spread' section.")
+_WORK_DIR = flags.DEFINE_string(
+    "work_dir", None, "Where searches and students are written (default: a "
+    "new temporary directory).")
 _OUTPUT = flags.DEFINE_string(
     "output", os.path.join(os.path.dirname(__file__), "results",
                            "latency.json"), "JSON results file.")
 
 _CALIBRATION_SEED = 100_000
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_QUICK_PRESET = os.path.join(_ROOT, "flags", "fashion_mnist_quick.cfg")
+# The quick preset's protocol before the search timed in the driver.
+_FORMER_PROTOCOL = ("--runs=30", "--repeats=3")
 
 
 def _spec(space, seed):
@@ -190,16 +223,166 @@ def repeatability(processes):
           "median_ratio": max(medians) / min(medians)}
 
 
+def _preset_flags(names):
+  """{flag: value} of the quick preset for the flags in `names`."""
+  values = {}
+  with open(_QUICK_PRESET) as f:
+    for line in f:
+      name, _, value = line.strip().lstrip("-").partition("=")
+      if name in names:
+        values[name] = value
+  return values
+
+
+def _search_protocol():
+  preset = _preset_flags(("latency_runs", "latency_repeats"))
+  return (f"--runs={preset['latency_runs']}",
+          f"--repeats={preset['latency_repeats']}")
+
+
+def _ratio_summary(ratios):
+  return {"median": float(np.median(ratios)), "worst": float(np.max(ratios)),
+          "students": len(ratios)}
+
+
+def _start_trainer(work_dir):
+  """A training process beside the timing (a worker training a candidate)."""
+  command = [sys.executable, "-m", "akd_tf.cli.train", "--role=student",
+             "--dataset=fashion_mnist", "--train_size=20000", "--kd_alpha=0",
+             "--preset=mobilenet_v2", "--width_multiplier=0.5",
+             "--image_size=28", "--channels=1", "--num_classes=10",
+             "--bn_momentum=0.9", "--epochs=1000", "--batch_size=64",
+             f"--model_dir={os.path.join(work_dir, 'trainer')}"]
+  process = subprocess.Popen(command, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+  time.sleep(25.0)  # Past TensorFlow's import and tracing, into training.
+  if process.poll() is not None:
+    raise RuntimeError(f"the trainer exited with {process.returncode}: "
+                       f"{' '.join(command)}")
+  return process
+
+
+def spread(work_dir, processes=3):
+  """Max/min over processes of students' latencies, per protocol and load."""
+  space = search_space.SearchSpace()
+  head = int(_preset_flags(("head_size",))["head_size"])
+  paths = []
+  for seed in range(_SPREAD_STUDENTS.value):
+    spec = arch.ArchSpec(
+        space.decode(space.sample(seed)),
+        arch.GlobalParams(num_classes=10, batch_norm_momentum=0.9,
+                          head_size=head), (28, 28, 1))
+    paths.append(os.path.join(work_dir, f"student{seed}.json"))
+    spec.to_json(paths[-1])
+  protocols = {"former (30 x 3)": _FORMER_PROTOCOL,
+               "search": _search_protocol()}
+  results = {}
+  for load in ("idle", "beside training"):
+    trainer = _start_trainer(work_dir) if load != "idle" else None
+    try:
+      for name, protocol in protocols.items():
+        times = [[_akd_latency(["--arch_json=" + path, *protocol])
+                  for _ in range(processes)] for path in paths]
+        ratios = [max(t) / min(t) for t in times]
+        results[f"{load}, {name}"] = dict(_ratio_summary(ratios),
+                                          latencies_ms=times)
+        print(f"{load:16s} {name:16s} max/min over {processes} processes: "
+              f"median {np.median(ratios):.3f}, worst {max(ratios):.3f}; "
+              "median latency "
+              f"{np.median([np.median(t) for t in times]):.4f} ms",
+              flush=True)
+    finally:
+      if trainer is not None:
+        os.killpg(trainer.pid, signal.SIGKILL)
+        trainer.wait()
+  return {"protocols": {k: list(v) for k, v in protocols.items()},
+          "processes": processes, "conditions": results}
+
+
+def _akd_latency(args):
+  command = [sys.executable, "-m", "akd_tf.cli.latency", "--json", *args]
+  result = subprocess.run(command, capture_output=True, text=True,
+                          check=True, timeout=600)
+  return json.loads(result.stdout.strip().splitlines()[-1])["latency_ms"]
+
+
+def searches(work_dir):
+  """Recorded latencies of repeated same-seed quick searches."""
+  recorded = []
+  for i in range(_SEARCHES.value):
+    model_dir = os.path.join(work_dir, f"search{i}")
+    command = [sys.executable, "-m", "akd_tf.cli.search",
+               f"--flagfile={_QUICK_PRESET}", f"--model_dir={model_dir}",
+               "--num_workers=2", "--threads_per_worker=1",
+               "--final_epochs=1", "--noexport"]
+    start = time.time()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, timeout=3600)
+    records = history.History(os.path.join(model_dir,
+                                           "history.jsonl")).read()
+    first = {}
+    for record in records:
+      if record.latency_ms is not None:
+        first.setdefault(record.blocks, record.latency_ms)
+    recorded.append(first)
+    print(f"search {i}: {len(records)} candidates, {len(first)} timed, "
+          f"{(time.time() - start) / 60:.1f} min", flush=True)
+  shared = set.intersection(*(set(r) for r in recorded))
+  ratios = [max(r[b] for r in recorded) / min(r[b] for r in recorded)
+            for b in sorted(shared)]
+  if not ratios:
+    raise RuntimeError("the searches share no timed student")
+  print(f"recorded latency max/min: median {np.median(ratios):.3f}, worst "
+        f"{max(ratios):.3f} ({len(ratios)} students in all {len(recorded)} "
+        "searches; targets <= 1.05 and <= 1.10)", flush=True)
+  return dict(_ratio_summary(ratios), searches=len(recorded),
+              protocol=list(_search_protocol()),
+              latencies_ms=[[r[b] for r in recorded] for b in sorted(shared)])
+
+
 def main(argv):
   del argv
+  sections = set(_SECTIONS.value)
+  unknown = sections - {"lut", "processes", "spread", "searches"}
+  if unknown:
+    raise app.UsageError(f"--sections: unknown {sorted(unknown)}")
+  work_dir = _WORK_DIR.value or tempfile.mkdtemp(prefix="latency_bench_")
+  os.makedirs(work_dir, exist_ok=True)
   config = latency.LatencyConfig()
-  results = {"machine": latency_lut.machine_id(),
-             "config": config.get_config(),
-             "input_shape": [_IMAGE_SIZE.value, _IMAGE_SIZE.value,
-                             _CHANNELS.value]}
-  results.update(lut_vs_measured(config))
-  if _PROCESSES.value:
+  results = {}
+  if os.path.exists(_OUTPUT.value):
+    with open(_OUTPUT.value) as f:
+      results = json.load(f)  # Sections not run keep their last figures.
+  results.update({"machine": latency_lut.machine_id(),
+                  "software": latency_lut.software_id(),
+                  "config": config.get_config(),
+                  "input_shape": [_IMAGE_SIZE.value, _IMAGE_SIZE.value,
+                                  _CHANNELS.value]})
+  if "spread" in sections:
+    results["spread"] = spread(work_dir)
+  if "searches" in sections:
+    results["recorded_latency_max_over_min"] = searches(work_dir)
+  if "lut" in sections:
+    results.update(lut_vs_measured(config))
+  if "processes" in sections and _PROCESSES.value:
     results["repeatability"] = repeatability(_PROCESSES.value)
+  if "lut" in sections:
+    _print_lut_table(results)
+  if "repeatability" in results and "processes" in sections:
+    check = results["repeatability"]
+    print(f"akd-latency x{_PROCESSES.value} (mobilenet_v2, 224): latency_ms "
+          f"max/min {check['latency_ratio']:.3f} (target <= 1.08), medians "
+          f"max/min {check['median_ratio']:.3f}")
+  os.makedirs(os.path.dirname(_OUTPUT.value), exist_ok=True)
+  with open(_OUTPUT.value, "w") as f:
+    json.dump(results, f, indent=1)
+    f.write("\n")
+  print(f"wrote {_OUTPUT.value}")
+
+
+def _print_lut_table(results):
+  """The table-vs-measurement figures of section 'lut'."""
   columns = (("lut_vs_one_timing", "vs 1 timing"),
              ("lut_vs_best_of_two", "vs best of 2"),
              ("lut_within_cache_limit_vs_best_of_two", "<=limit, 2"),
@@ -226,16 +409,6 @@ def main(argv):
   print(f"table: {table['entries']} entries, {table['parts_measured']} parts "
         f"measured at {table['seconds_per_part']:.2f} s, scale "
         f"{table['scale']:.3f}, invoke overhead {table['overhead_ms']:.4f} ms")
-  if "repeatability" in results:
-    check = results["repeatability"]
-    print(f"akd-latency x{_PROCESSES.value} (mobilenet_v2, 224): latency_ms "
-          f"max/min {check['latency_ratio']:.3f} (target <= 1.08), medians "
-          f"max/min {check['median_ratio']:.3f}")
-  os.makedirs(os.path.dirname(_OUTPUT.value), exist_ok=True)
-  with open(_OUTPUT.value, "w") as f:
-    json.dump(results, f, indent=1)
-    f.write("\n")
-  print(f"wrote {_OUTPUT.value}")
 
 
 if __name__ == "__main__":
