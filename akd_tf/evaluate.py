@@ -135,6 +135,9 @@ class CandidateEvaluator:
         raise ValueError("kd_alpha > 0 needs teacher_logits_path or "
                          "teacher_path")
       self.teacher = teacher_lib.load_teacher(config.teacher_path)
+      teacher_lib.check_teacher(
+          self.teacher, self.data.input_shape, self.data.num_classes,
+          self.data.name, images=teacher_lib.sample_images(self.data.train))
     elif kd:
       source = ("the given teacher logits" if teacher_logits is not None
                 else f"teacher logits {config.teacher_logits_path}")

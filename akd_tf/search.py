@@ -255,7 +255,8 @@ def _prepare_teacher(config: SearchConfig, data: data_lib.Data,
     model = teacher_lib.load_teacher(config.teacher)
     log(f"teacher {config.teacher}: {model.count_params():,} params")
   teacher_lib.check_teacher(model, data.input_shape, data.num_classes,
-                            dataset=data.name)
+                            dataset=data.name,
+                            images=teacher_lib.sample_images(data.train))
   return model, path
 
 

@@ -262,18 +262,21 @@ class JobResult:
 
 
 def _load_teacher(job, data, strategy, cache_dir, log):
+  """Loads (or trains) the job's teacher and checks it against the data."""
   if job.teacher_path is not None:
     with strategy.scope():
       model = teacher_lib.load_teacher(job.teacher_path)
-    teacher_lib.check_teacher(model, data.input_shape, data.num_classes,
-                              data.name)
-    return model
-  model, info = teacher_lib.get_builtin_teacher(job.teacher, data, cache_dir)
-  log(f"teacher {info.name}: minival accuracy {info.minival_accuracy:.4f} "
-      f"({'cached ' + info.path if info.cached else 'trained in %.0fs' % info.train_seconds})")
-  if strategy.num_replicas_in_sync > 1:
-    with strategy.scope():
-      model = teacher_lib.load_teacher(info.path)
+  else:
+    model, info = teacher_lib.get_builtin_teacher(job.teacher, data,
+                                                  cache_dir)
+    log(f"teacher {info.name}: minival accuracy {info.minival_accuracy:.4f} "
+        f"({'cached ' + info.path if info.cached else 'trained in %.0fs' % info.train_seconds})")
+    if strategy.num_replicas_in_sync > 1:
+      with strategy.scope():
+        model = teacher_lib.load_teacher(info.path)
+  teacher_lib.check_teacher(model, data.input_shape, data.num_classes,
+                            data.name,
+                            images=teacher_lib.sample_images(data.train))
   return model
 
 
