@@ -240,7 +240,7 @@ def check_teacher_output(model: keras.Model, images,
   sums = outputs.sum(axis=-1)
   probabilities = bool(outputs.size) and bool(
       (outputs >= 0).all() and (np.abs(sums - 1.0) <= _SUM_TOLERANCE).all())
-  seen = f"on {len(outputs)} training images"
+  seen = f"on {len(outputs)} images of the data"
   if teacher_output == "logits" and probabilities:
     raise ValueError(
         f"teacher '{model.name}' outputs probabilities, not logits: {seen} "

@@ -76,3 +76,16 @@ def softmax_teacher(request, tmp_path_factory):
   path = str(tmp_path_factory.mktemp("softmax") / "saved_model")
   keras.Model(inputs, keras.layers.Softmax()(z)).export(path, verbose=False)
   return teacher.load_teacher(path), logits
+
+
+@pytest.fixture
+def softmax_teacher_file(tmp_path):
+  """The path of a `.keras` digits teacher ending in keras.ops.softmax."""
+  import keras  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(0)
+  inputs = keras.Input((8, 8, 1))
+  logits = keras.layers.Dense(10)(keras.layers.Flatten()(inputs))
+  path = str(tmp_path / "softmax.keras")
+  keras.Model(inputs, keras.ops.softmax(logits),
+              name="softmax_teacher").save(path)
+  return path
