@@ -213,7 +213,7 @@ def _first_distillation_loss(student_weights, teacher, batch, **kwargs):
       "distillation_loss"][0]
 
 
-def test_distiller_refuses_a_softmax_teacher_unless_told_and_then_distills_its_log_probabilities(
+def test_distiller_takes_a_softmax_teacher_only_as_probabilities(
     softmax_teacher, digits):
   probabilities, logits = softmax_teacher
   batch = data.make_dataset(data.take(digits.train, 128), 128)

@@ -94,7 +94,7 @@ def _kd_loss(teacher_logits, student_logits):
   return float(distiller.distillation_loss(teacher_logits, student_logits))
 
 
-def test_softmax_teacher_with_teacher_output_probabilities_distills_like_its_logits(
+def test_softmax_teacher_as_probabilities_distills_like_its_logits(
     softmax_teacher, digits, digits_images, tmp_path):
   probabilities, logits = softmax_teacher
   teacher.check_teacher(probabilities, (8, 8, 1), 10, "digits",
