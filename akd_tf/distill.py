@@ -10,7 +10,10 @@ no teacher at all: the NAS baseline of the search uses it. The teacher's
 logits come either from the teacher run online on each batch (needed with
 augmentation) or from a cache computed once per search
 (`akd_tf.teacher.teacher_logits`) and fed with the batch
-(`akd_tf.data.make_dataset(..., teacher_logits=...)`).
+(`akd_tf.data.make_dataset(..., teacher_logits=...)`). A teacher that
+outputs probabilities distills from its log-probabilities when the caller
+says so (`teacher_output='probabilities'`); what it outputs is checked on
+real images before training (`akd_tf.teacher.check_teacher_output`).
 
 Conventions follow Keras 3's `keras.distillation.Distiller`: the teacher is
 frozen and runs with training=False, `call` returns the student's outputs,
@@ -35,6 +38,7 @@ import numpy as np
 import tensorflow as tf
 
 from akd_tf import data as data_lib
+from akd_tf import teacher as teacher_lib
 
 __all__ = ["CandidateDiverged", "CandidateResult", "Distiller", "TrainConfig",
            "make_optimizer", "recalibrate_batch_norm", "set_bn_momentum",
@@ -73,17 +77,30 @@ class Distiller(keras.Model):
 
   Args:
     student: The `keras.Model` to train; it outputs logits.
-    teacher: A trained `keras.Model` that outputs logits, run online on each
-      batch whose input carries no cached logits. Frozen here. None when
-      alpha is 0 or every batch carries cached teacher logits.
+    teacher: A trained `keras.Model`, run online on each training batch
+      whose input carries no cached logits. Frozen here. None when alpha is
+      0 or every batch carries cached teacher logits.
     alpha: Weight of the distillation term in [0, 1]; 0 is plain
       cross-entropy.
     temperature: Softmax temperature T > 0 of the distillation term.
+    teacher_output: What the teacher outputs: 'logits', or 'probabilities'
+      (then its log-probabilities serve as logits,
+      `akd_tf.teacher.outputs_as_logits`). Checked on real images before
+      training: `fit` checks the teacher on the first images of its input
+      (`check_teacher_output`) unless `check_teacher_output` was called
+      before. Reading that first batch starts one pass over a tf.data
+      input, which moves a reshuffling pipeline on by one shuffle; call
+      `check_teacher_output(images)` first to avoid it. A custom loop that
+      calls `train_step` itself must call it too.
     name: Model name.
 
-  Inputs: a batch is (images, labels) or, with cached teacher logits,
-  ({IMAGES_KEY: images, TEACHER_LOGITS_KEY: logits}, labels) (see
-  `akd_tf.data.make_dataset`); labels are int class indices.
+  Inputs: a batch is (images, labels), ({IMAGES_KEY: images}, labels), or,
+  with cached teacher logits, ({IMAGES_KEY: images, TEACHER_LOGITS_KEY:
+  logits}, labels) (see `akd_tf.data.make_dataset`); labels are int class
+  indices. In training with alpha > 0, a batch without cached logits (a
+  tensor, or a dict without TEACHER_LOGITS_KEY) gets its logits from the
+  teacher, and raises a ValueError when there is no teacher: no batch
+  trains without its distillation term.
 
   Metrics: loss (the total), student_loss (cross-entropy), and, when
   alpha > 0, distillation_loss (T^2 * KL), then accuracy. Evaluation
@@ -92,18 +109,24 @@ class Distiller(keras.Model):
   loss is the cross-entropy.
 
   Raises:
-    ValueError: alpha outside [0, 1], temperature <= 0, a student or teacher
-      that is not a keras.Model, or teacher and student of incompatible
-      input or output shapes.
+    ValueError: alpha outside [0, 1], temperature <= 0, an unknown
+      teacher_output, a student or teacher that is not a keras.Model, or
+      teacher and student of incompatible input or output shapes.
   """
 
   def __init__(self, student: keras.Model,
                teacher: Optional[keras.Model] = None,
                alpha: float = 0.5, temperature: float = 4.0,
+               teacher_output: str = "logits",
                name: str = "distiller", **kwargs):
     super().__init__(name=name, **kwargs)
     self.alpha = _check_alpha(alpha)
     self.temperature = _check_temperature(temperature)
+    if teacher_output not in teacher_lib.TEACHER_OUTPUTS:
+      raise ValueError(f"teacher_output='{teacher_output}' is not one of "
+                       f"{teacher_lib.TEACHER_OUTPUTS} (--teacher_output)")
+    self.teacher_output = teacher_output
+    self._teacher_checked = False
     if not isinstance(student, keras.Model):
       raise ValueError(f"student must be a keras.Model, got "
                        f"{type(student).__name__}")
@@ -155,6 +178,33 @@ class Distiller(keras.Model):
       kwargs.pop(key, None)
     super().compile(optimizer=optimizer, **kwargs)
 
+  def check_teacher_output(self, images) -> None:
+    """Checks the teacher's outputs on `images` against teacher_output.
+
+    Args:
+      images: A batch of real training images.
+
+    Raises:
+      ValueError: see `akd_tf.teacher.check_teacher_output`.
+    """
+    if self.teacher is not None:
+      teacher_lib.check_teacher_output(self.teacher, images,
+                                       self.teacher_output)
+    self._teacher_checked = True
+
+  def fit(self, x=None, y=None, **kwargs):
+    """`keras.Model.fit`, after checking the teacher on x's first images.
+
+    Raises:
+      ValueError: the teacher does not output what teacher_output says, or
+        x is of a kind whose first images cannot be read without consuming
+        them (call `check_teacher_output` first).
+    """
+    if (self.teacher is not None and self.alpha > 0 and
+        not self._teacher_checked):
+      self.check_teacher_output(_first_images(x))
+    return super().fit(x, y, **kwargs)
+
   def call(self, inputs, training=None):
     """Returns the student's logits."""
     if isinstance(inputs, dict):
@@ -196,17 +246,24 @@ class Distiller(keras.Model):
     """Returns (images, teacher logits or None) of a batch's inputs.
 
     Cached logits in the batch win; otherwise the teacher runs when
-    `run_teacher` (training with alpha > 0).
+    `run_teacher` (training with alpha > 0), whether the images come as a
+    tensor or in a dict.
+
+    Raises:
+      ValueError: the teacher must run and there is none.
     """
+    images, logits = x, None
     if isinstance(x, dict):
-      return x[data_lib.IMAGES_KEY], x.get(data_lib.TEACHER_LOGITS_KEY)
-    if not run_teacher or self.alpha == 0.0:
-      return x, None
+      images = x[data_lib.IMAGES_KEY]
+      logits = x.get(data_lib.TEACHER_LOGITS_KEY)
+    if logits is not None or not run_teacher or self.alpha == 0.0:
+      return images, logits
     if self.teacher is None:
       raise ValueError(f"alpha={self.alpha} needs teacher logits: give the "
                        "Distiller a teacher, or feed cached logits with "
                        "make_dataset(..., teacher_logits=...)")
-    return x, self.teacher(x, training=False)
+    outputs = self.teacher(images, training=False)
+    return images, teacher_lib.outputs_as_logits(outputs, self.teacher_output)
 
   def _update_metrics(self, images, y, student_logits, losses,
                       sample_weight, has_teacher):
@@ -260,6 +317,7 @@ class Distiller(keras.Model):
                     keras.saving.serialize_keras_object(self.teacher)),
         "alpha": self.alpha,
         "temperature": self.temperature,
+        "teacher_output": self.teacher_output,
     }
 
   @classmethod
@@ -269,6 +327,30 @@ class Distiller(keras.Model):
       if config.get(key) is not None:
         config[key] = keras.saving.deserialize_keras_object(config[key])
     return cls(**config)
+
+
+def _first_images(x, count: int = 64):
+  """The first images of `fit`'s input x, read without consuming them.
+
+  Raises:
+    ValueError: x is a kind (a generator, a distributed dataset) whose
+      first batch cannot be read without consuming it.
+  """
+  if isinstance(x, tf.data.Dataset):
+    x = next(iter(x.take(1)))
+  elif isinstance(x, keras.utils.PyDataset):
+    x = x[0]
+  if isinstance(x, (tuple, list)):
+    x = x[0]
+  if isinstance(x, dict):
+    x = x.get(data_lib.IMAGES_KEY)
+  if not hasattr(x, "shape"):
+    raise ValueError(
+        "Distiller.fit cannot read the first images of an input of type "
+        f"{type(x).__name__} to check its teacher: call "
+        "distiller.check_teacher_output(images) with a batch of training "
+        "images first")
+  return x[:count]
 
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
@@ -476,7 +558,8 @@ def train_candidate(student: keras.Model,
                     minival_data: data_lib.Split,
                     config: TrainConfig = TrainConfig(),
                     teacher: Optional[keras.Model] = None,
-                    teacher_logits: Optional[np.ndarray] = None
+                    teacher_logits: Optional[np.ndarray] = None,
+                    teacher_output: str = "logits"
                     ) -> CandidateResult:
   """Trains `student` (KD or plain) and measures its minival accuracy.
 
@@ -491,6 +574,8 @@ def train_candidate(student: keras.Model,
     teacher_logits: The teacher's logits on `train_data`, in its order
       (`akd_tf.teacher.teacher_logits`): the cheap way when many candidates
       share one teacher.
+    teacher_output: What `teacher` outputs, 'logits' or 'probabilities';
+      checked on the first training images before it runs online.
 
   Returns:
     A `CandidateResult`.
@@ -499,7 +584,8 @@ def train_candidate(student: keras.Model,
     CandidateDiverged: a training loss became NaN or infinite (training
       stops at that batch).
     ValueError: kd_alpha > 0 without a teacher signal, augmentation with
-      cached logits and no teacher, or logits that do not fit `train_data`.
+      cached logits and no teacher, logits that do not fit `train_data`, or
+      an online teacher that does not output what teacher_output says.
   """
   mode = _training_mode(config, teacher, teacher_logits)
   keras.utils.set_random_seed(config.seed)
@@ -513,7 +599,12 @@ def train_candidate(student: keras.Model,
   distiller = Distiller(student,
                         teacher=teacher if mode == "kd_online" else None,
                         alpha=config.kd_alpha,
-                        temperature=config.kd_temperature)
+                        temperature=config.kd_temperature,
+                        teacher_output=teacher_output)
+  if mode == "kd_online":
+    # Checked on the split, not on `train`: reading the shuffled pipeline
+    # would move its shuffle on.
+    distiller.check_teacher_output(teacher_lib.sample_images(train_data))
   distiller.compile(optimizer=make_optimizer(config, steps),
                     jit_compile=config.jit_compile)
   start = time.perf_counter()

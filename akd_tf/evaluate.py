@@ -68,6 +68,7 @@ class EvalConfig:
       cheap way for data that fits in memory).
     teacher_path: The teacher itself, run online when there are no cached
       logits (data streamed from disk, such as ImageNet).
+    teacher_output: What that teacher outputs, 'logits' or 'probabilities'.
     threads: TensorFlow intra-op threads of a worker; 0 lets TF choose.
   """
 
@@ -83,6 +84,7 @@ class EvalConfig:
   latency_command: Optional[str] = None
   teacher_logits_path: Optional[str] = None
   teacher_path: Optional[str] = None
+  teacher_output: str = "logits"
   threads: int = 0
 
 
@@ -269,6 +271,10 @@ class CandidateEvaluator:
         raise ValueError("kd_alpha > 0 needs teacher_logits_path or "
                          "teacher_path")
       self.teacher = teacher_lib.load_teacher(config.teacher_path)
+      teacher_lib.check_teacher(
+          self.teacher, self.data.input_shape, self.data.num_classes,
+          self.data.name, images=teacher_lib.sample_images(self.data.train),
+          teacher_output=config.teacher_output)
     elif kd:
       source = ("the given teacher logits" if teacher_logits is not None
                 else f"teacher logits {config.teacher_logits_path}")
@@ -324,7 +330,8 @@ class CandidateEvaluator:
       attempt.phase = "train"
       trained = distill.train_candidate(
           model, self.data.train, self.data.minival, self.config.train,
-          teacher=self.teacher, teacher_logits=self.teacher_logits)
+          teacher=self.teacher, teacher_logits=self.teacher_logits,
+          teacher_output=self.config.teacher_output)
       attempt.timings["train"] = trained.train_seconds
       attempt.timings["eval"] = trained.eval_seconds
       attempt.fields["accuracy"] = trained.accuracy

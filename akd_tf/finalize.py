@@ -102,12 +102,14 @@ def finalize(best: history.CandidateRecord, config,
   logits = None
   if config.final.kd_alpha > 0 and data.train.images is not None:
     logits = teacher_lib.teacher_logits(teacher, data.train,
-                                        cache_dir=config.cache_dir)
+                                        cache_dir=config.cache_dir,
+                                        teacher_output=config.teacher_output)
   log(f"final training: {config.final.epochs} epochs on {data.train.size} "
       f"images, kd_alpha {config.final.kd_alpha}")
   trained = distill.train_candidate(model, data.train, data.minival,
                                     config.final, teacher=teacher,
-                                    teacher_logits=logits)
+                                    teacher_logits=logits,
+                                    teacher_output=config.teacher_output)
   test_accuracy = accuracy_of(model, data.test)
   model.save(os.path.join(out_dir, "student.keras"))
   latency_ms = float("nan")

@@ -96,6 +96,9 @@ class SearchConfig:
     threads_per_worker: TensorFlow threads of each worker (0: TF's default).
     teacher: A built-in teacher name (akd_tf.teacher.TEACHERS) or the path
       of a `.keras` file or SavedModel.
+    teacher_output: What the teacher outputs: 'logits', or 'probabilities'
+      (it then distills from its log-probabilities). Checked on training
+      images: a mismatch is refused with the fix.
     teacher_recipe: How a built-in teacher is trained when not cached.
     cache_dir: Where built-in teachers and teacher logits are cached.
     latency_mode: 'measured', 'lut' or 'command'.
@@ -126,6 +129,7 @@ class SearchConfig:
   num_workers: int = 1
   threads_per_worker: int = 0
   teacher: str = "resnet_wide"
+  teacher_output: str = "logits"
   teacher_recipe: teacher_lib.TeacherRecipe = teacher_lib.TeacherRecipe()
   cache_dir: str = os.path.join(os.path.expanduser("~"), ".cache", "akd_tf")
   latency_mode: str = "measured"
@@ -154,6 +158,9 @@ class SearchConfig:
         (self.candidates_per_step >= 1,
          f"candidates_per_step={self.candidates_per_step} must be >= 1"),
         (self.num_workers >= 1, f"num_workers={self.num_workers} must be >= 1"),
+        (self.teacher_output in teacher_lib.TEACHER_OUTPUTS,
+         f"teacher_output='{self.teacher_output}' is not one of "
+         f"{teacher_lib.TEACHER_OUTPUTS}"),
         (self.threads_per_worker >= 0,
          f"threads_per_worker={self.threads_per_worker} must be >= 0"),
         (self.latency_mode in latency_lib.MODES,
@@ -256,7 +263,9 @@ def _prepare_teacher(config: SearchConfig, data: data_lib.Data,
     model = teacher_lib.load_teacher(config.teacher)
     log(f"teacher {config.teacher}: {model.count_params():,} params")
   teacher_lib.check_teacher(model, data.input_shape, data.num_classes,
-                            dataset=data.name)
+                            dataset=data.name,
+                            images=teacher_lib.sample_images(data.train),
+                            teacher_output=config.teacher_output)
   return model, path
 
 
@@ -324,7 +333,7 @@ def run_search(config: SearchConfig, model_dir: str,
       latency_cache_path=os.path.join(model_dir, "latency_cache.jsonl"),
       lut_path=config.lut_path or os.path.join(model_dir, "latency_lut.json"),
       latency_command=config.latency_command, teacher_logits_path=logits_path,
-      threads=config.threads_per_worker)
+      teacher_output=config.teacher_output, threads=config.threads_per_worker)
   pool = None
   if logits_path or config.proxy_recipe().kd_alpha == 0:
     # The workers need no teacher: they start (TensorFlow, data) while the
@@ -412,7 +421,8 @@ def _write_teacher_logits(config, teacher, data, path: Optional[str]) -> None:
   if path is None or os.path.exists(path):
     return
   logits = teacher_lib.teacher_logits(teacher, data.train,
-                                      cache_dir=config.cache_dir)
+                                      cache_dir=config.cache_dir,
+                                      teacher_output=config.teacher_output)
   np.save(path + ".tmp.npy", logits)
   os.replace(path + ".tmp.npy", path)
 

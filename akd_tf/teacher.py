@@ -1,14 +1,25 @@
 """Teachers: load a user's Keras model, or train and cache a built-in one.
 
 A teacher is a `keras.Model` mapping float32 images in [0, 1] (see
-`akd_tf.data`) to class logits (no softmax: distillation softens them by a
-temperature).
+`akd_tf.data`) to class logits (distillation softens them by a
+temperature), or to class probabilities when the user says so
+(`teacher_output='probabilities'`, `--teacher_output=probabilities`): then
+its log-probabilities serve as logits, since softmax(log p / T) is exactly
+the teacher's distribution softened by T. Which of the two a teacher
+outputs is decided from its behaviour on real training images (every row
+non-negative and summing to 1: probabilities), never from its last layer:
+a softmax hides inside nested models, `keras.ops.softmax` and SavedModels.
 
   load_teacher(path)        a `.keras` file (safe_mode=True: no pickled
                             Python, no custom code unless the user registered
                             it with keras.saving) or a SavedModel folder
-  check_teacher(model, ...) input shape, class count and logits checked
+  check_teacher(model, ...) input shape, class count and outputs checked
                             against the data; a clear ValueError otherwise
+  check_teacher_output(...) outputs on a batch of images checked against
+                            teacher_output ('logits' or 'probabilities')
+  outputs_as_logits(...)    a teacher's outputs as logits (log-probabilities
+                            for a probabilities teacher)
+  sample_images(split)      the batch of training images checks run on
   build_teacher(name, ...)  an untrained built-in teacher:
                               resnet_wide  wide, shallow residual CNN
                               cnn_deep     deep, narrow plain (VGG-like) CNN
@@ -21,8 +32,9 @@ No pretrained weights can be downloaded here, so the built-in teachers are
 small enough to train in about two minutes on two CPU cores on
 Fashion-MNIST (`TeacherRecipe`'s defaults).
 
-Public names: TEACHERS, TeacherRecipe, TeacherInfo, build_teacher,
-load_teacher, check_teacher, train_teacher, get_builtin_teacher,
+Public names: TEACHERS, TEACHER_OUTPUTS, TeacherRecipe, TeacherInfo,
+build_teacher, load_teacher, check_teacher, check_teacher_output,
+outputs_as_logits, sample_images, train_teacher, get_builtin_teacher,
 teacher_logits, weights_hash.
 """
 
@@ -39,11 +51,25 @@ import tensorflow as tf
 
 from akd_tf import data as data_lib
 
-__all__ = ["TEACHERS", "TeacherInfo", "TeacherRecipe", "build_teacher",
-           "check_teacher", "get_builtin_teacher", "load_teacher",
-           "teacher_logits", "train_teacher", "weights_hash"]
+__all__ = ["TEACHERS", "TEACHER_OUTPUTS", "TeacherInfo", "TeacherRecipe",
+           "build_teacher", "check_teacher", "check_teacher_output",
+           "get_builtin_teacher", "load_teacher", "outputs_as_logits",
+           "sample_images", "teacher_logits", "train_teacher",
+           "weights_hash"]
 
 TEACHERS = ("resnet_wide", "cnn_deep")
+TEACHER_OUTPUTS = ("logits", "probabilities")
+# Training images a teacher's outputs are checked on, and how far a row's
+# sum may be from 1 for the outputs to count as probabilities.
+_CHECK_IMAGES = 64
+_SUM_TOLERANCE = 1e-3
+# Probabilities are clipped to [this, 1] before the log: the smallest normal
+# float32, so only exact zeros (and rounding below 0) are changed. A float32
+# softmax keeps its small probabilities to full relative precision, so
+# clipping them at 1e-7 (Keras' epsilon) would flatten the tempered
+# distribution of a confident teacher (p = 1e-12 becomes 1e-7, 18x larger
+# after the T = 4 root).
+_MIN_PROBABILITY = float(np.finfo(np.float32).tiny)
 # Bump when a built-in architecture changes, so cached teachers are rebuilt.
 _ARCH_VERSION = 1
 _BN_MOMENTUM = 0.9
@@ -174,16 +200,89 @@ def load_teacher(path: str) -> keras.Model:
   return model
 
 
-def _ends_in_softmax(model: keras.Model) -> bool:
-  last = model.layers[-1] if model.layers else None
-  if isinstance(last, keras.layers.Softmax):
-    return True
-  activation = getattr(last, "activation", None)
-  return getattr(activation, "__name__", "") == "softmax"
+def _check_teacher_output_name(teacher_output: str) -> None:
+  if teacher_output not in TEACHER_OUTPUTS:
+    raise ValueError(f"teacher_output='{teacher_output}' is not one of "
+                     f"{TEACHER_OUTPUTS} (--teacher_output)")
+
+
+def sample_images(split: data_lib.Split,
+                  count: int = _CHECK_IMAGES) -> np.ndarray:
+  """The first `count` images of `split`: what teacher checks run on."""
+  if split.images is not None:
+    return split.images[:count]
+  images, _ = next(iter(split.dataset().take(count).batch(count)))
+  return images.numpy()
+
+
+def check_teacher_output(model: keras.Model, images,
+                         teacher_output: str = "logits") -> None:
+  """Checks from its behaviour that `model` outputs what it is said to.
+
+  The teacher runs on `images` (real training images, see `sample_images`);
+  its outputs are probabilities when every row is non-negative and sums to
+  1 within 1e-3, and logits otherwise.
+
+  Args:
+    model: The teacher.
+    images: A batch of the data's images.
+    teacher_output: 'logits' or 'probabilities': what the user says the
+      teacher outputs.
+
+  Raises:
+    ValueError: unknown teacher_output, a teacher said to output logits
+      that outputs probabilities, or one said to output probabilities that
+      does not; the message names `--teacher_output` and the fix.
+  """
+  _check_teacher_output_name(teacher_output)
+  outputs = np.asarray(keras.ops.convert_to_numpy(
+      model(images, training=False)), np.float64)
+  sums = outputs.sum(axis=-1)
+  probabilities = bool(outputs.size) and bool(
+      (outputs >= 0).all() and (np.abs(sums - 1.0) <= _SUM_TOLERANCE).all())
+  seen = f"on {len(outputs)} images of the data"
+  if teacher_output == "logits" and probabilities:
+    raise ValueError(
+        f"teacher '{model.name}' outputs probabilities, not logits: {seen} "
+        "every row is non-negative and sums to 1, as after a softmax. "
+        "Distillation softens logits; pass --teacher_output=probabilities "
+        "(teacher_output='probabilities') to distill from its "
+        "log-probabilities, or save the teacher without its final softmax")
+  if teacher_output == "probabilities" and not probabilities:
+    raise ValueError(
+        f"--teacher_output=probabilities, but teacher '{model.name}' does "
+        f"not output probabilities: {seen} its rows sum to "
+        f"{sums.min():.4g}..{sums.max():.4g} and its smallest output is "
+        f"{outputs.min():.4g}; a teacher that outputs logits needs "
+        "--teacher_output=logits")
+
+
+def outputs_as_logits(outputs, teacher_output: str):
+  """A teacher's outputs as logits, to be softened by a temperature.
+
+  Logits are returned as they are. Probabilities p become log(p), clipped
+  to [smallest normal float32, 1] first (only exact zeros change): since
+  softmax(log p / T) = p^(1/T) / sum(p^(1/T)), that is exactly the
+  teacher's distribution softened by T. Applied wherever teacher logits are
+  computed: online in `akd_tf.distill.Distiller`, cached in `teacher_logits`.
+
+  Args:
+    outputs: (batch, classes) outputs of the teacher (tensor or array).
+    teacher_output: 'logits' or 'probabilities'.
+
+  Returns:
+    float32 logits (the outputs unchanged for 'logits').
+  """
+  _check_teacher_output_name(teacher_output)
+  if teacher_output == "logits":
+    return outputs
+  probabilities = keras.ops.cast(outputs, "float32")
+  return keras.ops.log(keras.ops.clip(probabilities, _MIN_PROBABILITY, 1.0))
 
 
 def check_teacher(model: keras.Model, input_shape: Sequence[int],
-                  num_classes: int, dataset: str = "the data") -> None:
+                  num_classes: int, dataset: str = "the data", *,
+                  images, teacher_output: str = "logits") -> None:
   """Checks that `model` can teach students on this data.
 
   Args:
@@ -191,10 +290,15 @@ def check_teacher(model: keras.Model, input_shape: Sequence[int],
     input_shape: (height, width, channels) of the data's images.
     num_classes: The data's class count.
     dataset: The data's name, for messages.
+    images: A batch of the data's training images (`sample_images`): the
+      teacher's outputs on them decide whether it outputs probabilities.
+    teacher_output: 'logits' or 'probabilities': what the user says the
+      teacher outputs (see `check_teacher_output`).
 
   Raises:
     ValueError: the teacher expects another image shape, outputs another
-      number of classes, or ends in a softmax (distillation needs logits).
+      number of classes, or outputs probabilities when said to output
+      logits (or the reverse).
   """
   if not isinstance(model, keras.Model):
     raise ValueError(f"the teacher must be a keras.Model, got "
@@ -213,10 +317,7 @@ def check_teacher(model: keras.Model, input_shape: Sequence[int],
   if out_shape[-1] != num_classes:
     raise ValueError(f"teacher outputs {out_shape[-1]} classes but {dataset} "
                      f"has {num_classes}")
-  if _ends_in_softmax(model):
-    raise ValueError(f"teacher '{model.name}' ends in a softmax: distillation"
-                     " needs logits; save the teacher without its final "
-                     "softmax")
+  check_teacher_output(model, images, teacher_output)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -345,28 +446,39 @@ def weights_hash(model: keras.Model) -> str:
 
 def teacher_logits(teacher: keras.Model, split: data_lib.Split,
                    cache_dir: Optional[str] = None,
-                   batch_size: int = 256) -> np.ndarray:
+                   batch_size: int = 256,
+                   teacher_output: str = "logits") -> np.ndarray:
   """Returns the teacher's logits on every example of `split`, in order.
 
-  With `cache_dir`, the logits are stored as
-  `<cache_dir>/teacher_logits/<weights hash>-<split fingerprint>.npy` and
-  read back by every later call with the same teacher weights and split,
-  so a search computes them once and every candidate reuses them.
+  The teacher's outputs are first checked against `teacher_output` on the
+  split's first images (`check_teacher_output`); a probabilities teacher
+  gives its log-probabilities (`outputs_as_logits`). With `cache_dir`, the
+  logits are stored under `<cache_dir>/teacher_logits/`, keyed by the
+  teacher's weights, `teacher_output` and the split's fingerprint, and read
+  back by every later call with the same three, so a search computes them
+  once and every candidate reuses them.
 
   Returns:
     float32 array of shape (split.size, classes).
+
+  Raises:
+    ValueError: the teacher's outputs are not what `teacher_output` says.
   """
+  check_teacher_output(teacher, sample_images(split), teacher_output)
   path = None
   if cache_dir is not None:
-    key = _cache_key(weights_hash(teacher), split.fingerprint)
+    key = _cache_key(weights_hash(teacher), teacher_output,
+                     split.fingerprint)
     path = os.path.join(cache_dir, "teacher_logits", f"{key}.npy")
     if os.path.exists(path):
       logits = np.load(path, allow_pickle=False)
       if logits.shape[0] == split.size:
         return logits
-  logits = teacher.predict(
+  outputs = teacher.predict(
       data_lib.make_dataset(split, batch_size).map(lambda x, y: x),
-      verbose=0).astype(np.float32)
+      verbose=0)
+  logits = np.asarray(keras.ops.convert_to_numpy(
+      outputs_as_logits(outputs, teacher_output)), np.float32)
   if path is not None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path[:-len('.npy')]}.tmp{os.getpid()}.npy"

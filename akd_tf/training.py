@@ -191,6 +191,9 @@ class TrainJob:
       to train (role 'teacher') or to distill from (trained and cached
       under cache_dir when absent).
     teacher_path: A `.keras` file or SavedModel to distill from.
+    teacher_output: What the teacher outputs: 'logits', or 'probabilities'
+      (it then distills from its log-probabilities). Checked on training
+      images.
     cache_dir: Cache of built-in teachers and teacher logits (default
       `<model_dir>/cache`).
     strategy: One of STRATEGIES.
@@ -204,6 +207,7 @@ class TrainJob:
   arch: Optional[arch_lib.ArchSpec] = None
   teacher: Optional[str] = None
   teacher_path: Optional[str] = None
+  teacher_output: str = "logits"
   cache_dir: Optional[str] = None
   strategy: str = "one_device"
   tpu: Optional[str] = None
@@ -216,6 +220,9 @@ class TrainJob:
                        f"{STRATEGIES}")
     if self.teacher is not None and self.teacher_path is not None:
       raise ValueError("give a built-in teacher or a teacher_path, not both")
+    if self.teacher_output not in teacher_lib.TEACHER_OUTPUTS:
+      raise ValueError(f"teacher_output '{self.teacher_output}' is not one "
+                       f"of {teacher_lib.TEACHER_OUTPUTS}")
     if self.teacher is not None and self.teacher not in teacher_lib.TEACHERS:
       raise ValueError(f"unknown built-in teacher '{self.teacher}'; choose "
                        f"one of {list(teacher_lib.TEACHERS)}")
@@ -262,18 +269,22 @@ class JobResult:
 
 
 def _load_teacher(job, data, strategy, cache_dir, log):
+  """Loads (or trains) the job's teacher and checks it against the data."""
   if job.teacher_path is not None:
     with strategy.scope():
       model = teacher_lib.load_teacher(job.teacher_path)
-    teacher_lib.check_teacher(model, data.input_shape, data.num_classes,
-                              data.name)
-    return model
-  model, info = teacher_lib.get_builtin_teacher(job.teacher, data, cache_dir)
-  log(f"teacher {info.name}: minival accuracy {info.minival_accuracy:.4f} "
-      f"({'cached ' + info.path if info.cached else 'trained in %.0fs' % info.train_seconds})")
-  if strategy.num_replicas_in_sync > 1:
-    with strategy.scope():
-      model = teacher_lib.load_teacher(info.path)
+  else:
+    model, info = teacher_lib.get_builtin_teacher(job.teacher, data,
+                                                  cache_dir)
+    log(f"teacher {info.name}: minival accuracy {info.minival_accuracy:.4f} "
+        f"({'cached ' + info.path if info.cached else 'trained in %.0fs' % info.train_seconds})")
+    if strategy.num_replicas_in_sync > 1:
+      with strategy.scope():
+        model = teacher_lib.load_teacher(info.path)
+  teacher_lib.check_teacher(model, data.input_shape, data.num_classes,
+                            data.name,
+                            images=teacher_lib.sample_images(data.train),
+                            teacher_output=job.teacher_output)
   return model
 
 
@@ -373,7 +384,8 @@ def run_job(job: TrainJob,
   if teacher is not None:
     mode = "kd_online" if config.augment else "kd_cached"
     if not config.augment:
-      logits = teacher_lib.teacher_logits(teacher, data.train, cache_dir)
+      logits = teacher_lib.teacher_logits(teacher, data.train, cache_dir,
+                                          teacher_output=job.teacher_output)
   train = data_lib.make_dataset(data.train, config.batch_size, shuffle=True,
                                 seed=config.seed, augment=config.augment,
                                 teacher_logits=logits,
@@ -390,9 +402,12 @@ def run_job(job: TrainJob,
     distiller = distill.Distiller(
         model, teacher=teacher if mode == "kd_online" else None,
         alpha=config.kd_alpha if job.role == "student" else 0.0,
-        temperature=config.kd_temperature)
+        temperature=config.kd_temperature, teacher_output=job.teacher_output)
     distiller.compile(optimizer=distill.make_optimizer(config, steps),
                       jit_compile=config.jit_compile)
+  if mode == "kd_online":
+    # On the split: reading the shuffled pipeline would move it on.
+    distiller.check_teacher_output(teacher_lib.sample_images(data.train))
   log(f"training {job.role} '{model.name}' ({model.count_params():,} "
       f"params, {mode}) for {config.epochs} epoch(s), global batch "
       f"{config.batch_size}, learning rate {config.learning_rate:g}")

@@ -1,9 +1,12 @@
-"""Test setup shared by every test module: quiet TensorFlow, CPU only."""
+"""Test setup shared by every test module: quiet TensorFlow, CPU only, and
+the probability teachers of the teacher and distillation tests."""
 
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def pytest_configure(config):
@@ -11,3 +14,78 @@ def pytest_configure(config):
       "markers", "slow: end-to-end runs of a minute or more (kept few)")
   # NumPy 2 warns on every Keras tensor -> array conversion.
   config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning")
+
+
+def _nested_application(keras):
+  """MobileNetV2 (softmax, its default) inside an outer functional model
+  that resizes digits' 8x8x1 images to the 32x32x3 it needs at least.
+
+  Untrained, its BatchNormalization statistics make its inference logits
+  about 1e-11 (a uniform teacher); they are recomputed on digits, which
+  spreads its probabilities over 1e-3..0.8 as a teacher's are.
+  """
+  from akd_tf import data  # pylint: disable=g-import-not-at-top
+  from akd_tf import distill  # pylint: disable=g-import-not-at-top
+
+  def wrapped(application):
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Resizing(32, 32)(inputs)
+    x = keras.layers.Concatenate()([x, x, x])
+    return keras.Model(inputs, application(x), name="wrapped_mobilenet_v2")
+
+  make = lambda activation: keras.applications.MobileNetV2(
+      input_shape=(32, 32, 3), alpha=0.35, weights=None, classes=10,
+      classifier_activation=activation)
+  probabilities = make("softmax")
+  digits = data.load_data(data.DataConfig("digits"))
+  distill.recalibrate_batch_norm(wrapped(probabilities), digits.train, 512)
+  logits = make(None)
+  logits.set_weights(probabilities.get_weights())
+  return wrapped(probabilities), wrapped(logits)
+
+
+def _dense_logits(keras, scale):
+  """A functional digits classifier with sharp logits: at scale 20, 10% of
+  its softmax probabilities on digits lie below 1e-7 (down to 1e-15), as a
+  confident teacher's do (clipped at 1e-7 before the log, they would change
+  its KD loss by 2.5%)."""
+  inputs = keras.Input((8, 8, 1))
+  x = keras.layers.Flatten()(inputs)
+  x = keras.layers.Dense(32, activation="relu")(x)
+  dense = keras.layers.Dense(10, name="logits")
+  z = dense(x)
+  dense.kernel.assign(dense.kernel * scale)
+  return inputs, z
+
+
+@pytest.fixture(scope="session",
+                params=["nested_keras_application", "ops_softmax",
+                        "saved_model"])
+def softmax_teacher(request, tmp_path_factory):
+  """(a teacher that outputs probabilities, the same teacher without its
+  softmax), on digits' 8x8x1 images and 10 classes."""
+  import keras  # pylint: disable=g-import-not-at-top
+  from akd_tf import teacher  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(0)
+  if request.param == "nested_keras_application":
+    return _nested_application(keras)
+  inputs, z = _dense_logits(keras, scale=20.0)
+  logits = keras.Model(inputs, z, name="dense_logits")
+  if request.param == "ops_softmax":
+    return keras.Model(inputs, keras.ops.softmax(z), name="ops_softmax"), logits
+  path = str(tmp_path_factory.mktemp("softmax") / "saved_model")
+  keras.Model(inputs, keras.layers.Softmax()(z)).export(path, verbose=False)
+  return teacher.load_teacher(path), logits
+
+
+@pytest.fixture
+def softmax_teacher_file(tmp_path):
+  """The path of a `.keras` digits teacher ending in keras.ops.softmax."""
+  import keras  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(0)
+  inputs = keras.Input((8, 8, 1))
+  logits = keras.layers.Dense(10)(keras.layers.Flatten()(inputs))
+  path = str(tmp_path / "softmax.keras")
+  keras.Model(inputs, keras.ops.softmax(logits),
+              name="softmax_teacher").save(path)
+  return path

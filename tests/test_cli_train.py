@@ -121,6 +121,37 @@ def test_akd_train_distills_a_student_on_two_mirrored_replicas(tmp_path):
   assert list((tmp_path / "cache" / "teacher_logits").glob("*.npy"))
 
 
+def test_softmax_teacher_path_needs_teacher_output_probabilities(
+    tmp_path, softmax_teacher_file):
+  softmax = softmax_teacher_file
+  student = ["--model_dir=" + str(tmp_path / "refused"), "--dataset=digits",
+             "--blocks=" + BLOCKS, "--teacher_path=" + softmax]
+  cases = [
+      (student, "--teacher_path: teacher 'softmax_teacher' outputs "
+       "probabilities, not logits"),
+      (student, "pass --teacher_output=probabilities"),
+      (student + ["--teacher_output=probs"],
+       "--teacher_output=probs: value should be one of"),
+  ]
+  proc = _run([sys.executable, "-c", _BAD_FLAGS,
+               json.dumps([argv for argv, _ in cases])])
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  messages = json.loads(proc.stdout.strip().splitlines()[-1])
+  for (argv, expected), message in zip(cases, messages):
+    assert expected in message, (argv, message)
+  model_dir = tmp_path / "student"
+  proc = _run([
+      sys.executable, "-m", "akd_tf.cli.train", "--role=student",
+      "--teacher_path=" + softmax, "--teacher_output=probabilities",
+      "--dataset=digits", "--blocks=" + BLOCKS, "--bn_momentum=0.9",
+      "--epochs=1", "--batch_size=64", f"--model_dir={model_dir}"])
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert json.loads((model_dir / "result.json").read_text())["mode"] == (
+      "kd_cached")
+  with open(model_dir / "metrics.csv") as f:
+    assert float(next(csv.DictReader(f))["distillation_loss"]) > 0
+
+
 class _Interrupt(keras.callbacks.Callback):
   """Fails after `epochs` epochs, as a kill would (after their backup)."""
 

@@ -169,6 +169,73 @@ def test_cached_logits_train_exactly_like_the_online_teacher(
                                rtol=1e-5)
 
 
+def _as_dicts(dataset):
+  """(images, labels) batches as ({IMAGES_KEY: images}, labels)."""
+  return dataset.map(lambda x, y: ({data.IMAGES_KEY: x}, y))
+
+
+def test_dict_inputs_without_cached_logits_get_them_from_the_teacher(
+    digits, digits_teacher):
+  weights, histories = [], []
+  for as_dicts in (False, True):
+    student = _plain_student()
+    distiller = distill.Distiller(student, teacher=digits_teacher, alpha=0.7,
+                                  temperature=3.0)
+    distiller.compile(keras.optimizers.SGD(0.05))
+    train = data.make_dataset(digits.train, 64)
+    histories.append(distiller.fit(_as_dicts(train) if as_dicts else train,
+                                   epochs=2, verbose=0,
+                                   shuffle=False).history)
+    weights.append(student.get_weights())
+  assert all(v > 0.01 for v in histories[1]["distillation_loss"])
+  for key in histories[0]:
+    np.testing.assert_allclose(histories[1][key], histories[0][key],
+                               rtol=1e-5, err_msg=key)
+  assert max(np.abs(a - b).max() for a, b in zip(*weights)) < 1e-5
+
+
+def test_dict_inputs_without_cached_logits_or_teacher_are_refused(digits):
+  distiller = distill.Distiller(_plain_student(), alpha=0.5)
+  distiller.compile()
+  with pytest.raises(ValueError, match="needs teacher logits"):
+    distiller.fit(_as_dicts(data.make_dataset(digits.train, 64)), epochs=1,
+                  verbose=0, shuffle=False)
+
+
+def _first_distillation_loss(student_weights, teacher, batch, **kwargs):
+  """The distillation loss of one step on `batch` (before the update)."""
+  student = _plain_student()
+  student.set_weights(student_weights)
+  distiller = distill.Distiller(student, teacher=teacher, alpha=1.0,
+                                temperature=4.0, **kwargs)
+  distiller.compile(keras.optimizers.SGD(0.0))
+  return distiller.fit(batch, epochs=1, verbose=0).history[
+      "distillation_loss"][0]
+
+
+def test_distiller_takes_a_softmax_teacher_only_as_probabilities(
+    softmax_teacher, digits):
+  probabilities, logits = softmax_teacher
+  batch = data.make_dataset(data.take(digits.train, 128), 128)
+  weights = _plain_student().get_weights()
+  with pytest.raises(ValueError, match="pass --teacher_output=probabilities"):
+    _first_distillation_loss(weights, probabilities, batch)
+  expected = _first_distillation_loss(weights, logits, batch)
+  assert expected > 0.1
+  assert _first_distillation_loss(
+      weights, probabilities, batch,
+      teacher_output="probabilities") == pytest.approx(expected, abs=1e-5)
+
+
+def test_distiller_refuses_a_logits_teacher_said_to_output_probabilities(
+    digits, digits_teacher):
+  distiller = distill.Distiller(_plain_student(), teacher=digits_teacher,
+                                teacher_output="probabilities")
+  distiller.compile()
+  with pytest.raises(ValueError, match="needs --teacher_output=logits"):
+    distiller.fit(data.make_dataset(digits.train, 64), epochs=1, verbose=0)
+
+
 _MIRRORED_CHECK = r"""
 import json, os
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"

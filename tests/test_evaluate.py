@@ -146,6 +146,18 @@ def test_kd_without_teacher_is_a_setup_error(tmp_path):
     evaluate.CandidateEvaluator(config)
 
 
+def test_online_softmax_teacher_needs_teacher_output_probabilities(
+    tmp_path, softmax_teacher_file):
+  config = dataclasses.replace(make_config(tmp_path, kd_alpha=0.9),
+                               teacher_path=softmax_teacher_file)
+  with pytest.raises(ValueError, match="pass --teacher_output=probabilities"):
+    evaluate.CandidateEvaluator(config)
+  evaluator = evaluate.CandidateEvaluator(
+      dataclasses.replace(config, teacher_output="probabilities"))
+  record = evaluator.evaluate(evaluate.CandidateTask(0, 0, SPACE.sample(0)))
+  assert record.ok, record.error
+
+
 def kill_worker_when_running(stop):
   """Kills the first pool worker that appears, once it is evaluating."""
   while not stop.is_set():

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from akd_tf import data
+from akd_tf import distill
 from akd_tf import teacher
 
 
@@ -22,12 +23,17 @@ def _small_model(input_shape=(8, 8, 1), classes=10, activation=None):
                                                 activation=activation)(x))
 
 
+@pytest.fixture(scope="module")
+def digits_images(digits):
+  return teacher.sample_images(digits.train)
+
+
 @pytest.mark.parametrize("name", teacher.TEACHERS)
-def test_builtin_teachers_output_logits_of_the_data(name):
-  model = teacher.build_teacher(name, (28, 28, 1), 10)
-  out = model(np.zeros((2, 28, 28, 1), np.float32))
+def test_builtin_teachers_output_logits_of_the_data(name, digits_images):
+  model = teacher.build_teacher(name, (8, 8, 1), 10)
+  out = model(np.zeros((2, 8, 8, 1), np.float32))
   assert out.shape == (2, 10)
-  teacher.check_teacher(model, (28, 28, 1), 10, "fashion_mnist")
+  teacher.check_teacher(model, (8, 8, 1), 10, "digits", images=digits_images)
 
 
 def test_builtin_teachers_differ_in_structure():
@@ -56,19 +62,74 @@ def test_wrong_class_count_names_both_counts():
                      match="teacher outputs 100 classes but fashion_mnist has "
                      "10"):
     teacher.check_teacher(_small_model((28, 28, 1), 100), (28, 28, 1), 10,
-                          "fashion_mnist")
+                          "fashion_mnist", images=None)
 
 
 def test_wrong_input_shape_names_both_shapes():
   with pytest.raises(ValueError, match=r"teacher expects input images of "
                      r"shape \(32, 32, 3\) but digits has images of shape "
                      r"\(8, 8, 1\)"):
-    teacher.check_teacher(_small_model((32, 32, 3)), (8, 8, 1), 10, "digits")
+    teacher.check_teacher(_small_model((32, 32, 3)), (8, 8, 1), 10, "digits",
+                          images=None)
 
 
-def test_teacher_ending_in_softmax_is_refused():
-  with pytest.raises(ValueError, match="ends in a softmax.*needs logits"):
-    teacher.check_teacher(_small_model(activation="softmax"), (8, 8, 1), 10)
+def test_teacher_ending_in_softmax_is_refused(digits_images):
+  with pytest.raises(ValueError, match="outputs probabilities, not logits"):
+    teacher.check_teacher(_small_model(activation="softmax"), (8, 8, 1), 10,
+                          images=digits_images)
+
+
+def test_softmax_teacher_is_refused_naming_teacher_output(
+    softmax_teacher, digits, digits_images):
+  probabilities, _ = softmax_teacher
+  with pytest.raises(ValueError, match="pass --teacher_output=probabilities"):
+    teacher.check_teacher(probabilities, (8, 8, 1), 10, "digits",
+                          images=digits_images)
+  with pytest.raises(ValueError, match="pass --teacher_output=probabilities"):
+    teacher.teacher_logits(probabilities, digits.train)
+
+
+def _kd_loss(teacher_logits, student_logits):
+  distiller = distill.Distiller(_small_model(), alpha=1.0, temperature=4.0)
+  return float(distiller.distillation_loss(teacher_logits, student_logits))
+
+
+def test_softmax_teacher_as_probabilities_distills_like_its_logits(
+    softmax_teacher, digits, digits_images, tmp_path):
+  probabilities, logits = softmax_teacher
+  teacher.check_teacher(probabilities, (8, 8, 1), 10, "digits",
+                        images=digits_images, teacher_output="probabilities")
+  from_probabilities = teacher.teacher_logits(
+      probabilities, digits.train, str(tmp_path),
+      teacher_output="probabilities")
+  from_logits = teacher.teacher_logits(logits, digits.train, str(tmp_path))
+  student = np.random.default_rng(0).normal(
+      size=from_logits.shape).astype(np.float32)
+  expected = _kd_loss(from_logits, student)
+  assert _kd_loss(from_probabilities, student) == pytest.approx(expected,
+                                                                abs=1e-5)
+  # Not a loss that agrees whatever the teacher gives: the probabilities
+  # themselves, taken as logits, give another one (T^2 KL to a uniform
+  # student measures how far from uniform the tempered teacher is).
+  raw = keras.ops.convert_to_numpy(probabilities(digits.train.images,
+                                                 training=False))
+  uniform = np.zeros_like(student)
+  assert abs(_kd_loss(raw, uniform) - _kd_loss(from_logits, uniform)) > 0.1
+
+
+def test_logits_teacher_said_to_output_probabilities_is_refused(
+    digits_images):
+  with pytest.raises(ValueError, match="--teacher_output=probabilities, but "
+                     ".*needs --teacher_output=logits"):
+    teacher.check_teacher(_small_model(), (8, 8, 1), 10, "digits",
+                          images=digits_images,
+                          teacher_output="probabilities")
+
+
+def test_unknown_teacher_output_is_refused(digits_images):
+  with pytest.raises(ValueError, match="teacher_output='probs' is not one of"):
+    teacher.check_teacher(_small_model(), (8, 8, 1), 10, "digits",
+                          images=digits_images, teacher_output="probs")
 
 
 def test_keras_file_round_trip(tmp_path):
@@ -105,16 +166,17 @@ def test_missing_teacher_path(tmp_path):
     teacher.load_teacher(str(tmp_path / "none.keras"))
 
 
-def test_saved_model_teacher_loads_and_checks(tmp_path):
+def test_saved_model_teacher_loads_and_checks(tmp_path, digits_images):
   model = _small_model()
   path = str(tmp_path / "saved")
   model.export(path, verbose=False)
   loaded = teacher.load_teacher(path)
-  teacher.check_teacher(loaded, (8, 8, 1), 10, "digits")
+  teacher.check_teacher(loaded, (8, 8, 1), 10, "digits",
+                        images=digits_images)
   x = np.random.default_rng(0).random((3, 8, 8, 1), np.float32)
   np.testing.assert_allclose(loaded(x), model(x), atol=1e-5)
   with pytest.raises(ValueError, match="outputs 10 classes but x has 3"):
-    teacher.check_teacher(loaded, (8, 8, 1), 3, "x")
+    teacher.check_teacher(loaded, (8, 8, 1), 3, "x", images=digits_images)
 
 
 def test_builtin_teacher_is_trained_once_then_loaded(digits, tmp_path):
@@ -147,3 +209,25 @@ def test_teacher_logits_are_cached_by_weights_and_data(digits, tmp_path):
   model.layers[-1].kernel.assign(model.layers[-1].kernel + 1.0)
   fresh = teacher.teacher_logits(model, digits.train, str(tmp_path))
   assert not (fresh == 7.0).all()
+
+
+def test_teacher_logits_cache_is_keyed_by_teacher_output(digits, tmp_path):
+  # Two teachers of the same weights: one outputs logits, one their softmax.
+  inputs = keras.Input((8, 8, 1))
+  z = keras.layers.Dense(10)(keras.layers.Flatten()(inputs))
+  logits_model = keras.Model(inputs, z)
+  softmax_model = keras.Model(inputs, keras.layers.Softmax()(z))
+  assert (teacher.weights_hash(logits_model) ==
+          teacher.weights_hash(softmax_model))
+  teacher.teacher_logits(logits_model, digits.train, str(tmp_path))
+  [path] = (tmp_path / "teacher_logits").iterdir()
+  np.save(path, np.full((digits.train.size, 10), 7.0, np.float32))
+  # The cached 'logits' of these weights are refused to the softmax
+  # teacher under teacher_output='logits', never handed out ...
+  with pytest.raises(ValueError, match="--teacher_output=probabilities"):
+    teacher.teacher_logits(softmax_model, digits.train, str(tmp_path))
+  # ... and not reused under teacher_output='probabilities'.
+  log_p = teacher.teacher_logits(softmax_model, digits.train, str(tmp_path),
+                                 teacher_output="probabilities")
+  assert not (log_p == 7.0).any()
+  assert len(list((tmp_path / "teacher_logits").iterdir())) == 2

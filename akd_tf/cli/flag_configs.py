@@ -57,7 +57,13 @@ def define_teacher_flags():
   flags.DEFINE_string("teacher", "resnet_wide",
                       f"Built-in teacher {teacher_lib.TEACHERS} (trained once "
                       "and cached) or the path of a .keras / SavedModel "
-                      "teacher that outputs logits.")
+                      "teacher.")
+  flags.DEFINE_enum("teacher_output", "logits",
+                    list(teacher_lib.TEACHER_OUTPUTS),
+                    "What the teacher outputs: logits, or probabilities (it "
+                    "ends in a softmax, as keras.applications models do; it "
+                    "then distills from its log-probabilities). Checked on "
+                    "training images.")
   flags.DEFINE_integer("teacher_epochs", 3, "Epochs of a built-in teacher.")
   flags.DEFINE_string("cache_dir", os.path.join(os.path.expanduser("~"),
                                                 ".cache", "akd_tf"),
@@ -212,7 +218,8 @@ def search_config_from_flags():
       controller_config=controller_config, num_candidates=f.num_candidates,
       candidates_per_step=f.candidates_per_step or f.num_workers,
       num_workers=f.num_workers, threads_per_worker=f.threads_per_worker,
-      teacher=teacher, teacher_recipe=recipe, cache_dir=f.cache_dir,
+      teacher=teacher, teacher_output=f.teacher_output,
+      teacher_recipe=recipe, cache_dir=f.cache_dir,
       latency_mode=f.latency, latency=latency_config,
       latency_command=f.latency_command, export=f.export,
       executor=f.executor, ray_address=f.ray_address,

@@ -8,6 +8,8 @@
       --preset=mobilenet_v2 --width_multiplier=0.35 --bn_momentum=0.9 \
       --kd_alpha=0.9 --kd_temperature=4 --epochs=10 --model_dir=runs/student
   # The same student trained plainly (the NAS baseline): --kd_alpha=0.
+  # A teacher that ends in a softmax (keras.applications models do):
+  #   --teacher_path=teacher.keras --teacher_output=probabilities
 
 The input shape and class count come from --dataset (--image_size resizes
 its images); images are float32 in [0, 1]. --batch_size and
@@ -37,7 +39,12 @@ TEACHER = flags.DEFINE_string(
 TEACHER_PATH = flags.DEFINE_string(
     "teacher_path", None,
     "Teacher to distill from: a .keras file (loaded in safe mode) or a "
-    "SavedModel folder; it must output logits.")
+    "SavedModel folder.")
+TEACHER_OUTPUT = flags.DEFINE_enum(
+    "teacher_output", "logits", ["logits", "probabilities"],
+    "What the teacher outputs: logits, or probabilities (it ends in a "
+    "softmax, as keras.applications models do; it then distills from its "
+    "log-probabilities). Checked on training images.")
 DATASET = flags.DEFINE_string(
     "dataset", "fashion_mnist",
     "fashion_mnist (offline, Debian's dataset-fashion-mnist), digits "
@@ -172,7 +179,8 @@ def _job_from_flags():
   return training.TrainJob(
       role=ROLE.value, model_dir=MODEL_DIR.value, data=data_config,
       train=train_config, arch=spec, teacher=TEACHER.value,
-      teacher_path=TEACHER_PATH.value, cache_dir=CACHE_DIR.value,
+      teacher_path=TEACHER_PATH.value, teacher_output=TEACHER_OUTPUT.value,
+      cache_dir=CACHE_DIR.value,
       strategy=STRATEGY.value, tpu=TPU.value)
 
 
