@@ -224,11 +224,28 @@ class SearchResult:
   phase_seconds: Dict[str, float]
 
 
+def _with_defaults(saved: dict, cls) -> dict:
+  """`saved` (a config written by `cls.get_config()`, perhaps by an older
+  akd_tf) with the fields it lacks set to their defaults, nested configs
+  included: a setting added since then did what its default does."""
+  filled = dict(saved)
+  for field in dataclasses.fields(cls):
+    if field.name not in filled:
+      if field.default is not dataclasses.MISSING:
+        filled[field.name] = json.loads(json.dumps(
+            dataclasses.asdict(field.default)
+            if dataclasses.is_dataclass(field.default) else field.default))
+    elif (dataclasses.is_dataclass(field.type) and
+          isinstance(filled[field.name], dict)):
+      filled[field.name] = _with_defaults(filled[field.name], field.type)
+  return filled
+
+
 def _check_resume_config(path: str, config: dict) -> None:
   """Writes the config, or checks a resumed search keeps what matters."""
   if os.path.exists(path):
     with open(path) as f:
-      saved = json.load(f)
+      saved = _with_defaults(json.load(f), SearchConfig)
     changed = sorted(k for k in set(saved) | set(config)
                      if saved.get(k) != config.get(k)
                      and k not in _RESUMABLE_CHANGES)

@@ -4,6 +4,7 @@ Each test runs the real `akd-search` app in a subprocess on scikit-learn's
 digits with a tiny proxy task, so a candidate takes seconds.
 """
 
+import dataclasses
 import json
 import os
 import signal
@@ -13,8 +14,13 @@ import time
 
 import pytest
 
+from akd_tf import arch
 from akd_tf import controller as controller_lib
+from akd_tf import data as data_lib
+from akd_tf import distill
 from akd_tf import history
+from akd_tf import reward
+from akd_tf import search
 from akd_tf import search_space
 
 NUM_CANDIDATES = 4
@@ -141,6 +147,30 @@ def test_resume_with_other_settings_is_refused(tmp_path, cache_dir):
   result = run_to_end(model_dir, cache_dir)
   assert result.returncode == 1
   assert "holds a search with other settings" in result.stderr
+
+
+def _config(**changes):
+  config = search.SearchConfig(
+      data=data_lib.DataConfig(dataset="digits"),
+      global_params=arch.GlobalParams(num_classes=10),
+      proxy=distill.TrainConfig(), final=distill.TrainConfig(),
+      reward=reward.RewardConfig(target_ms=0.05))
+  return dataclasses.replace(config, **changes)
+
+
+def test_search_saved_before_a_setting_existed_resumes(tmp_path):
+  # A setting added since the search was written did what its default does.
+  saved = _config().get_config()
+  del saved["teacher_output"]
+  del saved["proxy"]["bn_recalibration_images"]
+  path = tmp_path / "search_config.json"
+  path.write_text(json.dumps(saved))
+  search._check_resume_config(  # pylint: disable=protected-access
+      str(path), _config().get_config())
+  path.write_text(json.dumps(saved))
+  with pytest.raises(ValueError, match=r"other settings of \['teacher_output'"):
+    search._check_resume_config(  # pylint: disable=protected-access
+        str(path), _config(teacher_output="probabilities").get_config())
 
 
 @pytest.mark.parametrize("flag, message", [
