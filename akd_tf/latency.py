@@ -99,7 +99,7 @@ class LatencyConfig:
   threads: int = 1
   warmup: int = 10
   runs: int = 20
-  repeats: int = 10
+  repeats: int = 20
   pause_ms: float = 20.0
   statistic: str = "min"
   quantize: str = "none"

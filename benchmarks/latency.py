@@ -250,7 +250,6 @@ def _start_trainer(work_dir):
   command = [sys.executable, "-m", "akd_tf.cli.train", "--role=student",
              "--dataset=fashion_mnist", "--train_size=20000", "--kd_alpha=0",
              "--preset=mobilenet_v2", "--width_multiplier=0.5",
-             "--image_size=28", "--channels=1", "--num_classes=10",
              "--bn_momentum=0.9", "--epochs=1000", "--batch_size=64",
              f"--model_dir={os.path.join(work_dir, 'trainer')}"]
   process = subprocess.Popen(command, stdout=subprocess.DEVNULL,

@@ -118,8 +118,12 @@ def define_search_flags():
   flags.DEFINE_string("latency_command", None, "Command template timing "
                       "{tflite} on a device (--latency=command).")
   flags.DEFINE_integer("latency_threads", 1, "LiteRT interpreter threads.")
-  flags.DEFINE_integer("latency_runs", 40, "Timed invokes per repeat.")
-  flags.DEFINE_integer("latency_repeats", 5, "Repeats of --latency_runs.")
+  flags.DEFINE_integer("latency_runs", 20, "Timed invokes per round.")
+  flags.DEFINE_integer("latency_repeats", 20, "Rounds of --latency_runs "
+                       "invokes, --latency_pause_ms apart; the latency is the"
+                       " fastest invoke of all rounds.")
+  flags.DEFINE_float("latency_pause_ms", 20.0, "Sleep between rounds, so "
+                     "they sample more moments of a shared machine.")
   flags.DEFINE_bool("export", True, "Export the winner as SavedModel and "
                     ".tflite.")
   flags.DEFINE_enum("executor", "local", ["local", "ray"],
@@ -183,9 +187,10 @@ def search_config_from_flags():
   reward = _build(["reward", "target_ms"], reward_lib.RewardConfig,
                   kind=f.reward, target_ms=f.target_ms)
   latency_config = _build(
-      ["latency_threads", "latency_runs", "latency_repeats"],
+      ["latency_threads", "latency_runs", "latency_repeats",
+       "latency_pause_ms"],
       latency.LatencyConfig, threads=f.latency_threads, runs=f.latency_runs,
-      repeats=f.latency_repeats)
+      repeats=f.latency_repeats, pause_ms=f.latency_pause_ms)
   if f.latency == "command":
     _build(["latency_command"], latency.check_command_template,
            template=f.latency_command)

@@ -34,7 +34,7 @@ LATENCY_COMMAND = flags.DEFINE_string(
 THREADS = flags.DEFINE_integer("threads", 1, "Interpreter threads.")
 WARMUP = flags.DEFINE_integer("warmup", 10, "Untimed invokes before timing.")
 RUNS = flags.DEFINE_integer("runs", 20, "Timed invokes per repeat.")
-REPEATS = flags.DEFINE_integer("repeats", 10, "Rounds of --runs invokes.")
+REPEATS = flags.DEFINE_integer("repeats", 20, "Rounds of --runs invokes.")
 PAUSE_MS = flags.DEFINE_float("pause_ms", 20.0, "Sleep between rounds.")
 STATISTIC = flags.DEFINE_enum(
     "statistic", "min", ["min", "p10", "median", "mean"],
