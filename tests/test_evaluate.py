@@ -80,7 +80,7 @@ def test_diverged_candidate_is_a_failed_record(tmp_path):
   assert record.status == history.STATUS_FAILED
   assert record.error.startswith("diverged")
   assert record.accuracy is None
-  assert record.reward == reward.FAILED_REWARD
+  assert record.reward is None
   assert record.latency_ms > 0
 
 

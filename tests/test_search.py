@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from akd_tf import controller as controller_lib
@@ -84,7 +85,8 @@ def assert_controller_replays(records, per_step):
   for step in range(NUM_CANDIDATES // per_step):
     batch = [by_key[(step, i)] for i in range(per_step)]
     assert [controller.sample() for _ in batch] == [r.actions for r in batch]
-    controller.update([(r.actions, r.reward) for r in batch])
+    controller.update([(r.actions, r.reward if r.ok else None)
+                       for r in batch])
 
 
 @pytest.mark.slow
@@ -127,10 +129,19 @@ def test_diverging_candidates_are_recorded_as_failed(tmp_path, cache_dir):
   records = read_history(tmp_path / "nan")
   assert [r.status for r in records] == [history.STATUS_FAILED] * 2
   assert all(r.error.startswith("diverged") for r in records)
-  assert all(r.reward == 0.0 for r in records)
+  assert all(r.reward is None for r in records)
   assert result.returncode == 1
   assert "every candidate failed" in result.stderr
   assert "Traceback" not in result.stderr
+  # The controller was told they failed: with no success to compare them
+  # to, they taught it nothing (a reward of 0 would have moved its weights).
+  restored, untrained = (controller_lib.ReinforceController(
+      search_space.SearchSpace().num_choices,
+      controller_lib.ControllerConfig(seed=SEED)) for _ in range(2))
+  assert restored.restore(str(tmp_path / "nan" / "controller"))
+  assert restored.step == 2
+  assert all(np.array_equal(p, q) for p, q in zip(
+      restored.probabilities(), untrained.probabilities()))
 
 
 def test_resume_with_other_settings_is_refused(tmp_path, cache_dir):
