@@ -154,6 +154,20 @@ def test_resume_with_other_settings_is_refused(tmp_path, cache_dir):
   assert "holds a search with other settings" in result.stderr
 
 
+def test_too_few_candidates_for_reinforce_are_warned_about_at_start(
+    tmp_path, cache_dir):
+  # The refused resume ends each run right after the start.
+  for controller in ("reinforce", "random"):
+    model_dir = tmp_path / controller
+    model_dir.mkdir()
+    (model_dir / "search_config.json").write_text(json.dumps({}))
+    result = run_to_end(model_dir, cache_dir, f"--controller={controller}")
+    assert "holds a search with other settings" in result.stderr
+    warned = (f"warning: --num_candidates={NUM_CANDIDATES}" in result.stderr
+              and "sigma 0.01 (assumed" in result.stderr)
+    assert warned == (controller == "reinforce"), result.stderr[-2000:]
+
+
 @pytest.mark.parametrize("flag, message", [
     ("--reward_accuracy=acc", "--reward_accuracy=acc: value should be one of"),
     ("--target_ms=0", "--reward=soft, --target_ms=0.0: latency target 0.0"),
