@@ -27,7 +27,14 @@ permuting group labels, at one of two levels:
                so this is the test of a teacher effect. It needs several
                searches (seeds) per teacher: with n_a and n_b searches there
                are only C(n_a + n_b, n_a) assignments, so p can go no lower
-               than 1 / C (2 / C when n_a == n_b).
+               than 1 / C (2 / C when n_a == n_b). Separate means distinct
+               controller seeds: two searches with one seed draw the same
+               random numbers (their first candidate is the same student and
+               later ones stay alike), so they form a pair, not two
+               independent searches, and a test that permutes them freely is
+               wrong. The test refuses groups that share a seed; give every
+               teacher's searches their own seeds
+               (benchmarks/teacher_dependence.py does).
   'candidate'  the pooled top candidates are reassigned one by one, as if
                independent. With one search per teacher this is the only
                test there is, and it answers a narrower question: are the
@@ -373,8 +380,10 @@ def permutation_test(runs_a: Sequence[SearchRun], runs_b: Sequence[SearchRun],
 
   Raises:
     ValueError: a group is empty or has no successful candidate,
-      num_permutations < 1, an unknown level, or level='search' with one
-      search per group (both assignments give the same statistic).
+      num_permutations < 1, an unknown level, or level='search' (also
+      chosen by 'auto') with one search per group (both assignments give
+      the same statistic) or with a controller seed in both groups (paired
+      searches, not independent ones).
   """
   if level not in LEVELS:
     raise ValueError(f"level='{level}' is not one of {LEVELS}")
@@ -403,6 +412,13 @@ def permutation_test(runs_a: Sequence[SearchRun], runs_b: Sequence[SearchRun],
     if searches_a == searches_b == 1:
       raise ValueError("level='search' needs more than one search in a "
                        "group: with one each, p is always 1")
+    shared = sorted({r.seed for r in runs_a} & {r.seed for r in runs_b})
+    if shared:
+      raise ValueError(
+          f"level='search': searches of '{_label_of(runs_a)}' and "
+          f"'{_label_of(runs_b)}' share controller seeds {shared}; same-seed "
+          "searches are paired, not independent as this test assumes: run "
+          "one group with other seeds, or permute candidates")
     counts = np.stack([one_hot[search_ids == i].sum(axis=0)
                        for i in np.flatnonzero(kept)])
     sizes = sizes[kept]

@@ -7,12 +7,30 @@ softmax head picks one of that decision's choices. It is trained with
 REINFORCE, an exponential moving average reward baseline (TuNAS), an entropy
 bonus and Adam.
 
-Both controllers keep their whole state (weights, Adam slots, baseline, update
-count and the sampling RNG) in a `tf.train.Checkpoint`, so a controller
-restored after k updates samples and updates exactly as the uninterrupted one.
+A candidate that failed (diverged, did not convert, ran out of memory) has no
+reward: the search passes None for it. Failures never move the baseline.
+REINFORCE gives a failure the lowest successful reward this controller has
+seen (this batch's included), so it is pushed away like the worst student
+seen, on the scale of the real rewards; before any success a failure is left
+out of the update (advantage 0). A batch in which every advantage is 0 (the
+first batch of one candidate, whose reward only sets the baseline; failures
+before any success) applies no gradient step, only counts the update.
+
+Both controllers keep their whole state (weights, Adam slots, baseline, the
+count and lowest of the successful rewards seen, update count and the
+sampling RNG) in a `tf.train.Checkpoint`, so a controller restored after k
+updates samples and updates exactly as the uninterrupted one.
+
+How many candidates REINFORCE needs: `benchmarks/controller.py` measured, on
+a reward with a small true signal plus Gaussian noise, after how many samples
+REINFORCE's best-so-far pick stays truly better than random search's;
+`REINFORCE_SAMPLES_NEEDED` keeps those figures (the package cannot read
+benchmarks/ once installed) and `budget_warning` says when a search is
+shorter than that.
 
 Public names: ControllerConfig, ReinforceController, RandomController,
-make_controller, CONTROLLER_KINDS.
+make_controller, budget_warning, CONTROLLER_KINDS, REINFORCE_SAMPLES_NEEDED,
+SAMPLES_NEEDED_BUDGET, ASSUMED_REWARD_NOISE.
 """
 
 import dataclasses
@@ -23,10 +41,28 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["CONTROLLER_KINDS", "ControllerConfig", "RandomController",
-           "ReinforceController", "make_controller"]
+__all__ = ["ASSUMED_REWARD_NOISE", "CONTROLLER_KINDS", "ControllerConfig",
+           "REINFORCE_SAMPLES_NEEDED", "RandomController",
+           "ReinforceController", "SAMPLES_NEEDED_BUDGET", "budget_warning",
+           "make_controller"]
 
 CONTROLLER_KINDS = ("reinforce", "random")
+# Samples REINFORCE (default ControllerConfig, one candidate per step) needed
+# before its best-so-far pick (best by the noisy reward) stayed truly better
+# than random search's, median of 10 seeds, by noise sigma; None: not
+# reached within SAMPLES_NEEDED_BUDGET samples (5 of 10 seeds reached it).
+# Reward: 0.01 x the fraction of actions equal to 0 over the 42-decision
+# MnasNet space (differences the size of candidates' accuracy differences)
+# plus N(0, sigma^2) noise. Measured by benchmarks/controller.py on
+# 2026-11-30 ("noise" in benchmarks/results/controller.json; 0.005: 3660.5
+# rounded). The quartiles over seeds were 1951-4609, 805-not reached and
+# 1752-not reached: read the figures as "thousands of candidates", not as
+# exact thresholds.
+REINFORCE_SAMPLES_NEEDED = {0.005: 3660, 0.01: 1729, 0.02: None}
+SAMPLES_NEEDED_BUDGET = 5000
+# The reward noise assumed for a search (its proxy task's is not measured):
+# the middle of the benchmarked sigmas.
+ASSUMED_REWARD_NOISE = 0.01
 _INIT_RANGE = 0.1  # Uniform weight initialization range of NASNet/ENAS.
 _MASKED_LOGIT = -1e9  # Logit of the padding beyond a decision's choices.
 
@@ -86,6 +122,10 @@ def _check_num_choices(num_choices: Sequence[int]) -> Tuple[int, ...]:
   return tuple(int(n) for n in num_choices)
 
 
+def _mean_or_nan(values: np.ndarray) -> float:
+  return float(np.mean(values)) if values.size else math.nan
+
+
 class _Controller(tf.Module):
   """State, checks and checkpointing shared by both controllers."""
 
@@ -137,7 +177,8 @@ class _Controller(tf.Module):
       False if `directory` holds no checkpoint, True after a restore.
 
     Raises:
-      ValueError: the checkpoint is of another controller kind or num_choices.
+      ValueError: the checkpoint is of another controller kind or num_choices,
+        or lacks part of the state (written by an older akd_tf).
     """
     path = self._manager(directory).latest_checkpoint
     if path is None:
@@ -148,11 +189,22 @@ class _Controller(tf.Module):
       if saved != mine:
         raise ValueError(f"checkpoint {path} was saved by a controller with "
                          f"{key} {saved!r}; this one has {key} {mine!r}")
-    self._checkpoint.restore(path).assert_existing_objects_matched()
+    try:
+      self._checkpoint.restore(path).assert_existing_objects_matched()
+    except AssertionError as error:
+      raise ValueError(
+          f"checkpoint {path} lacks part of this controller's state (it was "
+          "written by an older akd_tf, whose updates differ): start the "
+          f"search in a new directory ({str(error)[:200]})") from None
     return True
 
   def _check_batch(self, batch) -> Tuple[np.ndarray, np.ndarray]:
-    """Validates (actions, reward) pairs; returns int32 actions, rewards."""
+    """Validates (actions, reward) pairs.
+
+    Returns:
+      int32 actions [batch, decisions] and float64 rewards [batch], NaN for
+      a failed candidate (reward None).
+    """
     batch = list(batch)
     if not batch:
       raise ValueError("update needs a non-empty batch of (actions, reward)")
@@ -166,11 +218,11 @@ class _Controller(tf.Module):
         if isinstance(a, bool) or not float(a).is_integer() or not 0 <= a < n:
           raise ValueError(f"batch[{b}] action {i} = {a!r} is not an integer "
                            f"in [0, {n - 1}]")
-      if not math.isfinite(float(reward)):
+      if reward is not None and not math.isfinite(float(reward)):
         raise ValueError(f"batch[{b}] reward {reward!r} is not finite; give "
-                         "failed candidates a finite reward or leave them out")
+                         "a failed candidate reward None")
       actions.append([int(a) for a in acts])
-      rewards.append(float(reward))
+      rewards.append(math.nan if reward is None else float(reward))
     return np.asarray(actions, np.int32), np.asarray(rewards, np.float64)
 
 
@@ -212,17 +264,23 @@ class ReinforceController(_Controller):
         "head_bias": tf.Variable(tf.zeros([num, max_n])),
     }
     self._baseline = tf.Variable(tf.constant(0.0, tf.float64), trainable=False)
+    self._rewards_seen = tf.Variable(tf.constant(0, tf.int64), trainable=False)
+    self._lowest_reward = tf.Variable(tf.constant(0.0, tf.float64),
+                                      trainable=False)
     self._optimizer = keras.optimizers.Adam(learning_rate=cfg.learning_rate)
     self._optimizer.build(list(self._weights.values()))
     self._sample_fn = tf.function(self._sample, input_signature=[])
     self._greedy_fn = tf.function(self._greedy, input_signature=[])
-    self._train_fn = tf.function(self._train, input_signature=[
-        tf.TensorSpec([None, num], tf.int32),
-        tf.TensorSpec([None], tf.float32)])
+    batch_signature = [tf.TensorSpec([None, num], tf.int32),
+                       tf.TensorSpec([None], tf.float32)]
+    self._train_fn = tf.function(self._train, input_signature=batch_signature)
+    self._loss_fn = tf.function(self._loss, input_signature=batch_signature)
 
   def _checkpoint_objects(self) -> dict:
     objects = super()._checkpoint_objects()
     objects.update(self._weights, baseline=self._baseline,
+                   rewards_seen=self._rewards_seen,
+                   lowest_reward=self._lowest_reward,
                    optimizer=self._optimizer)
     return objects
 
@@ -277,56 +335,87 @@ class ReinforceController(_Controller):
         logits, axis=1, output_type=tf.int32))
     return tf.nn.softmax(logits[:, 0]), actions[:, 0]
 
+  def _loss(self, actions, advantages):
+    """The REINFORCE loss, mean entropy and mean log-probability of a batch."""
+    logits, _ = self._unroll(tf.shape(actions)[0],
+                             lambda t, _: tf.gather(actions, t, axis=1))
+    log_p = tf.nn.log_softmax(logits)  # [decisions, batch, max_n]
+    one_hot = tf.one_hot(tf.transpose(actions), tf.shape(log_p)[2])
+    log_prob = tf.reduce_sum(one_hot * log_p, axis=[0, 2])
+    mean_entropy = -tf.reduce_mean(tf.reduce_sum(tf.exp(log_p) * log_p,
+                                                 axis=[0, 2]))
+    loss = (-tf.reduce_mean(advantages * log_prob) -
+            self.config.entropy_weight * mean_entropy)
+    return loss, mean_entropy, tf.reduce_mean(log_prob)
+
   def _train(self, actions, advantages):
     with tf.GradientTape() as tape:
-      logits, _ = self._unroll(tf.shape(actions)[0],
-                               lambda t, _: tf.gather(actions, t, axis=1))
-      log_p = tf.nn.log_softmax(logits)  # [decisions, batch, max_n]
-      one_hot = tf.one_hot(tf.transpose(actions), tf.shape(log_p)[2])
-      log_prob = tf.reduce_sum(one_hot * log_p, axis=[0, 2])
-      mean_entropy = -tf.reduce_mean(tf.reduce_sum(tf.exp(log_p) * log_p,
-                                                   axis=[0, 2]))
-      loss = (-tf.reduce_mean(advantages * log_prob) -
-              self.config.entropy_weight * mean_entropy)
+      loss, mean_entropy, mean_log_prob = self._loss(actions, advantages)
     weights = list(self._weights.values())
     grads = [tf.convert_to_tensor(g) for g in tape.gradient(loss, weights)]
     self._optimizer.apply_gradients(zip(grads, weights))
-    self._step.assign_add(1)
-    return loss, mean_entropy, tf.reduce_mean(log_prob)
+    return loss, mean_entropy, mean_log_prob
 
   def sample(self) -> Tuple[int, ...]:
     """Draws one architecture's actions from the policy (advances the RNG)."""
     return tuple(int(a) for a in self._sample_fn().numpy())
 
-  def update(self, batch: Sequence[Tuple[Sequence[int], float]]
+  def update(self, batch: Sequence[Tuple[Sequence[int], Optional[float]]]
              ) -> Dict[str, float]:
     """One REINFORCE step on a batch of (actions, reward) pairs.
 
-    The advantage of each pair is its reward minus the baseline before this
-    batch; the first update sets that baseline to the batch's mean reward.
-    Afterwards the baseline moves towards each reward in order:
-    `baseline = decay * baseline + (1 - decay) * reward`.
+    Reward None marks a failed candidate. The advantage of a successful
+    candidate is its reward minus the baseline before this batch; the first
+    successful rewards set that baseline to their mean. A failed candidate's
+    advantage is the failure penalty minus that baseline, where the penalty
+    is the lowest successful reward seen so far (this batch's included);
+    before any success a failure's advantage is 0 (it is left out). Then the
+    baseline moves towards each successful reward in order,
+    `baseline = decay * baseline + (1 - decay) * reward`; failures do not
+    move it. When every advantage is 0 no gradient step is taken (the loss
+    would be the entropy term alone), but the update is counted in `step`.
 
     Returns:
-      Python floats: loss, baseline (after the update), mean_reward, entropy
-      (summed over decisions, averaged over the batch) and mean_log_prob.
+      Python floats: loss, baseline (after the update), mean_reward (of the
+      successful candidates; NaN if none), entropy (summed over decisions,
+      averaged over the batch), mean_log_prob, failed (candidates with reward
+      None) and failure_penalty (the lowest successful reward seen, the
+      reward a failure stands for; NaN before any success).
 
     Raises:
       ValueError: an empty batch, a bad action or a non-finite reward.
     """
     actions, rewards = self._check_batch(batch)
-    baseline = (float(np.mean(rewards)) if self.step == 0
-                else float(self._baseline.numpy()))
-    advantages = (rewards - baseline).astype(np.float32)
-    loss, entropy, mean_log_prob = self._train_fn(
-        tf.constant(actions), tf.constant(advantages))
+    failed = np.isnan(rewards)
+    succeeded = rewards[~failed]
+    seen = int(self._rewards_seen.numpy())
+    baseline = float(self._baseline.numpy())
+    lowest = float(self._lowest_reward.numpy())
+    if succeeded.size:
+      if not seen:
+        baseline = lowest = float(np.mean(succeeded))
+      lowest = min(lowest, float(np.min(succeeded)))
+      seen += succeeded.size
+    if seen:
+      advantages = np.where(failed, lowest, rewards) - baseline
+    else:
+      advantages = np.zeros_like(rewards)
+    advantages = advantages.astype(np.float32)
+    step_fn = self._train_fn if np.any(advantages != 0) else self._loss_fn
+    loss, entropy, mean_log_prob = step_fn(tf.constant(actions),
+                                           tf.constant(advantages))
     decay = self.config.baseline_decay
-    for reward in rewards:
+    for reward in succeeded:
       baseline = decay * baseline + (1.0 - decay) * float(reward)
     self._baseline.assign(baseline)
+    self._rewards_seen.assign(seen)
+    self._lowest_reward.assign(lowest)
+    self._step.assign_add(1)
     return {"loss": float(loss), "baseline": baseline,
-            "mean_reward": float(np.mean(rewards)), "entropy": float(entropy),
-            "mean_log_prob": float(mean_log_prob)}
+            "mean_reward": _mean_or_nan(succeeded), "entropy": float(entropy),
+            "mean_log_prob": float(mean_log_prob),
+            "failed": float(np.sum(failed)),
+            "failure_penalty": lowest if seen else math.nan}
 
   def probabilities(self) -> List[np.ndarray]:
     """Per-decision choice probabilities along the greedy (argmax) path."""
@@ -357,19 +446,22 @@ class RandomController(_Controller):
     return tuple(min(int(u * n), n - 1)
                  for u, n in zip(uniforms.numpy(), self.num_choices))
 
-  def update(self, batch: Sequence[Tuple[Sequence[int], float]]
+  def update(self, batch: Sequence[Tuple[Sequence[int], Optional[float]]]
              ) -> Dict[str, float]:
     """Checks the batch and counts the step; nothing is learned.
 
-    Returns the stats of `ReinforceController.update` for the uniform policy
-    (loss and baseline 0) and raises the same ValueErrors.
+    Takes the batches of `ReinforceController.update` (reward None for a
+    failed candidate), returns its stats for the uniform policy (loss and
+    baseline 0, failure_penalty NaN) and raises the same ValueErrors.
     """
     _, rewards = self._check_batch(batch)
+    failed = np.isnan(rewards)
     self._step.assign_add(1)
     log_prob = -float(np.sum(np.log(self.num_choices)))
     return {"loss": 0.0, "baseline": 0.0,
-            "mean_reward": float(np.mean(rewards)), "entropy": -log_prob,
-            "mean_log_prob": log_prob}
+            "mean_reward": _mean_or_nan(rewards[~failed]),
+            "entropy": -log_prob, "mean_log_prob": log_prob,
+            "failed": float(np.sum(failed)), "failure_penalty": math.nan}
 
   def probabilities(self) -> List[np.ndarray]:
     """Uniform probability vectors, one per decision."""
@@ -378,6 +470,41 @@ class RandomController(_Controller):
   def argmax_actions(self) -> Tuple[int, ...]:
     """All zeros: every choice of a uniform policy is equally likely."""
     return tuple(0 for _ in self.num_choices)
+
+
+def budget_warning(num_candidates: int,
+                   noise: float = ASSUMED_REWARD_NOISE) -> Optional[str]:
+  """Says when REINFORCE has fewer candidates than it needs to beat random.
+
+  Args:
+    num_candidates: The search's budget.
+    noise: Standard deviation of the reward's noise; the figure of the
+      smallest benchmarked sigma at or above it is used (the largest beyond
+      them).
+
+  Returns:
+    The warning, naming the figure it used and the noise it assumed, or None
+    when `num_candidates` is at least the samples REINFORCE needed (or above
+    the benchmark's budget when it was not reached within it).
+  """
+  sigma = min((s for s in REINFORCE_SAMPLES_NEEDED if s >= noise),
+              default=max(REINFORCE_SAMPLES_NEEDED))
+  needed = REINFORCE_SAMPLES_NEEDED[sigma]
+  assumed = (f"reward noise sigma {sigma:g} (assumed for the proxy task; "
+             "not measured for this search)")
+  source = ("benchmarks/controller.py, reward 0.01 x a fraction of the "
+            "actions plus noise, median of 10 seeds")
+  if needed is None and num_candidates <= SAMPLES_NEEDED_BUDGET:
+    return (f"num_candidates={num_candidates}: at {assumed}, REINFORCE's "
+            "best student did not stay better than random search's within "
+            f"{SAMPLES_NEEDED_BUDGET} samples ({source}); with this budget "
+            "expect no gain over --controller=random")
+  if needed is not None and num_candidates < needed:
+    return (f"num_candidates={num_candidates} is below the {needed} samples "
+            f"REINFORCE needed at {assumed} before its best student stayed "
+            f"better than random search's ({source}); with this budget "
+            "expect no gain over --controller=random")
+  return None
 
 
 def make_controller(kind: str, num_choices: Sequence[int],

@@ -33,7 +33,12 @@ class CandidateRecord:
     accuracy: Mini-validation accuracy that enters the reward (KD-trained for
       AKD, plain for NAS); None when failed.
     latency_ms: The latency statistic the reward uses; None when unmeasured.
-    reward: The reward given to the controller.
+    reward: The candidate's reward (`reward.compute_reward`); None for a
+      failed candidate, which has none: the search tells the controller it
+      failed and the controller gives it its own penalty (the lowest
+      successful reward it has seen; see `controller.ReinforceController`).
+      Histories written before that hold 0.0 for failures; the search goes
+      by `status`, never by this value, to tell a failure.
     params: Parameters of the student.
     macs: Multiply-accumulates per image.
     error: What went wrong, for failed candidates.
@@ -50,7 +55,7 @@ class CandidateRecord:
   status: str
   accuracy: Optional[float] = None
   latency_ms: Optional[float] = None
-  reward: float = 0.0
+  reward: Optional[float] = None
   params: int = 0
   macs: int = 0
   error: str = ""

@@ -76,12 +76,23 @@ def plot_pareto(records: Sequence[history.CandidateRecord], target_ms: float,
 
 
 def plot_rewards(records: Sequence[history.CandidateRecord], path: str) -> None:
-  """Writes the reward of every candidate in order with its moving average."""
-  rewards = [r.reward for r in records]
+  """Writes the reward of every candidate in order with its moving average.
+
+  The moving average runs over the successful candidates; failed ones have
+  no reward and are marked with a red x at the lowest reward.
+  """
+  ok = [(i, r.reward) for i, r in enumerate(records) if r.ok]
+  failed = [i for i, r in enumerate(records) if not r.ok]
   figure, axes = pyplot.subplots(figsize=(6.4, 4.0))
-  axes.plot(rewards, ".", alpha=0.6, label="reward")
-  if rewards:
-    axes.plot(moving_average(rewards), "-", label="moving average (0.9)")
+  if ok:
+    index, rewards = zip(*ok)
+    axes.plot(index, rewards, ".", alpha=0.6, label="reward")
+    axes.plot(index, moving_average(rewards), "-",
+              label="moving average (0.9)")
+  if failed:
+    lowest = min(rewards) if ok else 0.0
+    axes.plot(failed, [lowest] * len(failed), "x", color="red",
+              label="failed (no reward)")
   axes.set_xlabel("candidate")
   axes.set_ylabel("reward")
   axes.legend(loc="lower right", fontsize="small")

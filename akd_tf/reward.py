@@ -6,28 +6,29 @@
   absolute_reward  ACC + beta * |LAT / T - 1|, beta < 0 (TuNAS): penalizes
                    latency on both sides of the target, so the search does not
                    drift to ever smaller models.
-  compute_reward   the reward a `RewardConfig` describes, including the
-                   reward of a failed candidate (FAILED_REWARD = 0.0, as
-                   MnasNet-style searches give a model that could not be
-                   trained or measured).
+  compute_reward   the reward a `RewardConfig` describes; None for a failed
+                   candidate (no accuracy or no latency). A failure has no
+                   reward: the controller gives it a penalty relative to the
+                   rewards it has seen (`controller.ReinforceController`),
+                   not an absolute 0, which would sit below every real
+                   reward and drag the REINFORCE baseline down.
 
 All functions are pure; accuracy is a fraction in [0, 1] and latencies are
 in milliseconds.
 
 Public names: RewardConfig, compute_reward, mnas_reward, absolute_reward,
-REWARD_KINDS, SOFT_EXPONENT, FAILED_REWARD.
+REWARD_KINDS, SOFT_EXPONENT.
 """
 
 import dataclasses
 import math
 from typing import Optional
 
-__all__ = ["FAILED_REWARD", "REWARD_KINDS", "RewardConfig", "SOFT_EXPONENT",
-           "absolute_reward", "compute_reward", "mnas_reward"]
+__all__ = ["REWARD_KINDS", "RewardConfig", "SOFT_EXPONENT", "absolute_reward",
+           "compute_reward", "mnas_reward"]
 
 REWARD_KINDS = ("soft", "hard", "mnas", "abs")
 SOFT_EXPONENT = -0.07
-FAILED_REWARD = 0.0
 # (alpha, beta) of each kind; None: must be given.
 _DEFAULTS = {
     "soft": (SOFT_EXPONENT, SOFT_EXPONENT),
@@ -93,14 +94,12 @@ class RewardConfig:
       (TuNAS, ACC + beta * |LAT/T - 1|, beta default -0.07).
     alpha: Exponent at or under T for 'mnas'; None: the kind's default.
     beta: Exponent over T ('mnas') or penalty slope ('abs'); None: default.
-    failed_reward: Reward of a candidate without accuracy or latency.
   """
 
   target_ms: float
   kind: str = "soft"
   alpha: Optional[float] = None
   beta: Optional[float] = None
-  failed_reward: float = FAILED_REWARD
 
   def __post_init__(self):
     if self.kind not in REWARD_KINDS:
@@ -139,7 +138,7 @@ class RewardConfig:
 
 
 def compute_reward(config: RewardConfig, accuracy: Optional[float],
-                   latency_ms: Optional[float]) -> float:
+                   latency_ms: Optional[float]) -> Optional[float]:
   """The reward of one candidate under `config`.
 
   Args:
@@ -148,14 +147,14 @@ def compute_reward(config: RewardConfig, accuracy: Optional[float],
     latency_ms: Latency in ms, or None when it could not be measured.
 
   Returns:
-    The reward; `config.failed_reward` (0.0 by default) when accuracy or
-    latency is None.
+    The reward; None when accuracy or latency is None (a failed candidate
+    has no reward; see the module docstring).
 
   Raises:
     ValueError: a non-positive latency or accuracy outside [0, 1].
   """
   if accuracy is None or latency_ms is None:
-    return float(config.failed_reward)
+    return None
   if config.kind == "abs":
     return absolute_reward(accuracy, latency_ms, config.target_ms, config.beta)
   return mnas_reward(accuracy, latency_ms, config.target_ms, config.alpha,

@@ -503,8 +503,11 @@ def _search_steps(config, controller, controller_dir, pool, candidate_timer,
                        time.time() - loop_start, evaluated)
         board.scalars(len(records), _candidate_scalars(record))
     with timer.phase("controller_update"):
+      # A failure is given as None (whatever its record holds): the
+      # controller has its own penalty for it.
       stats = controller.update(
-          [(done[i].actions, done[i].reward) for i in range(len(actions))])
+          [(done[i].actions, done[i].reward if done[i].ok else None)
+           for i in range(len(actions))])
       controller.save(controller_dir)
     with timer.phase("bookkeeping"):
       board.scalars(step, {f"controller/{k}": v for k, v in stats.items()})

@@ -12,6 +12,16 @@ search-level test; with 4 seeds per teacher its smallest possible p-value is
 AKD runs (same directories under --work_dir), so after that benchmark only
 the other teacher's searches and the extra seeds run.
 
+Every teacher searches with its own seeds: the i-th teacher's search for
+--seeds entry s uses seed s + i * SEED_OFFSET (controller, proxy and final
+training alike; the default teacher, i = 0, keeps s). The permutation test
+treats searches as independent, and two searches with one controller seed
+are not: they draw the same random numbers, start from the same student and
+stay alike, a pair rather than two samples (akd_tf.analyze refuses such
+groups). Runs before this change gave both teachers the same seeds; their
+search-level p-value (0.887 in results/teacher_dependence.json of
+2026-11-26) assumed an independence those searches did not have.
+
 Prints each teacher's most frequent choices, the test's line and the final
 KD test accuracy of each teacher's winners; writes
 benchmarks/results/teacher_dependence[_quick].json and .png. The same
@@ -35,6 +45,8 @@ import akd_vs_nas  # Shares its flags, budget and search runner.
 from akd_tf import teacher as teacher_lib
 from akd_tf.cli import flag_configs
 
+SEED_OFFSET = 1000  # Teacher i searches with seed + i * SEED_OFFSET.
+
 TOP_K = flags.DEFINE_integer(
     "top_k", 3, "Distinct successful students taken from every search.")
 PERMUTATIONS = flags.DEFINE_integer(
@@ -42,6 +54,11 @@ PERMUTATIONS = flags.DEFINE_integer(
 TEACHERS = flags.DEFINE_list(
     "teachers", None, "Built-in teachers to search with (default: all, "
     "--teacher first); the test compares the first two.")
+
+
+def teacher_seed(teacher_index: int, seed: int) -> int:
+  """The seed of the `teacher_index`-th teacher's search for --seeds `seed`."""
+  return seed + teacher_index * SEED_OFFSET
 
 
 def search_dir(work_dir: str, base_teacher: str, teacher: str,
@@ -69,8 +86,9 @@ def main(argv):
   finals = {teacher: [] for teacher in teachers}
   model_dirs = []
   start = time.time()
-  for seed in seeds:
-    for teacher in teachers:
+  for base_seed in seeds:
+    for index, teacher in enumerate(teachers):
+      seed = teacher_seed(index, base_seed)
       model_dir = search_dir(work_dir, base.teacher, teacher, seed)
       print(f"{time.strftime('%H:%M:%S')} {os.path.basename(model_dir)}",
             file=sys.stderr, flush=True)
@@ -116,6 +134,8 @@ def main(argv):
     json.dump({
         "date": time.strftime("%Y-%m-%d"), "machine": platform.node(),
         "cpus": os.cpu_count(), "quick": quick, "seeds": seeds,
+        "teacher_seeds": {t: [teacher_seed(i, s) for s in seeds]
+                          for i, t in enumerate(teachers)},
         "teachers": teachers, "top_k": TOP_K.value,
         "candidates_per_search": base.num_candidates,
         "benchmark_minutes": (time.time() - start) / 60,

@@ -219,6 +219,22 @@ def test_search_level_permutes_whole_searches(tmp_path):
     analyze.permutation_test(wide[:1], deep[:1], top_k=5, level="search")
 
 
+@pytest.mark.parametrize("level", ["search", "auto"])
+def test_search_level_refuses_groups_that_share_controller_seeds(tmp_path,
+                                                                 level):
+  # Same-seed searches draw the same random numbers: they are pairs, and
+  # permuting them as independent searches would be wrong.
+  wide = [sampled_search(tmp_path / f"wide{s}", s, False, "resnet_wide")
+          for s in range(4)]
+  deep = [sampled_search(tmp_path / f"deep{s}", s + 2, True, "cnn_deep")
+          for s in range(4)]
+  with pytest.raises(ValueError, match=r"share controller seeds \[2, 3\]"):
+    analyze.permutation_test(wide, deep, top_k=5, level=level)
+  candidate = analyze.permutation_test(wide, deep, top_k=5,
+                                       level="candidate")
+  assert candidate.level == "candidate"
+
+
 def test_ten_thousand_permutations_take_well_under_a_second(tmp_path):
   a = sampled_search(tmp_path / "a", 1, False, "resnet_wide", n=60)
   b = sampled_search(tmp_path / "b", 2, True, "cnn_deep", n=60)
@@ -262,13 +278,13 @@ def test_clustered_searches_of_one_teacher_fool_only_the_candidate_level():
   # "difference" that permuting whole searches correctly does not.
   rng = np.random.default_rng(5)
   runs = []
-  for _ in range(8):
+  for seed in range(8):
     center = SPACE.sample(rng)
     records = [record(step, tuple(c if rng.random() < 0.6
                                   else int(rng.integers(n))
                                   for c, n in zip(center, SPACE.num_choices)),
                       rng.random()) for step in range(10)]
-    runs.append(analyze.SearchRun("dir", "same_teacher", "kd", 0,
+    runs.append(analyze.SearchRun("dir", "same_teacher", "kd", seed,
                                   tuple(records)))
   candidate = analyze.permutation_test(runs[:4], runs[4:], 5,
                                        level="candidate")

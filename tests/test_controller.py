@@ -10,6 +10,7 @@ import textwrap
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from akd_tf import controller as controller_lib
 from akd_tf import search_space
@@ -89,16 +90,137 @@ def test_update_follows_reinforce_loss_and_moving_average_baseline():
   assert all(isinstance(v, float) for v in stats.values())
 
 
-def test_probabilities_follow_the_greedy_path():
+def same_probabilities(a, b):
+  return all(np.array_equal(p, q)
+             for p, q in zip(a.probabilities(), b.probabilities()))
+
+
+def test_first_update_of_one_candidate_sets_the_baseline_without_a_step():
+  # Its advantage is 0: a step would follow the entropy term alone.
+  controller, untrained = make(), make()
+  stats = controller.update([(controller.sample(), 0.7)])
+  assert stats["baseline"] == 0.7
+  assert controller.step == 1
+  assert same_probabilities(controller, untrained)
+  stats = controller.update([(controller.sample(), 0.9)])
+  assert stats["baseline"] == pytest.approx(0.95 * 0.7 + 0.05 * 0.9)
+  assert controller.step == 2
+  assert not same_probabilities(controller, untrained)
+
+
+def test_failed_candidate_does_not_move_the_baseline():
+  controller = make(baseline_decay=0.9)
+  before = controller.update([((0, 0, 0, 0, 0), 0.6),
+                              ((1, 0, 1, 2, 1), 0.4)])["baseline"]
+  stats = controller.update([((2, 0, 1, 0, 0), None)])
+  assert stats["baseline"] == before
+  assert (stats["failed"], stats["failure_penalty"]) == (1.0, 0.4)
+  assert math.isnan(stats["mean_reward"])
+  stats = controller.update([((3, 0, 0, 1, 1), 0.5),
+                             ((2, 0, 1, 0, 0), None)])
+  assert stats["baseline"] == pytest.approx(0.9 * before + 0.1 * 0.5)
+  assert stats["mean_reward"] == 0.5
+
+
+def test_failed_candidate_is_penalized_as_the_lowest_successful_reward():
+  first = [((0, 0, 0, 0, 0), 0.6), ((1, 0, 1, 2, 1), 0.4)]
+  failed, given_lowest = make(entropy_weight=0.01), make(entropy_weight=0.01)
+  baseline = failed.update(first)["baseline"]
+  given_lowest.update(first)
+  stats = failed.update([((2, 0, 1, 0, 0), None)])
+  assert stats["loss"] == pytest.approx(
+      -(0.4 - baseline) * stats["mean_log_prob"] - 0.01 * stats["entropy"],
+      rel=1e-5)
+  # The same step as a success with the lowest reward, but the baseline
+  # stays where it was.
+  lowest_stats = given_lowest.update([((2, 0, 1, 0, 0), 0.4)])
+  assert same_probabilities(failed, given_lowest)
+  assert lowest_stats["baseline"] != stats["baseline"]
+
+
+def test_failures_before_any_success_are_left_out_of_the_update():
+  controller, untrained = make(), make()
+  stats = controller.update([((0, 0, 0, 0, 0), None), ((1, 0, 1, 2, 1), None)])
+  assert controller.step == 1
+  assert same_probabilities(controller, untrained)
+  assert math.isnan(stats["failure_penalty"])
+  # They set no baseline either: the first success does.
+  assert controller.update([((2, 0, 1, 0, 0), 0.3)])["baseline"] == 0.3
+  assert same_probabilities(controller, untrained)
+
+
+def test_random_controller_takes_failed_candidates():
+  stats = make("random").update([((0, 0, 0, 0, 0), None),
+                                 ((1, 0, 1, 2, 1), 0.5)])
+  assert (stats["failed"], stats["mean_reward"]) == (1.0, 0.5)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_failure_state_is_restored_exactly(kind, tmp_path):
+  batches = [[((0, 0, 0, 0, 0), None)], [((1, 0, 1, 2, 1), 0.4)],
+             [((2, 0, 1, 0, 0), 0.8), ((3, 0, 0, 1, 1), None)]]
+  controller = make(kind)
+  controller.update(batches[0])
+  controller.update(batches[1])
+  controller.save(tmp_path)
+  restored = make(kind)
+  assert restored.restore(tmp_path)
+  expected = controller.update(batches[2])
+  assert restored.update(batches[2]) == pytest.approx(expected, nan_ok=True)
+  assert restored.sample() == controller.sample()
+
+
+def test_restore_rejects_a_checkpoint_without_the_failure_state(tmp_path):
   controller = make()
-  run_batches(controller, 5)
+  objects = controller._checkpoint_objects()  # pylint: disable=protected-access
+  del objects["rewards_seen"], objects["lowest_reward"]
+  tf.train.Checkpoint(**objects).save(str(tmp_path / "ckpt"))
+  with pytest.raises(ValueError, match="written by an older akd_tf"):
+    make().restore(tmp_path)
+
+
+def numpy_greedy_policy(checkpoint_dir, num_choices, tanh_constant=2.5):
+  """The LSTM policy's greedy path recomputed in NumPy from a checkpoint.
+
+  Returns the per-decision probabilities and the argmax actions, from the
+  saved weights alone (the controller's own code does not run).
+  """
+  path = tf.train.latest_checkpoint(str(checkpoint_dir))
+  w = {name: tf.train.load_variable(path,
+                                    f"{name}/.ATTRIBUTES/VARIABLE_VALUE")
+       for name in ("embedding", "lstm_kernel", "lstm_bias", "head_kernel",
+                    "head_bias")}
+  sigmoid = lambda x: 1.0 / (1.0 + np.exp(-x))
+  units, max_n = w["lstm_bias"].shape[0] // 4, max(num_choices)
+  h, c, inputs = np.zeros(units), np.zeros(units), w["embedding"][0]
+  probabilities, actions = [], []
+  for t, n in enumerate(num_choices):
+    gates = np.concatenate([inputs, h]) @ w["lstm_kernel"] + w["lstm_bias"]
+    i, f, g, o = np.split(gates, 4)
+    c = sigmoid(f + 1.0) * c + sigmoid(i) * np.tanh(g)  # Forget bias 1.
+    h = sigmoid(o) * np.tanh(c)
+    logits = tanh_constant * np.tanh(h @ w["head_kernel"][t][:, :n] +
+                                     w["head_bias"][t][:n])
+    p = np.exp(logits - logits.max())
+    probabilities.append(p / p.sum())
+    actions.append(int(np.argmax(p)))
+    inputs = w["embedding"][1 + t * max_n + actions[-1]]
+  return probabilities, tuple(actions)
+
+
+def test_greedy_path_and_probabilities_match_a_numpy_policy(tmp_path):
+  controller = make(num_choices=SPACE_CHOICES, seed=2)
+  run_batches(controller, 20)
+  controller.save(tmp_path)
+  expected_probs, expected_actions = numpy_greedy_policy(tmp_path,
+                                                         SPACE_CHOICES)
   probs = controller.probabilities()
-  assert [p.shape for p in probs] == [(n,) for n in SMALL_CHOICES]
-  for p in probs:
-    assert np.all(p >= 0)
-    assert p.sum() == pytest.approx(1.0, abs=1e-5)
-  assert controller.argmax_actions() == tuple(int(np.argmax(p))
-                                              for p in probs)
+  assert [p.shape for p in probs] == [(n,) for n in SPACE_CHOICES]
+  for p, expected in zip(probs, expected_probs):
+    np.testing.assert_allclose(p, expected, atol=1e-5)
+  assert controller.argmax_actions() == expected_actions
+  # Trained enough that the greedy path is not all first choices.
+  assert len(set(expected_actions)) > 1
 
 
 def test_probabilities_and_argmax_do_not_advance_sampling():
@@ -152,7 +274,8 @@ def test_controller_restored_in_a_new_process_continues_exactly(kind,
   child = json.loads(result.stdout.strip().splitlines()[-1])
   assert child["step"] == 5
   assert child["samples"] == [[list(a) for a in batch] for batch in samples]
-  assert child["stats"] == stats
+  for child_stats, expected in zip(child["stats"], stats, strict=True):
+    assert child_stats == pytest.approx(expected, rel=0, nan_ok=True)
 
 
 def test_checkpoint_survives_sigkill_during_saves(tmp_path):
@@ -258,3 +381,31 @@ def test_reinforce_learns_toy_reward_clearly_faster_than_random(seed):
   assert reinforce_reward > random_reward + 0.25
   assert sum(a == 0 for a in controller.argmax_actions()) >= 0.8 * len(
       SPACE_CHOICES)
+
+
+def samples_needed_figure(sigma):
+  """What the warning must name: the figure, or the benchmark's budget."""
+  needed = controller_lib.REINFORCE_SAMPLES_NEEDED[sigma]
+  return (f"below the {needed} samples" if needed is not None
+          else f"within {controller_lib.SAMPLES_NEEDED_BUDGET} samples")
+
+
+def test_budget_warning_names_the_figure_and_the_assumed_noise():
+  message = controller_lib.budget_warning(20)
+  assert message.startswith("num_candidates=20")
+  assert samples_needed_figure(0.01) in message
+  assert "sigma 0.01 (assumed for the proxy task" in message
+  assert "benchmarks/controller.py" in message
+  # A noise between benchmarked ones takes the next larger sigma's figure.
+  quieter = controller_lib.budget_warning(20, noise=0.004)
+  assert samples_needed_figure(0.005) in quieter
+  assert "sigma 0.005" in quieter
+
+
+def test_no_budget_warning_at_or_above_what_reinforce_needed():
+  for sigma, needed in controller_lib.REINFORCE_SAMPLES_NEEDED.items():
+    enough = (needed if needed is not None
+              else controller_lib.SAMPLES_NEEDED_BUDGET + 1)
+    assert controller_lib.budget_warning(enough, noise=sigma) is None
+    assert controller_lib.budget_warning(enough - 1, noise=sigma)
+

@@ -81,7 +81,7 @@ def test_diverged_candidate_is_a_failed_record(tmp_path):
   assert record.status == history.STATUS_FAILED
   assert record.error.startswith("diverged")
   assert record.accuracy is None
-  assert record.reward == reward.FAILED_REWARD
+  assert record.reward is None
   assert record.latency_ms > 0
 
 
@@ -158,24 +158,30 @@ def test_online_softmax_teacher_needs_teacher_output_probabilities(
   assert record.ok, record.error
 
 
-def kill_worker_when_running(stop):
-  """Kills the first pool worker that appears, once it is evaluating."""
+def kill_worker_mid_candidate(cache_path, killed, stop):
+  """SIGKILLs the pool's worker once it reports being inside a candidate.
+
+  The worker appends the candidate's latency-cache line after building and
+  timing the student and before training it (seconds), so the line's
+  appearance is the observable moment the worker is mid-candidate.
+  """
   while not stop.is_set():
     workers = multiprocessing.active_children()
-    if workers:
-      time.sleep(8.0)  # Past the worker's start-up, into the candidate.
+    if workers and os.path.exists(cache_path) and os.path.getsize(cache_path):
       os.kill(workers[0].pid, signal.SIGKILL)
+      killed.append(workers[0].pid)
       return
-    time.sleep(0.05)
+    time.sleep(0.02)
 
 
 @pytest.mark.parametrize("max_retries, status", [
     (1, history.STATUS_OK), (0, history.STATUS_FAILED)])
 def test_lost_worker_costs_a_retry_then_fails(tmp_path, max_retries, status):
-  pool = evaluate.LocalPool(make_config(tmp_path), num_workers=1,
-                            max_retries=max_retries)
-  stop = threading.Event()
-  killer = threading.Thread(target=kill_worker_when_running, args=(stop,))
+  config = make_config(tmp_path)
+  pool = evaluate.LocalPool(config, num_workers=1, max_retries=max_retries)
+  killed, stop = [], threading.Event()
+  killer = threading.Thread(target=kill_worker_mid_candidate, args=(
+      config.latency_cache_path, killed, stop))
   killer.start()
   try:
     records = list(pool.evaluate([evaluate.CandidateTask(0, 0,
@@ -184,6 +190,11 @@ def test_lost_worker_costs_a_retry_then_fails(tmp_path, max_retries, status):
     stop.set()
     killer.join()
     pool.shutdown()
+  assert killed, "the worker was never seen inside the candidate"
   assert [r.status for r in records] == [status]
-  if status == history.STATUS_FAILED:
+  if status == history.STATUS_OK:
+    # The retry ran in a new worker and found the killed one's timing.
+    assert records[0].latency_source == "cache"
+    assert not records[0].worker.endswith(f":{killed[0]}")
+  else:
     assert "worker process died" in records[0].error

@@ -9,6 +9,7 @@ executor does.
 """
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import time
 import pytest
 
 from akd_tf import arch
+from akd_tf import controller as controller_lib
 from akd_tf import data as data_lib
 from akd_tf import distill
 from akd_tf import history
@@ -202,9 +204,19 @@ def test_bad_executor_settings_are_clear_errors(tmp_path, changes, message):
 
 
 def test_ray_settings_are_resumable_changes(tmp_path):
-  path = str(tmp_path / "search_config.json")
-  search._check_resume_config(  # pylint: disable=protected-access
-      path, search_config(str(tmp_path)).get_config())
-  search._check_resume_config(  # pylint: disable=protected-access
-      path, search_config(str(tmp_path), executor="ray", ray_address="auto",
-                          gpus_per_candidate=0.5).get_config())
+  check = search._check_resume_config  # pylint: disable=protected-access
+  path = tmp_path / "search_config.json"
+  check(str(path), search_config(str(tmp_path)).get_config())
+  on_ray = search_config(str(tmp_path), executor="ray", ray_address="auto",
+                         gpus_per_candidate=0.5).get_config()
+  check(str(path), on_ray)  # A local search resumed on Ray: accepted.
+  saved = json.loads(path.read_text())
+  assert (saved["executor"], saved["ray_address"],
+          saved["gpus_per_candidate"]) == ("ray", "auto", 0.5)
+  # What the search's outcome depends on still refuses the resume.
+  other_seed = search_config(
+      str(tmp_path), executor="ray", controller_config=(
+          controller_lib.ControllerConfig(seed=9))).get_config()
+  with pytest.raises(ValueError, match=r"other settings of "
+                     r"\['controller_config'\]"):
+    check(str(path), other_seed)

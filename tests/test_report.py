@@ -15,7 +15,7 @@ RECORDS = [
     make(1, 0.85, 2.0, 0.81),
     make(2, 0.82, 2.5, 0.79),   # Dominated by step 1.
     make(3, 0.90, 3.0, 0.84),
-    make(4, None, 0.5, 0.0, history.STATUS_FAILED),
+    make(4, None, 0.5, None, history.STATUS_FAILED),  # No reward.
 ]
 
 
@@ -46,3 +46,6 @@ def test_plots_of_an_all_failed_search_still_render(tmp_path):
   path = tmp_path / "pareto.png"
   report.plot_pareto(RECORDS[4:], 1.0, str(path))
   assert path.exists()
+  path = tmp_path / "reward.png"
+  report.plot_rewards(RECORDS[4:], str(path))
+  assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

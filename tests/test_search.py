@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from akd_tf import arch
@@ -90,7 +91,8 @@ def assert_controller_replays(records, per_step):
   for step in range(NUM_CANDIDATES // per_step):
     batch = [by_key[(step, i)] for i in range(per_step)]
     assert [controller.sample() for _ in batch] == [r.actions for r in batch]
-    controller.update([(r.actions, r.reward) for r in batch])
+    controller.update([(r.actions, r.reward if r.ok else None)
+                       for r in batch])
 
 
 @pytest.mark.slow
@@ -133,10 +135,19 @@ def test_diverging_candidates_are_recorded_as_failed(tmp_path, cache_dir):
   records = read_history(tmp_path / "nan")
   assert [r.status for r in records] == [history.STATUS_FAILED] * 2
   assert all(r.error.startswith("diverged") for r in records)
-  assert all(r.reward == 0.0 for r in records)
+  assert all(r.reward is None for r in records)
   assert result.returncode == 1
   assert "every candidate failed" in result.stderr
   assert "Traceback" not in result.stderr
+  # The controller was told they failed: with no success to compare them
+  # to, they taught it nothing (a reward of 0 would have moved its weights).
+  restored, untrained = (controller_lib.ReinforceController(
+      search_space.SearchSpace().num_choices,
+      controller_lib.ControllerConfig(seed=SEED)) for _ in range(2))
+  assert restored.restore(str(tmp_path / "nan" / "controller"))
+  assert restored.step == 2
+  assert all(np.array_equal(p, q) for p, q in zip(
+      restored.probabilities(), untrained.probabilities()))
 
 
 def test_resume_with_other_settings_is_refused(tmp_path, cache_dir):
@@ -171,6 +182,20 @@ def test_search_saved_before_a_setting_existed_resumes(tmp_path):
   with pytest.raises(ValueError, match=r"other settings of \['teacher_output'"):
     search._check_resume_config(  # pylint: disable=protected-access
         str(path), _config(teacher_output="probabilities").get_config())
+
+
+def test_too_few_candidates_for_reinforce_are_warned_about_at_start(
+    tmp_path, cache_dir):
+  # The refused resume ends each run right after the start.
+  for controller in ("reinforce", "random"):
+    model_dir = tmp_path / controller
+    model_dir.mkdir()
+    (model_dir / "search_config.json").write_text(json.dumps({}))
+    result = run_to_end(model_dir, cache_dir, f"--controller={controller}")
+    assert "holds a search with other settings" in result.stderr
+    warned = (f"warning: --num_candidates={NUM_CANDIDATES}" in result.stderr
+              and "sigma 0.01 (assumed" in result.stderr)
+    assert warned == (controller == "reinforce"), result.stderr[-2000:]
 
 
 @pytest.mark.parametrize("flag, message", [

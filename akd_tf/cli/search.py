@@ -18,6 +18,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from akd_tf import controller as controller_lib
 from akd_tf.cli import flag_configs
 
 MODEL_DIR = flags.DEFINE_string(
@@ -35,6 +36,10 @@ def main(argv):
     raise app.UsageError("--model_dir is required: where the search writes "
                          "its history, checkpoints and the best student")
   config = flag_configs.search_config_from_flags()
+  if config.controller == "reinforce":
+    warning = controller_lib.budget_warning(config.num_candidates)
+    if warning:
+      _progress(f"warning: --{warning}")
   from akd_tf import search  # pylint: disable=g-import-not-at-top
   try:
     result = search.run_search(config, MODEL_DIR.value, log=_progress)
