@@ -37,6 +37,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from akd_tf import config_checks
 from akd_tf import data as data_lib
 from akd_tf import teacher as teacher_lib
 
@@ -421,9 +422,7 @@ class TrainConfig:
          f"bn_recalibration_images={self.bn_recalibration_images} must be "
          ">= 0"),
     )
-    for ok, message in checks:
-      if not ok:
-        raise ValueError(f"TrainConfig: {message}")
+    config_checks.require(checks, "TrainConfig")
 
 
 def make_optimizer(config: TrainConfig,

@@ -45,6 +45,7 @@ import tensorflow as tf
 
 from akd_tf import arch
 from akd_tf import builder
+from akd_tf import config_checks
 from akd_tf import data as data_lib
 from akd_tf import latency as latency_lib
 
@@ -112,9 +113,7 @@ class ExportConfig:
         (self.qat_learning_rate > 0,
          f"qat_learning_rate={self.qat_learning_rate} must be > 0"),
     )
-    for ok, message in checks:
-      if not ok:
-        raise ValueError(f"ExportConfig: {message}")
+    config_checks.require(checks, "ExportConfig")
 
   def get_config(self) -> dict:
     config = dataclasses.asdict(self)

@@ -48,6 +48,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from akd_tf import arch
+from akd_tf import config_checks
 from akd_tf import controller as controller_lib
 from akd_tf import data as data_lib
 from akd_tf import distill
@@ -180,9 +181,7 @@ class SearchConfig:
         (self.gpus_per_candidate >= 0,
          f"gpus_per_candidate={self.gpus_per_candidate} must be >= 0"),
     )
-    for ok, message in checks:
-      if not ok:
-        raise ValueError(f"SearchConfig: {message}")
+    config_checks.require(checks, "SearchConfig")
 
   def get_config(self) -> dict:
     """A JSON-serializable description (sub-configs as dicts)."""

@@ -32,6 +32,7 @@ import tensorflow as tf
 
 from akd_tf import arch as arch_lib
 from akd_tf import builder
+from akd_tf import config_checks
 from akd_tf import data as data_lib
 from akd_tf import distill
 from akd_tf import teacher as teacher_lib
@@ -213,33 +214,32 @@ class TrainJob:
   tpu: Optional[str] = None
 
   def __post_init__(self):
-    if self.role not in ROLES:
-      raise ValueError(f"role '{self.role}' is not one of {ROLES}")
-    if self.strategy not in STRATEGIES:
-      raise ValueError(f"strategy '{self.strategy}' is not one of "
-                       f"{STRATEGIES}")
-    if self.teacher is not None and self.teacher_path is not None:
-      raise ValueError("give a built-in teacher or a teacher_path, not both")
-    if self.teacher_output not in teacher_lib.TEACHER_OUTPUTS:
-      raise ValueError(f"teacher_output '{self.teacher_output}' is not one "
-                       f"of {teacher_lib.TEACHER_OUTPUTS}")
-    if self.teacher is not None and self.teacher not in teacher_lib.TEACHERS:
-      raise ValueError(f"unknown built-in teacher '{self.teacher}'; choose "
-                       f"one of {list(teacher_lib.TEACHERS)}")
-    if self.role == "teacher":
-      if self.teacher is None:
-        raise ValueError("role 'teacher' trains a built-in teacher: name "
-                         f"one of {list(teacher_lib.TEACHERS)}")
-      if self.arch is not None:
-        raise ValueError("role 'teacher' takes no student architecture")
-    else:
-      if self.arch is None:
-        raise ValueError("role 'student' needs the student's architecture")
-      if (self.train.kd_alpha > 0 and self.teacher is None and
-          self.teacher_path is None):
-        raise ValueError(f"kd_alpha={self.train.kd_alpha} needs a teacher "
-                         "(a built-in name or a teacher_path); kd_alpha=0 "
-                         "trains without one")
+    teachers = list(teacher_lib.TEACHERS)
+    student = self.role == "student"
+    checks = (
+        (self.role in ROLES, f"role '{self.role}' is not one of {ROLES}"),
+        (self.strategy in STRATEGIES,
+         f"strategy '{self.strategy}' is not one of {STRATEGIES}"),
+        (self.teacher is None or self.teacher_path is None,
+         "give a built-in teacher or a teacher_path, not both"),
+        (self.teacher_output in teacher_lib.TEACHER_OUTPUTS,
+         f"teacher_output '{self.teacher_output}' is not one of "
+         f"{teacher_lib.TEACHER_OUTPUTS}"),
+        (self.teacher is None or self.teacher in teacher_lib.TEACHERS,
+         f"unknown built-in teacher '{self.teacher}'; choose one of "
+         f"{teachers}"),
+        (student or self.teacher is not None,
+         f"role 'teacher' trains a built-in teacher: name one of {teachers}"),
+        (student or self.arch is None,
+         "role 'teacher' takes no student architecture"),
+        (not student or self.arch is not None,
+         "role 'student' needs the student's architecture"),
+        (not student or self.train.kd_alpha == 0 or
+         self.teacher is not None or self.teacher_path is not None,
+         f"kd_alpha={self.train.kd_alpha} needs a teacher (a built-in name "
+         "or a teacher_path); kd_alpha=0 trains without one"),
+    )
+    config_checks.require(checks)
 
 
 class JobInputError(ValueError):
