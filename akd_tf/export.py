@@ -47,6 +47,7 @@ from akd_tf import arch
 from akd_tf import builder
 from akd_tf import config_checks
 from akd_tf import data as data_lib
+from akd_tf import distill
 from akd_tf import latency as latency_lib
 
 __all__ = ["Artifact", "ExportConfig", "ExportError", "QUANTIZE_MODES",
@@ -308,10 +309,6 @@ def _size(path: str) -> int:
   return os.path.getsize(path)
 
 
-def _top1(logits: np.ndarray, labels: np.ndarray) -> float:
-  return float(np.mean(np.argmax(logits, axis=-1) == labels))
-
-
 def _run_qat(model, spec, train, calibration, check_images, config, path,
              log) -> dict:
   """Runs `python -m akd_tf.export_qat` on a request; returns its result."""
@@ -376,11 +373,11 @@ def export_student(model: keras.Model, config: ExportConfig,
   os.makedirs(config.output_dir, exist_ok=True)
   images, labels = data_lib.arrays(data.test, config.eval_size, seed=None)
   reference = keras_logits(model, images)
-  keras_top1 = _top1(reference, labels)
+  keras_top1 = distill.top1_accuracy(reference, labels)
   artifacts: Dict[str, Artifact] = {}
 
   def record(name, path, logits, float_model, tflite=None):
-    top1 = _top1(logits, labels)
+    top1 = distill.top1_accuracy(logits, labels)
     artifacts[name] = Artifact(
         name=name, path=path,
         size_bytes=_size(path) if path and os.path.exists(path) else 0,

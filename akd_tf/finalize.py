@@ -7,7 +7,7 @@ Writes under `out_dir`:
   student.tflite   float32 TFLite flatbuffer
   metrics.json     accuracies (mini-val, test), latency, size, wall times
 
-Public names: FinalResult, finalize, accuracy_of.
+Public names: FinalResult, finalize.
 """
 
 import dataclasses
@@ -17,7 +17,6 @@ import time
 from typing import Callable
 
 import keras
-import numpy as np
 
 from akd_tf import arch
 from akd_tf import builder
@@ -28,7 +27,7 @@ from akd_tf import latency
 from akd_tf import profile
 from akd_tf import teacher as teacher_lib
 
-__all__ = ["FinalResult", "accuracy_of", "finalize"]
+__all__ = ["FinalResult", "finalize"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,16 +58,6 @@ class FinalResult:
     config = dataclasses.asdict(self)
     config["blocks"] = list(self.blocks)
     return config
-
-
-def accuracy_of(model: keras.Model, split: data_lib.Split,
-                batch_size: int = 512) -> float:
-  """Top-1 accuracy of a logits model on `split`."""
-  correct = 0
-  for images, labels in data_lib.make_dataset(split, batch_size):
-    predictions = np.argmax(model(images, training=False), axis=-1)
-    correct += int(np.sum(predictions == labels.numpy()))
-  return correct / split.size
 
 
 def finalize(best: history.CandidateRecord, config,
@@ -110,7 +99,7 @@ def finalize(best: history.CandidateRecord, config,
                                     config.final, teacher=teacher,
                                     teacher_logits=logits,
                                     teacher_output=config.teacher_output)
-  test_accuracy = accuracy_of(model, data.test)
+  test_accuracy = distill.accuracy_of(model, data.test)
   model.save(os.path.join(out_dir, "student.keras"))
   latency_ms = float("nan")
   if config.export:

@@ -303,12 +303,9 @@ def _accuracies(model_path: str, splits: Sequence[data_lib.Split],
                 batch_size: int) -> Tuple[float, ...]:
   """Accuracies of the saved model on every example of each split, on one
   device."""
-  evaluator = distill.Distiller(
-      keras.saving.load_model(model_path, safe_mode=True), alpha=0.0)
-  evaluator.compile()
-  return tuple(float(evaluator.evaluate(
-      data_lib.make_dataset(split, batch_size), verbose=0,
-      return_dict=True)["accuracy"]) for split in splits)
+  model = keras.saving.load_model(model_path, safe_mode=True)
+  return tuple(distill.accuracy_of(model, split, batch_size)
+               for split in splits)
 
 
 def run_job(job: TrainJob,
