@@ -23,8 +23,10 @@ Files under `model_dir`:
   latency_cache.jsonl  measured latencies
   tensorboard/         scalars per candidate and per controller step
   pareto.png, reward.png
-  best/                arch.json, student.keras, saved_model/,
-                       student.tflite, metrics.json (see akd_tf.finalize)
+  best/                arch.json, student.keras, metrics.json and, with
+                       export on, akd-export's verified float export:
+                       saved_model/ (image -> logits), student_float.tflite,
+                       export_report.json (see akd_tf.finalize)
 
 Candidates are evaluated by local worker processes (`evaluate.LocalPool`,
 executor 'local') or as Ray tasks on a cluster (`ray_pool.RayPool`, executor

@@ -124,8 +124,10 @@ def define_search_flags():
                        " fastest invoke of all rounds.")
   flags.DEFINE_float("latency_pause_ms", 20.0, "Sleep between rounds, so "
                      "they sample more moments of a shared machine.")
-  flags.DEFINE_bool("export", True, "Export the winner as SavedModel and "
-                    ".tflite.")
+  flags.DEFINE_bool("export", True, "Export the winner as akd-export "
+                    "--quantize=none does: best/saved_model (image -> "
+                    "logits), best/student_float.tflite and "
+                    "best/export_report.json, verified on the test split.")
   flags.DEFINE_enum("executor", "local", ["local", "ray"],
                     "Where candidates are evaluated: 'local' worker "
                     "processes, or 'ray' tasks on a Ray cluster (pip install "
