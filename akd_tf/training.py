@@ -16,7 +16,7 @@
   5. saves `<model_dir>/<role>.keras` (and `arch.json` for a student) and
      `result.json` with minival and test accuracy.
 
-Public names: STRATEGIES, TrainJob, JobResult, JobInputError,
+Public names: STRATEGIES, ROLES, TrainJob, JobResult, JobInputError,
 make_strategy, EtaLogger, fit_resumable, run_job.
 """
 
@@ -37,7 +37,7 @@ from akd_tf import data as data_lib
 from akd_tf import distill
 from akd_tf import teacher as teacher_lib
 
-__all__ = ["EtaLogger", "JobInputError", "JobResult", "STRATEGIES",
+__all__ = ["EtaLogger", "JobInputError", "JobResult", "ROLES", "STRATEGIES",
            "TrainJob", "fit_resumable", "make_strategy", "run_job"]
 
 STRATEGIES = ("one_device", "mirrored", "multi_worker", "tpu")
