@@ -308,6 +308,151 @@ def _accuracies(model_path: str, splits: Sequence[data_lib.Split],
                for split in splits)
 
 
+def _stored_result(model_path: str, result_path: str,
+                   log) -> Optional[JobResult]:
+  """The result of a job that already finished, else None."""
+  if not (os.path.exists(model_path) and os.path.exists(result_path)):
+    return None
+  log(f"{model_path} exists: already trained (remove it to retrain)")
+  with open(result_path) as f:
+    return JobResult(**json.load(f))
+
+
+def _load_job_data(job: TrainJob, replicas: int, log) -> data_lib.Data:
+  try:
+    data = data_lib.load_data(job.data)
+  except (OSError, ImportError, ValueError) as error:
+    raise JobInputError("data", str(error)) from error
+  log(f"data {data.name}: train {data.train.size}, minival "
+      f"{data.minival.size}, test {data.test.size}, images "
+      f"{data.input_shape}, {data.num_classes} classes; {replicas} "
+      "replica(s)")
+  return data
+
+
+def _global_recipe(train: distill.TrainConfig, data: data_lib.Data,
+                   replicas: int) -> distill.TrainConfig:
+  """The per-replica recipe scaled to all replicas: batch sizes and the
+  learning rate times their number."""
+  return dataclasses.replace(
+      train,
+      batch_size=_first_batch(train.batch_size * replicas, data.train.size,
+                              replicas),
+      learning_rate=train.learning_rate * replicas,
+      eval_batch_size=train.eval_batch_size * replicas)
+
+
+def _job_teacher(job, config, data, strategy, cache_dir, log):
+  """The teacher a student distills from, or None."""
+  if job.role != "student" or config.kd_alpha == 0:
+    return None
+  try:
+    return _load_teacher(job, data, strategy, cache_dir, log)
+  except (OSError, ValueError) as error:
+    raise JobInputError("teacher", str(error)) from error
+
+
+def _build_model(job, data, config, strategy):
+  """Builds the job's model under the strategy; returns (model, the
+  student's spec or None)."""
+  spec = None
+  with strategy.scope():
+    if job.role == "teacher":
+      model = teacher_lib.build_teacher(job.teacher, data.input_shape,
+                                        data.num_classes)
+    else:
+      try:
+        spec = arch_lib.ArchSpec(
+            job.arch.blocks,
+            dataclasses.replace(job.arch.global_params,
+                                num_classes=data.num_classes),
+            data.input_shape)
+        model = builder.build_from_spec(spec)
+      except ValueError as error:
+        raise JobInputError("arch", str(error)) from error
+    if config.bn_momentum is not None:
+      distill.set_bn_momentum(model, config.bn_momentum)
+  return model, spec
+
+
+def _datasets(job, data, config, teacher, cache_dir, replicas):
+  """Returns (training mode, training dataset, minival dataset, steps)."""
+  logits = None
+  mode = "plain"
+  if teacher is not None:
+    mode = "kd_online" if config.augment else "kd_cached"
+    if not config.augment:
+      logits = teacher_lib.teacher_logits(teacher, data.train, cache_dir,
+                                          teacher_output=job.teacher_output)
+  train = data_lib.make_dataset(data.train, config.batch_size, shuffle=True,
+                                seed=config.seed, augment=config.augment,
+                                teacher_logits=logits,
+                                drop_remainder=replicas > 1)
+  # With several replicas the last partial batch can leave a replica with no
+  # examples, which Keras cannot take: training and per-epoch validation
+  # then drop it; the final accuracies use every example.
+  minival = data_lib.make_dataset(
+      data.minival, _first_batch(config.eval_batch_size, data.minival.size,
+                                 replicas), drop_remainder=replicas > 1)
+  steps = config.epochs * data.train.num_batches(config.batch_size,
+                                                 drop_remainder=replicas > 1)
+  return mode, train, minival, steps
+
+
+def _compiled_distiller(job, model, teacher, mode, config, steps, strategy,
+                        data):
+  """The Distiller that trains the model (alpha 0 for a teacher)."""
+  with strategy.scope():
+    distiller = distill.Distiller(
+        model, teacher=teacher if mode == "kd_online" else None,
+        alpha=config.kd_alpha if job.role == "student" else 0.0,
+        temperature=config.kd_temperature, teacher_output=job.teacher_output)
+    distiller.compile(optimizer=distill.make_optimizer(config, steps),
+                      jit_compile=config.jit_compile)
+  if mode == "kd_online":
+    # On the split: reading the shuffled pipeline would move it on.
+    distiller.check_teacher_output(teacher_lib.sample_images(data.train))
+  return distiller
+
+
+def _fit(job, model, distiller, train, minival, mode, config, callbacks,
+         log) -> float:
+  """Trains (resumably) for the recipe's epochs; returns the seconds.
+
+  Raises:
+    distill.CandidateDiverged: the loss became NaN or infinite.
+  """
+  log(f"training {job.role} '{model.name}' ({model.count_params():,} "
+      f"params, {mode}) for {config.epochs} epoch(s), global batch "
+      f"{config.batch_size}, learning rate {config.learning_rate:g}")
+  start = time.perf_counter()
+  history = fit_resumable(distiller, train, config.epochs, job.model_dir,
+                          validation_data=minival, callbacks=callbacks,
+                          log=log, verbose=config.verbose)
+  seconds = time.perf_counter() - start
+  if distiller.stop_training:
+    raise distill.CandidateDiverged(
+        f"training diverged: loss {history.history.get('loss')}",
+        history.history, seconds)
+  return seconds
+
+
+def _write_result(result: JobResult, result_path: str, log) -> None:
+  with open(result_path, "w") as f:
+    json.dump(dataclasses.asdict(result), f, indent=2, sort_keys=True)
+    f.write("\n")
+  log(f"saved {result.model_path}: minival accuracy "
+      f"{result.minival_accuracy:.4f}, test accuracy "
+      f"{result.test_accuracy:.4f}")
+
+
+def _save_model(model: keras.Model, model_path: str) -> None:
+  """Saves through a temporary file, so a kill leaves no partial model."""
+  tmp = f"{model_path[:-len('.keras')]}.tmp{os.getpid()}.keras"
+  model.save(tmp)
+  os.replace(tmp, model_path)
+
+
 def run_job(job: TrainJob,
             strategy: Optional[tf.distribute.Strategy] = None,
             callbacks: Sequence[keras.callbacks.Callback] = (),
@@ -331,107 +476,32 @@ def run_job(job: TrainJob,
   """
   model_path = os.path.join(job.model_dir, f"{job.role}.keras")
   result_path = os.path.join(job.model_dir, "result.json")
-  if os.path.exists(model_path) and os.path.exists(result_path):
-    log(f"{model_path} exists: already trained (remove it to retrain)")
-    with open(result_path) as f:
-      return JobResult(**json.load(f))
+  stored = _stored_result(model_path, result_path, log)
+  if stored is not None:
+    return stored
   strategy = strategy or make_strategy(job.strategy, job.tpu)
   replicas = strategy.num_replicas_in_sync
   cache_dir = job.cache_dir or os.path.join(job.model_dir, "cache")
   os.makedirs(job.model_dir, exist_ok=True)
-  try:
-    data = data_lib.load_data(job.data)
-  except (OSError, ImportError, ValueError) as error:
-    raise JobInputError("data", str(error)) from error
-  log(f"data {data.name}: train {data.train.size}, minival "
-      f"{data.minival.size}, test {data.test.size}, images "
-      f"{data.input_shape}, {data.num_classes} classes; {replicas} "
-      "replica(s)")
-  config = dataclasses.replace(
-      job.train,
-      batch_size=_first_batch(job.train.batch_size * replicas,
-                              data.train.size, replicas),
-      learning_rate=job.train.learning_rate * replicas,
-      eval_batch_size=job.train.eval_batch_size * replicas)
+  data = _load_job_data(job, replicas, log)
+  config = _global_recipe(job.train, data, replicas)
   keras.utils.set_random_seed(config.seed)
-  teacher = None
-  if job.role == "student" and config.kd_alpha > 0:
-    try:
-      teacher = _load_teacher(job, data, strategy, cache_dir, log)
-    except (OSError, ValueError) as error:
-      raise JobInputError("teacher", str(error)) from error
-  with strategy.scope():
-    if job.role == "teacher":
-      model = teacher_lib.build_teacher(job.teacher, data.input_shape,
-                                        data.num_classes)
-    else:
-      try:
-        spec = arch_lib.ArchSpec(
-            job.arch.blocks,
-            dataclasses.replace(job.arch.global_params,
-                                num_classes=data.num_classes),
-            data.input_shape)
-        model = builder.build_from_spec(spec)
-      except ValueError as error:
-        raise JobInputError("arch", str(error)) from error
-    if config.bn_momentum is not None:
-      distill.set_bn_momentum(model, config.bn_momentum)
-  logits = None
-  mode = "plain"
-  if teacher is not None:
-    mode = "kd_online" if config.augment else "kd_cached"
-    if not config.augment:
-      logits = teacher_lib.teacher_logits(teacher, data.train, cache_dir,
-                                          teacher_output=job.teacher_output)
-  train = data_lib.make_dataset(data.train, config.batch_size, shuffle=True,
-                                seed=config.seed, augment=config.augment,
-                                teacher_logits=logits,
-                                drop_remainder=replicas > 1)
-  # With several replicas the last partial batch can leave a replica with no
-  # examples, which Keras cannot take: training and per-epoch validation
-  # then drop it; the final accuracies below use every example.
-  minival = data_lib.make_dataset(
-      data.minival, _first_batch(config.eval_batch_size, data.minival.size,
-                                 replicas), drop_remainder=replicas > 1)
-  steps = config.epochs * data.train.num_batches(config.batch_size,
-                                                 drop_remainder=replicas > 1)
-  with strategy.scope():
-    distiller = distill.Distiller(
-        model, teacher=teacher if mode == "kd_online" else None,
-        alpha=config.kd_alpha if job.role == "student" else 0.0,
-        temperature=config.kd_temperature, teacher_output=job.teacher_output)
-    distiller.compile(optimizer=distill.make_optimizer(config, steps),
-                      jit_compile=config.jit_compile)
-  if mode == "kd_online":
-    # On the split: reading the shuffled pipeline would move it on.
-    distiller.check_teacher_output(teacher_lib.sample_images(data.train))
-  log(f"training {job.role} '{model.name}' ({model.count_params():,} "
-      f"params, {mode}) for {config.epochs} epoch(s), global batch "
-      f"{config.batch_size}, learning rate {config.learning_rate:g}")
-  start = time.perf_counter()
-  history = fit_resumable(distiller, train, config.epochs, job.model_dir,
-                          validation_data=minival, callbacks=callbacks,
-                          log=log, verbose=config.verbose)
-  seconds = time.perf_counter() - start
-  if distiller.stop_training:
-    raise distill.CandidateDiverged(
-        f"training diverged: loss {history.history.get('loss')}",
-        history.history, seconds)
-  tmp = f"{model_path[:-len('.keras')]}.tmp{os.getpid()}.keras"
-  model.save(tmp)
-  os.replace(tmp, model_path)
+  teacher = _job_teacher(job, config, data, strategy, cache_dir, log)
+  model, spec = _build_model(job, data, config, strategy)
+  mode, train, minival, steps = _datasets(job, data, config, teacher,
+                                          cache_dir, replicas)
+  distiller = _compiled_distiller(job, model, teacher, mode, config, steps,
+                                  strategy, data)
+  seconds = _fit(job, model, distiller, train, minival, mode, config,
+                 callbacks, log)
+  _save_model(model, model_path)
   minival_acc, test_acc = _accuracies(model_path, (data.minival, data.test),
                                       job.train.eval_batch_size)
-  if job.role == "student":
+  if spec is not None:
     spec.to_json(os.path.join(job.model_dir, "arch.json"))
-  result = JobResult(model_path=model_path,
-                     minival_accuracy=float(minival_acc),
-                     test_accuracy=float(test_acc), train_seconds=seconds,
+  result = JobResult(model_path=model_path, minival_accuracy=minival_acc,
+                     test_accuracy=test_acc, train_seconds=seconds,
                      epochs=config.epochs, replicas=replicas,
                      global_batch_size=config.batch_size, mode=mode)
-  with open(result_path, "w") as f:
-    json.dump(dataclasses.asdict(result), f, indent=2, sort_keys=True)
-    f.write("\n")
-  log(f"saved {model_path}: minival accuracy {minival_acc:.4f}, test "
-      f"accuracy {test_acc:.4f}")
+  _write_result(result, result_path, log)
   return result
