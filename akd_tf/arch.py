@@ -25,6 +25,8 @@ import json
 import re
 from typing import Optional, Sequence, Tuple
 
+from akd_tf import config_checks
+
 __all__ = [
     "ArchSpec",
     "BlockArgs",
@@ -295,9 +297,7 @@ class GlobalParams:
         (self.activation in ACTIVATIONS,
          f"activation='{self.activation}' is not one of {ACTIVATIONS}"),
     )
-    for ok, message in checks:
-      if not ok:
-        raise ValueError(f"GlobalParams: {message}")
+    config_checks.require(checks, "GlobalParams")
 
   def get_config(self) -> dict:
     """Returns the fields as a flat JSON-serializable dict."""

@@ -99,40 +99,99 @@ def round_filters(filters: int, global_params: arch.GlobalParams) -> int:
   return int(new_filters)
 
 
-def _activation(global_params):
-  return {"relu": "relu", "relu6": "relu6", "swish": "swish"}[
-      global_params.activation]
+class _LayerMaker:
+  """Makes a student's layers from one Keras namespace.
 
+  Every layer is named, so a model built with Keras 3 and one built with
+  tf_keras from the same blocks have the same layers under the same names
+  (the latency lookup table slices models by them; quantization-aware
+  training copies weights by them).
 
-def _batch_norm(global_params, name):
-  return keras.layers.BatchNormalization(
-      momentum=global_params.batch_norm_momentum,
-      epsilon=global_params.batch_norm_epsilon, name=name)
+  Args:
+    keras_api: The Keras namespace: `keras` (Keras 3) or `tf_keras`.
+    global_params: Network-wide settings.
+  """
 
+  def __init__(self, keras_api, global_params: arch.GlobalParams):
+    self.api = keras_api
+    self.layers = keras_api.layers
+    self.gp = global_params
 
-def _conv_bn_act(x, filters, kernel_size, strides, global_params, name,
-                 act=True):
-  x = keras.layers.Conv2D(filters, kernel_size, strides=strides,
-                          padding="same", use_bias=False,
-                          kernel_initializer="he_normal",
-                          name=f"{name}_conv")(x)
-  x = _batch_norm(global_params, f"{name}_bn")(x)
-  if act:
-    x = keras.layers.Activation(_activation(global_params),
-                                name=f"{name}_act")(x)
-  return x
+  def batch_norm(self, name):
+    return self.layers.BatchNormalization(
+        momentum=self.gp.batch_norm_momentum,
+        epsilon=self.gp.batch_norm_epsilon, name=name)
 
+  def activation(self, name):
+    return self.layers.Activation(self.gp.activation, name=name)
 
-def _squeeze_excite(x, input_filters, se_ratio, global_params, name):
-  filters = x.shape[-1]
-  reduced = max(1, int(input_filters * se_ratio))
-  s = keras.layers.GlobalAveragePooling2D(keepdims=True,
-                                          name=f"{name}_se_squeeze")(x)
-  s = keras.layers.Conv2D(reduced, 1, activation=_activation(global_params),
-                          name=f"{name}_se_reduce")(s)
-  s = keras.layers.Conv2D(filters, 1, activation="sigmoid",
-                          name=f"{name}_se_expand")(s)
-  return keras.layers.Multiply(name=f"{name}_se_excite")([x, s])
+  def conv_bn_act(self, x, filters, kernel_size, strides, name, act=True):
+    x = self.layers.Conv2D(filters, kernel_size, strides=strides,
+                           padding="same", use_bias=False,
+                           kernel_initializer="he_normal",
+                           name=f"{name}_conv")(x)
+    x = self.batch_norm(f"{name}_bn")(x)
+    if act:
+      x = self.activation(f"{name}_act")(x)
+    return x
+
+  def squeeze_excite(self, x, input_filters, se_ratio, name):
+    filters = x.shape[-1]
+    reduced = max(1, int(input_filters * se_ratio))
+    s = self.layers.GlobalAveragePooling2D(keepdims=True,
+                                           name=f"{name}_se_squeeze")(x)
+    s = self.layers.Conv2D(reduced, 1, activation=self.gp.activation,
+                           name=f"{name}_se_reduce")(s)
+    s = self.layers.Conv2D(filters, 1, activation="sigmoid",
+                           name=f"{name}_se_expand")(s)
+    return self.layers.Multiply(name=f"{name}_se_excite")([x, s])
+
+  def depthwise_bn_act(self, x, kernel_size, strides, name):
+    x = self.layers.DepthwiseConv2D(kernel_size, strides=strides,
+                                    padding="same", use_bias=False,
+                                    depthwise_initializer="he_normal",
+                                    name=f"{name}_dwconv")(x)
+    x = self.batch_norm(f"{name}_dwconv_bn")(x)
+    return self.activation(f"{name}_dwconv_act")(x)
+
+  def block_layer(self, x, block, input_filters, strides, drop_rate, name):
+    """One MnasNet layer: MBConv or regular conv, with SE and residual."""
+    inputs = x
+    output_filters = round_filters(block.output_filters, self.gp)
+    expanded = input_filters * block.expand_ratio
+    if block.conv_type == "regular":
+      x = self.conv_bn_act(x, expanded if block.expand_ratio != 1 else
+                           output_filters, block.kernel_size, strides,
+                           f"{name}_fused")
+      project = block.expand_ratio != 1
+    else:
+      if block.expand_ratio != 1:
+        x = self.conv_bn_act(x, expanded, 1, 1, f"{name}_expand")
+      x = self.depthwise_bn_act(x, block.kernel_size, strides, name)
+      project = True
+    if block.se_ratio:
+      x = self.squeeze_excite(x, input_filters, block.se_ratio, name)
+    if project:
+      x = self.conv_bn_act(x, output_filters, 1, 1, f"{name}_project",
+                           act=False)
+    if (block.id_skip and strides == (1, 1) and
+        input_filters == output_filters):
+      if drop_rate > 0:
+        x = self.layers.Dropout(drop_rate, noise_shape=(None, 1, 1, 1),
+                                name=f"{name}_drop")(x)
+      x = self.layers.Add(name=f"{name}_add")([x, inputs])
+    return x
+
+  def classifier(self, x, num_classes, dropout_rate):
+    """Global average pooling, dropout and the dense logits layer."""
+    x = self.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    if dropout_rate > 0:
+      x = self.layers.Dropout(dropout_rate, name="top_dropout")(x)
+    limit = 1.0 / math.sqrt(num_classes)
+    return self.layers.Dense(
+        num_classes, name="logits",
+        kernel_initializer=self.api.initializers.RandomUniform(
+            -limit, limit))(x)
 
 
 def squeeze_reduce_layers(model: keras.Model) -> list:
@@ -146,55 +205,8 @@ def squeeze_reduce_layers(model: keras.Model) -> list:
           if layer.name.endswith("_se_reduce")]
 
 
-def _layer(x, block, input_filters, strides, drop_rate, global_params, name):
-  """One MnasNet layer: MBConv or regular conv, with SE and residual."""
-  inputs = x
-  output_filters = round_filters(block.output_filters, global_params)
-  expanded = input_filters * block.expand_ratio
-  if block.conv_type == "regular":
-    x = _conv_bn_act(x, expanded if block.expand_ratio != 1 else
-                     output_filters, block.kernel_size, strides,
-                     global_params, f"{name}_fused")
-    project = block.expand_ratio != 1
-  else:
-    if block.expand_ratio != 1:
-      x = _conv_bn_act(x, expanded, 1, 1, global_params, f"{name}_expand")
-    x = keras.layers.DepthwiseConv2D(block.kernel_size, strides=strides,
-                                     padding="same", use_bias=False,
-                                     depthwise_initializer="he_normal",
-                                     name=f"{name}_dwconv")(x)
-    x = _batch_norm(global_params, f"{name}_dwconv_bn")(x)
-    x = keras.layers.Activation(_activation(global_params),
-                                name=f"{name}_dwconv_act")(x)
-    project = True
-  if block.se_ratio:
-    x = _squeeze_excite(x, input_filters, block.se_ratio, global_params, name)
-  if project:
-    x = _conv_bn_act(x, output_filters, 1, 1, global_params,
-                     f"{name}_project", act=False)
-  if (block.id_skip and strides == (1, 1) and
-      input_filters == output_filters):
-    if drop_rate > 0:
-      x = keras.layers.Dropout(drop_rate, noise_shape=(None, 1, 1, 1),
-                               name=f"{name}_drop")(x)
-    x = keras.layers.Add(name=f"{name}_add")([x, inputs])
-  return x
-
-
-def build_student(blocks: Sequence[arch.BlockArgs],
-                  global_params: arch.GlobalParams,
-                  input_shape: Sequence[int],
-                  name: str = "student") -> keras.Model:
-  """Builds a functional Keras model from MnasNet blocks.
-
-  Args:
-    blocks: The blocks in network order (block strings or `BlockArgs`).
-    global_params: Network-wide settings.
-    input_shape: (height, width, channels) of one image, any size.
-    name: Name of the Keras model.
-
-  Returns:
-    A `keras.Model` mapping float images to `num_classes` logits.
+def _checked_spec(blocks, global_params, input_shape) -> arch.ArchSpec:
+  """The `ArchSpec` of the arguments, its first block fed by the stem.
 
   Raises:
     ValueError: the blocks do not chain or the input shape is invalid.
@@ -203,37 +215,61 @@ def build_student(blocks: Sequence[arch.BlockArgs],
     blocks = arch.decode_blocks(blocks)
   spec = arch.ArchSpec(blocks=blocks, global_params=global_params,
                        input_shape=input_shape)
-  gp = spec.global_params
-  if spec.blocks[0].input_filters != gp.stem_size:
+  first = spec.blocks[0]
+  if first.input_filters != spec.global_params.stem_size:
     raise ValueError(
-        f"block 0 '{spec.blocks[0].encode()}': input filters "
-        f"i{spec.blocks[0].input_filters} differ from the stem size "
-        f"{gp.stem_size}")
-  inputs = keras.Input(shape=spec.input_shape, name="image")
-  x = _conv_bn_act(inputs, round_filters(gp.stem_size, gp), 3,
-                   gp.stem_strides, gp, "stem")
+        f"block 0 '{first.encode()}': input filters i{first.input_filters} "
+        f"differ from the stem size {spec.global_params.stem_size}")
+  return spec
+
+
+def build_student(blocks: Sequence[arch.BlockArgs],
+                  global_params: arch.GlobalParams,
+                  input_shape: Sequence[int],
+                  name: str = "student",
+                  keras_api=keras) -> keras.Model:
+  """Builds a functional Keras model from MnasNet blocks.
+
+  Args:
+    blocks: The blocks in network order (block strings or `BlockArgs`).
+    global_params: Network-wide settings.
+    input_shape: (height, width, channels) of one image, any size.
+    name: Name of the Keras model.
+    keras_api: The Keras namespace whose layers build it: `keras` (Keras 3,
+      the default) or `tf_keras` (the quantization-aware training child,
+      `akd_tf.export_qat`). Either gives the same layers and layer names.
+
+  Returns:
+    A `keras_api.Model` mapping float images to `num_classes` logits.
+
+  Raises:
+    ValueError: the blocks do not chain or the input shape is invalid.
+  """
+  spec = _checked_spec(blocks, global_params, input_shape)
+  gp = spec.global_params
+  make = _LayerMaker(keras_api, gp)
+  inputs = keras_api.Input(shape=spec.input_shape, name="image")
+  x = make.conv_bn_act(inputs, round_filters(gp.stem_size, gp), 3,
+                       gp.stem_strides, "stem")
   total_layers = sum(b.num_repeat for b in spec.blocks)
   layer_index = 0
   for b, block in enumerate(spec.blocks):
     input_filters = round_filters(block.input_filters, gp)
     for r in range(block.num_repeat):
       drop_rate = gp.drop_connect_rate * layer_index / total_layers
-      x = _layer(x, block, input_filters, block.strides if r == 0 else (1, 1),
-                 drop_rate, gp, f"block{b}_{r}")
+      x = make.block_layer(x, block, input_filters,
+                           block.strides if r == 0 else (1, 1), drop_rate,
+                           f"block{b}_{r}")
       input_filters = round_filters(block.output_filters, gp)
       layer_index += 1
-  x = _conv_bn_act(x, round_filters(gp.head_size, gp), 1, 1, gp, "head")
-  x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-  if gp.dropout_rate > 0:
-    x = keras.layers.Dropout(gp.dropout_rate, name="top_dropout")(x)
-  outputs = keras.layers.Dense(
-      gp.num_classes, name="logits",
-      kernel_initializer=keras.initializers.RandomUniform(
-          -1.0 / math.sqrt(gp.num_classes), 1.0 / math.sqrt(gp.num_classes)))(x)
-  return keras.Model(inputs, outputs, name=name)
+  x = make.conv_bn_act(x, round_filters(gp.head_size, gp), 1, 1, "head")
+  outputs = make.classifier(x, gp.num_classes, gp.dropout_rate)
+  return keras_api.Model(inputs, outputs, name=name)
 
 
-def build_from_spec(spec: arch.ArchSpec, name: str = "student") -> keras.Model:
-  """Builds the student described by an `ArchSpec`."""
+def build_from_spec(spec: arch.ArchSpec, name: str = "student",
+                    keras_api=keras) -> keras.Model:
+  """Builds the student described by an `ArchSpec` (with `keras_api`'s
+  layers, as `build_student`)."""
   return build_student(spec.blocks, spec.global_params, spec.input_shape,
-                       name=name)
+                       name=name, keras_api=keras_api)

@@ -41,6 +41,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from akd_tf import config_checks
+
 __all__ = ["ASSUMED_REWARD_NOISE", "CONTROLLER_KINDS", "ControllerConfig",
            "REINFORCE_SAMPLES_NEEDED", "RandomController",
            "ReinforceController", "SAMPLES_NEEDED_BUDGET", "budget_warning",
@@ -103,9 +105,9 @@ class ControllerConfig:
         ("tanh_constant", self.tanh_constant is None or self.tanh_constant > 0,
          "> 0 or None"),
     )
-    for name, ok, condition in checks:
-      if not ok:
-        raise ValueError(f"{name}={getattr(self, name)!r} must be {condition}")
+    config_checks.require(
+        (ok, f"{name}={getattr(self, name)!r} must be {condition}")
+        for name, ok, condition in checks)
 
   def get_config(self) -> dict:
     return dataclasses.asdict(self)

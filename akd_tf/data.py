@@ -34,6 +34,8 @@ from typing import Callable, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
+from akd_tf import config_checks
+
 __all__ = ["DataConfig", "Data", "FASHION_MNIST_DIR", "IMAGES_KEY", "Split",
            "TEACHER_LOGITS_KEY", "arrays", "load_data", "make_dataset", "take"]
 
@@ -80,16 +82,13 @@ class DataConfig:
   download: bool = False
 
   def __post_init__(self):
-    if not self.dataset or not isinstance(self.dataset, str):
-      raise ValueError(f"DataConfig: dataset must be a name, got "
-                       f"{self.dataset!r}")
-    for name in ("image_size", "train_size", "test_size"):
+    checks = [(bool(self.dataset) and isinstance(self.dataset, str),
+               f"dataset must be a name, got {self.dataset!r}")]
+    for name in ("image_size", "train_size", "test_size", "minival_size"):
       value = getattr(self, name)
-      if value is not None and value < 1:
-        raise ValueError(f"DataConfig: {name}={value} must be >= 1 or None")
-    if self.minival_size is not None and self.minival_size < 1:
-      raise ValueError(f"DataConfig: minival_size={self.minival_size} must be"
-                       " >= 1 or None")
+      checks.append((value is None or value >= 1,
+                     f"{name}={value} must be >= 1 or None"))
+    config_checks.require(checks, "DataConfig")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

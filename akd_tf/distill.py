@@ -25,7 +25,8 @@ replica, so the Distiller gives the same updated weights under
 `MirroredStrategy` as on one device.
 
 Public names: Distiller, TrainConfig, CandidateResult, CandidateDiverged,
-train_candidate, make_optimizer, set_bn_momentum, recalibrate_batch_norm.
+train_candidate, make_optimizer, set_bn_momentum, recalibrate_batch_norm,
+top1_accuracy, accuracy_of, OPTIMIZERS, LR_SCHEDULES.
 """
 
 import dataclasses
@@ -37,12 +38,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from akd_tf import config_checks
 from akd_tf import data as data_lib
 from akd_tf import teacher as teacher_lib
 
-__all__ = ["CandidateDiverged", "CandidateResult", "Distiller", "TrainConfig",
+__all__ = ["CandidateDiverged", "CandidateResult", "Distiller",
+           "LR_SCHEDULES", "OPTIMIZERS", "TrainConfig", "accuracy_of",
            "make_optimizer", "recalibrate_batch_norm", "set_bn_momentum",
-           "train_candidate"]
+           "top1_accuracy", "train_candidate"]
 _NUMBER = (int, float)
 
 
@@ -421,9 +424,7 @@ class TrainConfig:
          f"bn_recalibration_images={self.bn_recalibration_images} must be "
          ">= 0"),
     )
-    for ok, message in checks:
-      if not ok:
-        raise ValueError(f"TrainConfig: {message}")
+    config_checks.require(checks, "TrainConfig")
 
 
 def make_optimizer(config: TrainConfig,
@@ -488,6 +489,26 @@ def recalibrate_batch_norm(model: keras.Model, split: data_lib.Split,
     for layer, momentum in zip(layers, momenta):
       layer.momentum = momentum
   return used
+
+
+def top1_accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+  """The fraction of rows of `logits` whose largest entry is at the label."""
+  return float(np.mean(np.argmax(logits, axis=-1) == np.asarray(labels)))
+
+
+def accuracy_of(model: keras.Model, split: data_lib.Split,
+                batch_size: int = 512) -> float:
+  """Top-1 accuracy of a logits model on every example of `split`.
+
+  The model runs in inference mode on batches of `batch_size`, on the
+  current device (a model trained under a distribution strategy can be
+  evaluated on one device after saving and loading it).
+  """
+  logits, labels = [], []
+  for images, batch_labels in data_lib.make_dataset(split, batch_size):
+    logits.append(np.asarray(model(images, training=False)))
+    labels.append(batch_labels.numpy())
+  return top1_accuracy(np.concatenate(logits), np.concatenate(labels))
 
 
 class CandidateDiverged(RuntimeError):

@@ -45,7 +45,9 @@ import tensorflow as tf
 
 from akd_tf import arch
 from akd_tf import builder
+from akd_tf import config_checks
 from akd_tf import data as data_lib
+from akd_tf import distill
 from akd_tf import latency as latency_lib
 
 __all__ = ["Artifact", "ExportConfig", "ExportError", "QUANTIZE_MODES",
@@ -112,9 +114,7 @@ class ExportConfig:
         (self.qat_learning_rate > 0,
          f"qat_learning_rate={self.qat_learning_rate} must be > 0"),
     )
-    for ok, message in checks:
-      if not ok:
-        raise ValueError(f"ExportConfig: {message}")
+    config_checks.require(checks, "ExportConfig")
 
   def get_config(self) -> dict:
     config = dataclasses.asdict(self)
@@ -309,10 +309,6 @@ def _size(path: str) -> int:
   return os.path.getsize(path)
 
 
-def _top1(logits: np.ndarray, labels: np.ndarray) -> float:
-  return float(np.mean(np.argmax(logits, axis=-1) == labels))
-
-
 def _run_qat(model, spec, train, calibration, check_images, config, path,
              log) -> dict:
   """Runs `python -m akd_tf.export_qat` on a request; returns its result."""
@@ -346,6 +342,110 @@ def _run_qat(model, spec, train, calibration, check_images, config, path,
       return json.load(f)
 
 
+class _Verifier:
+  """Runs every artifact on the verification images and records it against
+  the Keras model's logits.
+
+  Args:
+    images, labels: The verification images and their labels.
+    reference: The Keras model's logits on `images`.
+    latency: How the LiteRT latency of a .tflite is measured.
+    log: Progress lines.
+  """
+
+  def __init__(self, images, labels, reference, latency, log):
+    self.images = images
+    self.labels = labels
+    self.reference = reference
+    self.keras_top1 = distill.top1_accuracy(reference, labels)
+    self.latency = latency
+    self.log = log
+    self.artifacts: Dict[str, Artifact] = {}
+
+  def record(self, name: str, path: str, logits: np.ndarray,
+             float_model: bool, tflite: Optional[bytes] = None) -> None:
+    """Records artifact `name` from its logits on the images (and times the
+    .tflite when given)."""
+    top1 = distill.top1_accuracy(logits, self.labels)
+    self.artifacts[name] = Artifact(
+        name=name, path=path,
+        size_bytes=_size(path) if path and os.path.exists(path) else 0,
+        top1=top1,
+        top1_drop=100.0 * (self.keras_top1 - top1),
+        max_abs_diff=(float(np.max(np.abs(logits - self.reference)))
+                      if float_model else None),
+        latency_ms=(latency_lib.time_tflite(tflite, self.latency).latency_ms
+                    if tflite is not None else None))
+    self.log(f"verified {name}: top-1 {top1:.4f}")
+
+
+def _write_saved_model(model, config, verifier) -> None:
+  path = os.path.join(config.output_dir, "saved_model")
+  save_saved_model(model, path)
+  verifier.record("saved_model", path, saved_model_logits(path,
+                                                          verifier.images),
+                  True)
+
+
+def _write_tflites(model, config, data, verifier) -> Optional[np.ndarray]:
+  """Writes the float .tflite, and the int8 one when asked; returns the
+  calibration images (None for quantize 'none')."""
+  outputs = [("tflite_float", "student_float.tflite", "none")]
+  calibration = None
+  if config.quantize in ("int8", "qat"):
+    calibration = data_lib.arrays(data.train, config.calibration_samples,
+                                  config.seed)[0]
+    outputs.append(("tflite_int8", "student_int8.tflite", "int8"))
+  for name, filename, quantize in outputs:
+    tflite = latency_lib.convert_to_tflite(model, quantize, calibration)
+    path = os.path.join(config.output_dir, filename)
+    with open(path, "wb") as f:
+      f.write(tflite)
+    verifier.record(name, path, tflite_logits(tflite, verifier.images),
+                    quantize == "none", tflite)
+  return calibration
+
+
+def _write_qat_tflite(model, spec, config, data, calibration, verifier,
+                      log) -> dict:
+  """Runs quantization-aware training in the tf_keras child; returns its
+  result."""
+  path = os.path.join(config.output_dir, "student_qat_int8.tflite")
+  qat = _run_qat(
+      model, spec,
+      data_lib.arrays(data.train, config.qat_train_size, config.seed),
+      calibration, verifier.images[:256], config, path, log)
+  with open(path, "rb") as f:
+    tflite = f.read()
+  verifier.record("tflite_qat_int8", path,
+                  tflite_logits(tflite, verifier.images), False, tflite)
+  return qat
+
+
+def _report(verifier, config, data, model_path, seconds, qat) -> dict:
+  """The export report (what export_report.json holds)."""
+  artifacts = verifier.artifacts
+  report = {
+      "model": model_path, "dataset": data.name,
+      "test_images": int(len(verifier.images)), "quantize": config.quantize,
+      "keras_top1": verifier.keras_top1,
+      "saved_model_max_abs_diff": artifacts["saved_model"].max_abs_diff,
+      "tflite_float_max_abs_diff": artifacts["tflite_float"].max_abs_diff,
+      "export_seconds": seconds,
+      "artifacts": {k: a.get_config() for k, a in artifacts.items()},
+      "config": config.get_config(),
+  }
+  report["float_max_abs_diff"] = max(report["saved_model_max_abs_diff"],
+                                     report["tflite_float_max_abs_diff"])
+  if "tflite_int8" in artifacts:
+    report["int8_top1_drop"] = artifacts["tflite_int8"].top1_drop
+  if qat is not None:
+    report["qat_top1_drop"] = artifacts["tflite_qat_int8"].top1_drop
+    report["qat_float_rebuild_max_abs_diff"] = qat["rebuild_max_abs_diff"]
+    report["qat_train_seconds"] = qat["train_seconds"]
+  return report
+
+
 def export_student(model: keras.Model, config: ExportConfig,
                    spec: Optional[arch.ArchSpec] = None,
                    model_path: str = "",
@@ -376,70 +476,18 @@ def export_student(model: keras.Model, config: ExportConfig,
   check_data_matches(model, data)
   os.makedirs(config.output_dir, exist_ok=True)
   images, labels = data_lib.arrays(data.test, config.eval_size, seed=None)
-  reference = keras_logits(model, images)
-  keras_top1 = _top1(reference, labels)
-  artifacts: Dict[str, Artifact] = {}
-
-  def record(name, path, logits, float_model, tflite=None):
-    top1 = _top1(logits, labels)
-    artifacts[name] = Artifact(
-        name=name, path=path,
-        size_bytes=_size(path) if path and os.path.exists(path) else 0,
-        top1=top1,
-        top1_drop=100.0 * (keras_top1 - top1),
-        max_abs_diff=(float(np.max(np.abs(logits - reference)))
-                      if float_model else None),
-        latency_ms=(latency_lib.time_tflite(tflite, config.latency).latency_ms
-                    if tflite is not None else None))
-    log(f"verified {name}: top-1 {top1:.4f}")
-
-  record("keras", model_path, reference, True)
+  verifier = _Verifier(images, labels, keras_logits(model, images),
+                       config.latency, log)
+  verifier.record("keras", model_path, verifier.reference, True)
   start = time.perf_counter()
-  saved = os.path.join(config.output_dir, "saved_model")
-  save_saved_model(model, saved)
-  record("saved_model", saved, saved_model_logits(saved, images), True)
-  outputs = [("tflite_float", "student_float.tflite", "none")]
-  calibration = None
-  if config.quantize in ("int8", "qat"):
-    calibration = data_lib.arrays(data.train, config.calibration_samples,
-                                  config.seed)[0]
-    outputs.append(("tflite_int8", "student_int8.tflite", "int8"))
-  for name, filename, quantize in outputs:
-    tflite = latency_lib.convert_to_tflite(model, quantize, calibration)
-    path = os.path.join(config.output_dir, filename)
-    with open(path, "wb") as f:
-      f.write(tflite)
-    record(name, path, tflite_logits(tflite, images), quantize == "none",
-           tflite)
+  _write_saved_model(model, config, verifier)
+  calibration = _write_tflites(model, config, data, verifier)
   qat = None
   if config.quantize == "qat":
-    path = os.path.join(config.output_dir, "student_qat_int8.tflite")
-    qat = _run_qat(
-        model, spec,
-        data_lib.arrays(data.train, config.qat_train_size, config.seed),
-        calibration, images[:256], config, path, log)
-    with open(path, "rb") as f:
-      tflite = f.read()
-    record("tflite_qat_int8", path, tflite_logits(tflite, images), False,
-           tflite)
-  report = {
-      "model": model_path, "dataset": data.name,
-      "test_images": int(len(images)), "quantize": config.quantize,
-      "keras_top1": keras_top1,
-      "saved_model_max_abs_diff": artifacts["saved_model"].max_abs_diff,
-      "tflite_float_max_abs_diff": artifacts["tflite_float"].max_abs_diff,
-      "export_seconds": time.perf_counter() - start,
-      "artifacts": {k: a.get_config() for k, a in artifacts.items()},
-      "config": config.get_config(),
-  }
-  report["float_max_abs_diff"] = max(report["saved_model_max_abs_diff"],
-                                     report["tflite_float_max_abs_diff"])
-  if "tflite_int8" in artifacts:
-    report["int8_top1_drop"] = artifacts["tflite_int8"].top1_drop
-  if qat is not None:
-    report["qat_top1_drop"] = artifacts["tflite_qat_int8"].top1_drop
-    report["qat_float_rebuild_max_abs_diff"] = qat["rebuild_max_abs_diff"]
-    report["qat_train_seconds"] = qat["train_seconds"]
+    qat = _write_qat_tflite(model, spec, config, data, calibration, verifier,
+                            log)
+  report = _report(verifier, config, data, model_path,
+                   time.perf_counter() - start, qat)
   with open(os.path.join(config.output_dir, "export_report.json"), "w") as f:
     json.dump(report, f, indent=2, sort_keys=True)
     f.write("\n")

@@ -10,8 +10,9 @@ by the Keras 3 code: `akd_tf.export` runs it as
 where REQUEST.json names the student's `ArchSpec` config, an .npz of its
 Keras 3 weights ('w:<layer name>:<index>') and of the images, the QAT
 recipe and the output paths. The child
-  1. rebuilds the student with tf_keras from its block strings, with the
-     layer structure and names of `akd_tf.builder`;
+  1. rebuilds the student from its block strings with `akd_tf.builder`,
+     given the tf_keras namespace: the layers and layer names of the Keras 3
+     student;
   2. copies the weights layer by layer and checks that the rebuilt model's
      logits match the Keras 3 model's (max abs difference reported);
   3. quantizes it (`tfmot.quantization.keras`; squeeze-and-excitation
@@ -19,7 +20,12 @@ recipe and the output paths. The child
      fine-tunes it for `epochs` with cross-entropy;
   4. converts it to a full-integer int8 .tflite and writes a result JSON.
 
-Public names: build_tf_keras_student, copy_weights, quantize_student, main.
+The guard below refuses an import into a process whose `tf.keras` may
+already be Keras 3. Keras 3 itself is imported here anyway (TFMOT imports
+it, and so does `akd_tf.builder`): with TF_USE_LEGACY_KERAS=1 set before
+TensorFlow loads, it does not change what `tf.keras` is.
+
+Public names: copy_weights, quantize_student, main.
 """
 
 import json
@@ -34,105 +40,18 @@ if "keras" in sys.modules and not os.environ.get("TF_USE_LEGACY_KERAS"):
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
-import math
-
 import numpy as np
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 import tf_keras
 
 from akd_tf import arch
-from akd_tf.builder import round_filters
+from akd_tf import builder
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
-__all__ = ["build_tf_keras_student", "copy_weights", "main",
-           "quantize_student"]
+__all__ = ["copy_weights", "main", "quantize_student"]
 
 layers = tf_keras.layers
-
-
-def _bn(gp, name):
-  return layers.BatchNormalization(momentum=gp.batch_norm_momentum,
-                                   epsilon=gp.batch_norm_epsilon, name=name)
-
-
-def _conv_bn_act(x, filters, kernel_size, strides, gp, name, act=True):
-  x = layers.Conv2D(filters, kernel_size, strides=strides, padding="same",
-                    use_bias=False, name=f"{name}_conv")(x)
-  x = _bn(gp, f"{name}_bn")(x)
-  if act:
-    x = layers.Activation(gp.activation, name=f"{name}_act")(x)
-  return x
-
-
-def _layer(x, block, input_filters, strides, drop_rate, gp, name):
-  """Mirrors `akd_tf.builder._layer`."""
-  inputs = x
-  output_filters = round_filters(block.output_filters, gp)
-  expanded = input_filters * block.expand_ratio
-  if block.conv_type == "regular":
-    x = _conv_bn_act(x, expanded if block.expand_ratio != 1 else
-                     output_filters, block.kernel_size, strides, gp,
-                     f"{name}_fused")
-    project = block.expand_ratio != 1
-  else:
-    if block.expand_ratio != 1:
-      x = _conv_bn_act(x, expanded, 1, 1, gp, f"{name}_expand")
-    x = layers.DepthwiseConv2D(block.kernel_size, strides=strides,
-                               padding="same", use_bias=False,
-                               name=f"{name}_dwconv")(x)
-    x = _bn(gp, f"{name}_dwconv_bn")(x)
-    x = layers.Activation(gp.activation, name=f"{name}_dwconv_act")(x)
-    project = True
-  if block.se_ratio:
-    filters = x.shape[-1]
-    reduced = max(1, int(input_filters * block.se_ratio))
-    s = layers.GlobalAveragePooling2D(keepdims=True,
-                                      name=f"{name}_se_squeeze")(x)
-    s = layers.Conv2D(reduced, 1, activation=gp.activation,
-                      name=f"{name}_se_reduce")(s)
-    s = layers.Conv2D(filters, 1, activation="sigmoid",
-                      name=f"{name}_se_expand")(s)
-    x = layers.Multiply(name=f"{name}_se_excite")([x, s])
-  if project:
-    x = _conv_bn_act(x, output_filters, 1, 1, gp, f"{name}_project",
-                     act=False)
-  if (block.id_skip and strides == (1, 1) and
-      input_filters == output_filters):
-    if drop_rate > 0:
-      x = layers.Dropout(drop_rate, noise_shape=(None, 1, 1, 1),
-                         name=f"{name}_drop")(x)
-    x = layers.Add(name=f"{name}_add")([x, inputs])
-  return x
-
-
-def build_tf_keras_student(spec: arch.ArchSpec) -> tf_keras.Model:
-  """Builds the student of `spec` with tf_keras: the same layers, in the
-  same order and with the same names, as `akd_tf.builder.build_from_spec`.
-  """
-  gp = spec.global_params
-  inputs = tf_keras.Input(shape=spec.input_shape, name="image")
-  x = _conv_bn_act(inputs, round_filters(gp.stem_size, gp), 3,
-                   gp.stem_strides, gp, "stem")
-  total_layers = sum(b.num_repeat for b in spec.blocks)
-  layer_index = 0
-  for b, block in enumerate(spec.blocks):
-    input_filters = round_filters(block.input_filters, gp)
-    for r in range(block.num_repeat):
-      x = _layer(x, block, input_filters, block.strides if r == 0 else (1, 1),
-                 gp.drop_connect_rate * layer_index / total_layers, gp,
-                 f"block{b}_{r}")
-      input_filters = round_filters(block.output_filters, gp)
-      layer_index += 1
-  x = _conv_bn_act(x, round_filters(gp.head_size, gp), 1, 1, gp, "head")
-  x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-  if gp.dropout_rate > 0:
-    x = layers.Dropout(gp.dropout_rate, name="top_dropout")(x)
-  limit = 1.0 / math.sqrt(gp.num_classes)
-  outputs = layers.Dense(gp.num_classes, name="logits",
-                         kernel_initializer=tf_keras.initializers.RandomUniform(
-                             -limit, limit))(x)
-  return tf_keras.Model(inputs, outputs, name="student")
 
 
 def copy_weights(model: tf_keras.Model, weights: dict) -> None:
@@ -215,7 +134,7 @@ def main(argv) -> int:
   arrays = np.load(request["arrays"])
   spec = arch.ArchSpec.from_config(request["spec"])
   tf_keras.utils.set_random_seed(request["seed"])
-  model = build_tf_keras_student(spec)
+  model = builder.build_from_spec(spec, keras_api=tf_keras)
   copy_weights(model, {k: arrays[k] for k in arrays.files
                        if k.startswith("w:")})
   check = arrays["check_images"]

@@ -1,34 +1,40 @@
 """The end of a search: train the winner by KD, save and export it.
 
 Writes under `out_dir`:
-  arch.json        the winner's ArchSpec (block strings, globals, input shape)
-  student.keras    the trained student (reloads with safe_mode=True)
-  saved_model/     a SavedModel with a serving signature
-  student.tflite   float32 TFLite flatbuffer
-  metrics.json     accuracies (mini-val, test), latency, size, wall times
+  arch.json             the winner's ArchSpec (block strings, globals, input
+                        shape)
+  student.keras         the trained student (reloads with safe_mode=True)
+  metrics.json          accuracies (mini-val, test), latency, size, wall times
+and, when the search exports (`SearchConfig.export`), what `akd-export
+--quantize=none` writes (`akd_tf.export.export_student`), each artifact
+verified against the Keras model on the test split:
+  saved_model/          serving signature 'serving_default': image -> logits
+  student_float.tflite  float32 TFLite
+  export_report.json    the verification (logit differences, top-1, sizes,
+                        LiteRT latency)
+An int8 export of the winner is `akd-export --quantize=int8|qat` on
+student.keras.
 
-Public names: FinalResult, finalize, accuracy_of.
+Public names: FinalResult, finalize.
 """
 
 import dataclasses
 import json
 import os
-import time
 from typing import Callable
 
 import keras
-import numpy as np
 
 from akd_tf import arch
 from akd_tf import builder
 from akd_tf import data as data_lib
 from akd_tf import distill
+from akd_tf import export as export_lib
 from akd_tf import history
-from akd_tf import latency
 from akd_tf import profile
 from akd_tf import teacher as teacher_lib
 
-__all__ = ["FinalResult", "accuracy_of", "finalize"]
+__all__ = ["FinalResult", "finalize"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,14 +67,34 @@ class FinalResult:
     return config
 
 
-def accuracy_of(model: keras.Model, split: data_lib.Split,
-                batch_size: int = 512) -> float:
-  """Top-1 accuracy of a logits model on `split`."""
-  correct = 0
-  for images, labels in data_lib.make_dataset(split, batch_size):
-    predictions = np.argmax(model(images, training=False), axis=-1)
-    correct += int(np.sum(predictions == labels.numpy()))
-  return correct / split.size
+def _train(model, data, config, teacher, log) -> distill.CandidateResult:
+  """Trains the winner with the search's final recipe (KD from cached
+  teacher logits when the data is in memory)."""
+  logits = None
+  if config.final.kd_alpha > 0 and data.train.images is not None:
+    logits = teacher_lib.teacher_logits(teacher, data.train,
+                                        cache_dir=config.cache_dir,
+                                        teacher_output=config.teacher_output)
+  log(f"final training: {config.final.epochs} epochs on {data.train.size} "
+      f"images, kd_alpha {config.final.kd_alpha}")
+  return distill.train_candidate(model, data.train, data.minival,
+                                 config.final, teacher=teacher,
+                                 teacher_logits=logits,
+                                 teacher_output=config.teacher_output)
+
+
+def _export(model, spec, model_path, config, out_dir, log) -> float:
+  """Writes akd-export's verified float artifacts of the winner to
+  `out_dir`; returns the float TFLite's LiteRT latency in ms."""
+  report = export_lib.export_student(
+      model, export_lib.ExportConfig(
+          output_dir=out_dir, quantize="none", data=config.final_data(),
+          seed=config.final.seed, latency=config.latency),
+      spec, model_path=model_path, log=log)
+  log(f"exported SavedModel and float TFLite in "
+      f"{report['export_seconds']:.1f} s; float max |diff| "
+      f"{report['float_max_abs_diff']:.2e}")
+  return report["artifacts"]["tflite_float"]["latency_ms"]
 
 
 def finalize(best: history.CandidateRecord, config,
@@ -85,11 +111,11 @@ def finalize(best: history.CandidateRecord, config,
     log: Progress lines.
 
   Returns:
-    A `FinalResult`.
+    A `FinalResult`; its latency is NaN when the search does not export.
 
   Raises:
     distill.CandidateDiverged: final training diverged.
-    latency.ConversionError: export to TFLite failed.
+    akd_tf.latency.ConversionError: export to TFLite failed.
   """
   os.makedirs(out_dir, exist_ok=True)
   data = data_lib.load_data(config.final_data())
@@ -99,30 +125,13 @@ def finalize(best: history.CandidateRecord, config,
   keras.utils.set_random_seed(config.final.seed)
   model = builder.build_from_spec(spec)
   size = profile.profile_model(model)
-  logits = None
-  if config.final.kd_alpha > 0 and data.train.images is not None:
-    logits = teacher_lib.teacher_logits(teacher, data.train,
-                                        cache_dir=config.cache_dir,
-                                        teacher_output=config.teacher_output)
-  log(f"final training: {config.final.epochs} epochs on {data.train.size} "
-      f"images, kd_alpha {config.final.kd_alpha}")
-  trained = distill.train_candidate(model, data.train, data.minival,
-                                    config.final, teacher=teacher,
-                                    teacher_logits=logits,
-                                    teacher_output=config.teacher_output)
-  test_accuracy = accuracy_of(model, data.test)
-  model.save(os.path.join(out_dir, "student.keras"))
+  trained = _train(model, data, config, teacher, log)
+  test_accuracy = distill.accuracy_of(model, data.test)
+  model_path = os.path.join(out_dir, "student.keras")
+  model.save(model_path)
   latency_ms = float("nan")
   if config.export:
-    start = time.perf_counter()
-    model.export(os.path.join(out_dir, "saved_model"),
-                 format="tf_saved_model", verbose=False)
-    tflite = latency.convert_to_tflite(model)
-    with open(os.path.join(out_dir, "student.tflite"), "wb") as f:
-      f.write(tflite)
-    latency_ms = latency.time_tflite(tflite, config.latency).latency_ms
-    log(f"exported SavedModel and TFLite in "
-        f"{time.perf_counter() - start:.1f} s")
+    latency_ms = _export(model, spec, model_path, config, out_dir, log)
   result = FinalResult(
       blocks=spec.block_strings, minival_accuracy=trained.accuracy,
       test_accuracy=test_accuracy, latency_ms=latency_ms, params=size.params,

@@ -45,6 +45,7 @@ from tensorflow.python.framework import convert_to_constants
 
 from akd_tf import arch
 from akd_tf import builder
+from akd_tf import config_checks
 from akd_tf import latency_lut
 
 __all__ = [
@@ -122,9 +123,7 @@ class LatencyConfig:
         (self.command_timeout_s > 0,
          f"command_timeout_s={self.command_timeout_s} must be > 0"),
     )
-    for ok, message in checks:
-      if not ok:
-        raise ValueError(f"LatencyConfig: {message}")
+    config_checks.require(checks, "LatencyConfig")
 
   def get_config(self) -> dict:
     return dataclasses.asdict(self)

@@ -23,8 +23,10 @@ Files under `model_dir`:
   latency_cache.jsonl  measured latencies
   tensorboard/         scalars per candidate and per controller step
   pareto.png, reward.png
-  best/                arch.json, student.keras, saved_model/,
-                       student.tflite, metrics.json (see akd_tf.finalize)
+  best/                arch.json, student.keras, metrics.json and, with
+                       export on, akd-export's verified float export:
+                       saved_model/ (image -> logits), student_float.tflite,
+                       export_report.json (see akd_tf.finalize)
 
 Candidates are evaluated by local worker processes (`evaluate.LocalPool`,
 executor 'local') or as Ray tasks on a cluster (`ray_pool.RayPool`, executor
@@ -48,6 +50,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from akd_tf import arch
+from akd_tf import config_checks
 from akd_tf import controller as controller_lib
 from akd_tf import data as data_lib
 from akd_tf import distill
@@ -180,9 +183,7 @@ class SearchConfig:
         (self.gpus_per_candidate >= 0,
          f"gpus_per_candidate={self.gpus_per_candidate} must be >= 0"),
     )
-    for ok, message in checks:
-      if not ok:
-        raise ValueError(f"SearchConfig: {message}")
+    config_checks.require(checks, "SearchConfig")
 
   def get_config(self) -> dict:
     """A JSON-serializable description (sub-configs as dicts)."""

@@ -16,7 +16,7 @@
   5. saves `<model_dir>/<role>.keras` (and `arch.json` for a student) and
      `result.json` with minival and test accuracy.
 
-Public names: STRATEGIES, TrainJob, JobResult, JobInputError,
+Public names: STRATEGIES, ROLES, TrainJob, JobResult, JobInputError,
 make_strategy, EtaLogger, fit_resumable, run_job.
 """
 
@@ -32,11 +32,12 @@ import tensorflow as tf
 
 from akd_tf import arch as arch_lib
 from akd_tf import builder
+from akd_tf import config_checks
 from akd_tf import data as data_lib
 from akd_tf import distill
 from akd_tf import teacher as teacher_lib
 
-__all__ = ["EtaLogger", "JobInputError", "JobResult", "STRATEGIES",
+__all__ = ["EtaLogger", "JobInputError", "JobResult", "ROLES", "STRATEGIES",
            "TrainJob", "fit_resumable", "make_strategy", "run_job"]
 
 STRATEGIES = ("one_device", "mirrored", "multi_worker", "tpu")
@@ -213,33 +214,32 @@ class TrainJob:
   tpu: Optional[str] = None
 
   def __post_init__(self):
-    if self.role not in ROLES:
-      raise ValueError(f"role '{self.role}' is not one of {ROLES}")
-    if self.strategy not in STRATEGIES:
-      raise ValueError(f"strategy '{self.strategy}' is not one of "
-                       f"{STRATEGIES}")
-    if self.teacher is not None and self.teacher_path is not None:
-      raise ValueError("give a built-in teacher or a teacher_path, not both")
-    if self.teacher_output not in teacher_lib.TEACHER_OUTPUTS:
-      raise ValueError(f"teacher_output '{self.teacher_output}' is not one "
-                       f"of {teacher_lib.TEACHER_OUTPUTS}")
-    if self.teacher is not None and self.teacher not in teacher_lib.TEACHERS:
-      raise ValueError(f"unknown built-in teacher '{self.teacher}'; choose "
-                       f"one of {list(teacher_lib.TEACHERS)}")
-    if self.role == "teacher":
-      if self.teacher is None:
-        raise ValueError("role 'teacher' trains a built-in teacher: name "
-                         f"one of {list(teacher_lib.TEACHERS)}")
-      if self.arch is not None:
-        raise ValueError("role 'teacher' takes no student architecture")
-    else:
-      if self.arch is None:
-        raise ValueError("role 'student' needs the student's architecture")
-      if (self.train.kd_alpha > 0 and self.teacher is None and
-          self.teacher_path is None):
-        raise ValueError(f"kd_alpha={self.train.kd_alpha} needs a teacher "
-                         "(a built-in name or a teacher_path); kd_alpha=0 "
-                         "trains without one")
+    teachers = list(teacher_lib.TEACHERS)
+    student = self.role == "student"
+    checks = (
+        (self.role in ROLES, f"role '{self.role}' is not one of {ROLES}"),
+        (self.strategy in STRATEGIES,
+         f"strategy '{self.strategy}' is not one of {STRATEGIES}"),
+        (self.teacher is None or self.teacher_path is None,
+         "give a built-in teacher or a teacher_path, not both"),
+        (self.teacher_output in teacher_lib.TEACHER_OUTPUTS,
+         f"teacher_output '{self.teacher_output}' is not one of "
+         f"{teacher_lib.TEACHER_OUTPUTS}"),
+        (self.teacher is None or self.teacher in teacher_lib.TEACHERS,
+         f"unknown built-in teacher '{self.teacher}'; choose one of "
+         f"{teachers}"),
+        (student or self.teacher is not None,
+         f"role 'teacher' trains a built-in teacher: name one of {teachers}"),
+        (student or self.arch is None,
+         "role 'teacher' takes no student architecture"),
+        (not student or self.arch is not None,
+         "role 'student' needs the student's architecture"),
+        (not student or self.train.kd_alpha == 0 or
+         self.teacher is not None or self.teacher_path is not None,
+         f"kd_alpha={self.train.kd_alpha} needs a teacher (a built-in name "
+         "or a teacher_path); kd_alpha=0 trains without one"),
+    )
+    config_checks.require(checks)
 
 
 class JobInputError(ValueError):
@@ -303,12 +303,154 @@ def _accuracies(model_path: str, splits: Sequence[data_lib.Split],
                 batch_size: int) -> Tuple[float, ...]:
   """Accuracies of the saved model on every example of each split, on one
   device."""
-  evaluator = distill.Distiller(
-      keras.saving.load_model(model_path, safe_mode=True), alpha=0.0)
-  evaluator.compile()
-  return tuple(float(evaluator.evaluate(
-      data_lib.make_dataset(split, batch_size), verbose=0,
-      return_dict=True)["accuracy"]) for split in splits)
+  model = keras.saving.load_model(model_path, safe_mode=True)
+  return tuple(distill.accuracy_of(model, split, batch_size)
+               for split in splits)
+
+
+def _stored_result(model_path: str, result_path: str,
+                   log) -> Optional[JobResult]:
+  """The result of a job that already finished, else None."""
+  if not (os.path.exists(model_path) and os.path.exists(result_path)):
+    return None
+  log(f"{model_path} exists: already trained (remove it to retrain)")
+  with open(result_path) as f:
+    return JobResult(**json.load(f))
+
+
+def _load_job_data(job: TrainJob, replicas: int, log) -> data_lib.Data:
+  try:
+    data = data_lib.load_data(job.data)
+  except (OSError, ImportError, ValueError) as error:
+    raise JobInputError("data", str(error)) from error
+  log(f"data {data.name}: train {data.train.size}, minival "
+      f"{data.minival.size}, test {data.test.size}, images "
+      f"{data.input_shape}, {data.num_classes} classes; {replicas} "
+      "replica(s)")
+  return data
+
+
+def _global_recipe(train: distill.TrainConfig, data: data_lib.Data,
+                   replicas: int) -> distill.TrainConfig:
+  """The per-replica recipe scaled to all replicas: batch sizes and the
+  learning rate times their number."""
+  return dataclasses.replace(
+      train,
+      batch_size=_first_batch(train.batch_size * replicas, data.train.size,
+                              replicas),
+      learning_rate=train.learning_rate * replicas,
+      eval_batch_size=train.eval_batch_size * replicas)
+
+
+def _job_teacher(job, config, data, strategy, cache_dir, log):
+  """The teacher a student distills from, or None."""
+  if job.role != "student" or config.kd_alpha == 0:
+    return None
+  try:
+    return _load_teacher(job, data, strategy, cache_dir, log)
+  except (OSError, ValueError) as error:
+    raise JobInputError("teacher", str(error)) from error
+
+
+def _build_model(job, data, config, strategy):
+  """Builds the job's model under the strategy; returns (model, the
+  student's spec or None)."""
+  spec = None
+  with strategy.scope():
+    if job.role == "teacher":
+      model = teacher_lib.build_teacher(job.teacher, data.input_shape,
+                                        data.num_classes)
+    else:
+      try:
+        spec = arch_lib.ArchSpec(
+            job.arch.blocks,
+            dataclasses.replace(job.arch.global_params,
+                                num_classes=data.num_classes),
+            data.input_shape)
+        model = builder.build_from_spec(spec)
+      except ValueError as error:
+        raise JobInputError("arch", str(error)) from error
+    if config.bn_momentum is not None:
+      distill.set_bn_momentum(model, config.bn_momentum)
+  return model, spec
+
+
+def _datasets(job, data, config, teacher, cache_dir, replicas):
+  """Returns (training mode, training dataset, minival dataset, steps)."""
+  logits = None
+  mode = "plain"
+  if teacher is not None:
+    mode = "kd_online" if config.augment else "kd_cached"
+    if not config.augment:
+      logits = teacher_lib.teacher_logits(teacher, data.train, cache_dir,
+                                          teacher_output=job.teacher_output)
+  train = data_lib.make_dataset(data.train, config.batch_size, shuffle=True,
+                                seed=config.seed, augment=config.augment,
+                                teacher_logits=logits,
+                                drop_remainder=replicas > 1)
+  # With several replicas the last partial batch can leave a replica with no
+  # examples, which Keras cannot take: training and per-epoch validation
+  # then drop it; the final accuracies use every example.
+  minival = data_lib.make_dataset(
+      data.minival, _first_batch(config.eval_batch_size, data.minival.size,
+                                 replicas), drop_remainder=replicas > 1)
+  steps = config.epochs * data.train.num_batches(config.batch_size,
+                                                 drop_remainder=replicas > 1)
+  return mode, train, minival, steps
+
+
+def _compiled_distiller(job, model, teacher, mode, config, steps, strategy,
+                        data):
+  """The Distiller that trains the model (alpha 0 for a teacher)."""
+  with strategy.scope():
+    distiller = distill.Distiller(
+        model, teacher=teacher if mode == "kd_online" else None,
+        alpha=config.kd_alpha if job.role == "student" else 0.0,
+        temperature=config.kd_temperature, teacher_output=job.teacher_output)
+    distiller.compile(optimizer=distill.make_optimizer(config, steps),
+                      jit_compile=config.jit_compile)
+  if mode == "kd_online":
+    # On the split: reading the shuffled pipeline would move it on.
+    distiller.check_teacher_output(teacher_lib.sample_images(data.train))
+  return distiller
+
+
+def _fit(job, model, distiller, train, minival, mode, config, callbacks,
+         log) -> float:
+  """Trains (resumably) for the recipe's epochs; returns the seconds.
+
+  Raises:
+    distill.CandidateDiverged: the loss became NaN or infinite.
+  """
+  log(f"training {job.role} '{model.name}' ({model.count_params():,} "
+      f"params, {mode}) for {config.epochs} epoch(s), global batch "
+      f"{config.batch_size}, learning rate {config.learning_rate:g}")
+  start = time.perf_counter()
+  history = fit_resumable(distiller, train, config.epochs, job.model_dir,
+                          validation_data=minival, callbacks=callbacks,
+                          log=log, verbose=config.verbose)
+  seconds = time.perf_counter() - start
+  if distiller.stop_training:
+    raise distill.CandidateDiverged(
+        f"training diverged: loss {history.history.get('loss')}",
+        history.history, seconds)
+  return seconds
+
+
+def _write_result(result: JobResult, result_path: str, log) -> None:
+  with open(result_path, "w") as f:
+    json.dump(dataclasses.asdict(result), f, indent=2, sort_keys=True)
+    f.write("\n")
+  log(f"saved {result.model_path}: minival accuracy "
+      f"{result.minival_accuracy:.4f}, test accuracy "
+      f"{result.test_accuracy:.4f}")
+
+
+def _save_model(model: keras.Model, model_path: str) -> None:
+  """Saves through a temporary file, so a kill leaves no partial model."""
+  tmp = f"{model_path[:-len('.keras')]}.tmp{os.getpid()}.keras"
+  model.save(tmp)
+  os.replace(tmp, model_path)
 
 
 def run_job(job: TrainJob,
@@ -334,107 +476,32 @@ def run_job(job: TrainJob,
   """
   model_path = os.path.join(job.model_dir, f"{job.role}.keras")
   result_path = os.path.join(job.model_dir, "result.json")
-  if os.path.exists(model_path) and os.path.exists(result_path):
-    log(f"{model_path} exists: already trained (remove it to retrain)")
-    with open(result_path) as f:
-      return JobResult(**json.load(f))
+  stored = _stored_result(model_path, result_path, log)
+  if stored is not None:
+    return stored
   strategy = strategy or make_strategy(job.strategy, job.tpu)
   replicas = strategy.num_replicas_in_sync
   cache_dir = job.cache_dir or os.path.join(job.model_dir, "cache")
   os.makedirs(job.model_dir, exist_ok=True)
-  try:
-    data = data_lib.load_data(job.data)
-  except (OSError, ImportError, ValueError) as error:
-    raise JobInputError("data", str(error)) from error
-  log(f"data {data.name}: train {data.train.size}, minival "
-      f"{data.minival.size}, test {data.test.size}, images "
-      f"{data.input_shape}, {data.num_classes} classes; {replicas} "
-      "replica(s)")
-  config = dataclasses.replace(
-      job.train,
-      batch_size=_first_batch(job.train.batch_size * replicas,
-                              data.train.size, replicas),
-      learning_rate=job.train.learning_rate * replicas,
-      eval_batch_size=job.train.eval_batch_size * replicas)
+  data = _load_job_data(job, replicas, log)
+  config = _global_recipe(job.train, data, replicas)
   keras.utils.set_random_seed(config.seed)
-  teacher = None
-  if job.role == "student" and config.kd_alpha > 0:
-    try:
-      teacher = _load_teacher(job, data, strategy, cache_dir, log)
-    except (OSError, ValueError) as error:
-      raise JobInputError("teacher", str(error)) from error
-  with strategy.scope():
-    if job.role == "teacher":
-      model = teacher_lib.build_teacher(job.teacher, data.input_shape,
-                                        data.num_classes)
-    else:
-      try:
-        spec = arch_lib.ArchSpec(
-            job.arch.blocks,
-            dataclasses.replace(job.arch.global_params,
-                                num_classes=data.num_classes),
-            data.input_shape)
-        model = builder.build_from_spec(spec)
-      except ValueError as error:
-        raise JobInputError("arch", str(error)) from error
-    if config.bn_momentum is not None:
-      distill.set_bn_momentum(model, config.bn_momentum)
-  logits = None
-  mode = "plain"
-  if teacher is not None:
-    mode = "kd_online" if config.augment else "kd_cached"
-    if not config.augment:
-      logits = teacher_lib.teacher_logits(teacher, data.train, cache_dir,
-                                          teacher_output=job.teacher_output)
-  train = data_lib.make_dataset(data.train, config.batch_size, shuffle=True,
-                                seed=config.seed, augment=config.augment,
-                                teacher_logits=logits,
-                                drop_remainder=replicas > 1)
-  # With several replicas the last partial batch can leave a replica with no
-  # examples, which Keras cannot take: training and per-epoch validation
-  # then drop it; the final accuracies below use every example.
-  minival = data_lib.make_dataset(
-      data.minival, _first_batch(config.eval_batch_size, data.minival.size,
-                                 replicas), drop_remainder=replicas > 1)
-  steps = config.epochs * data.train.num_batches(config.batch_size,
-                                                 drop_remainder=replicas > 1)
-  with strategy.scope():
-    distiller = distill.Distiller(
-        model, teacher=teacher if mode == "kd_online" else None,
-        alpha=config.kd_alpha if job.role == "student" else 0.0,
-        temperature=config.kd_temperature, teacher_output=job.teacher_output)
-    distiller.compile(optimizer=distill.make_optimizer(config, steps),
-                      jit_compile=config.jit_compile)
-  if mode == "kd_online":
-    # On the split: reading the shuffled pipeline would move it on.
-    distiller.check_teacher_output(teacher_lib.sample_images(data.train))
-  log(f"training {job.role} '{model.name}' ({model.count_params():,} "
-      f"params, {mode}) for {config.epochs} epoch(s), global batch "
-      f"{config.batch_size}, learning rate {config.learning_rate:g}")
-  start = time.perf_counter()
-  history = fit_resumable(distiller, train, config.epochs, job.model_dir,
-                          validation_data=minival, callbacks=callbacks,
-                          log=log, verbose=config.verbose)
-  seconds = time.perf_counter() - start
-  if distiller.stop_training:
-    raise distill.CandidateDiverged(
-        f"training diverged: loss {history.history.get('loss')}",
-        history.history, seconds)
-  tmp = f"{model_path[:-len('.keras')]}.tmp{os.getpid()}.keras"
-  model.save(tmp)
-  os.replace(tmp, model_path)
+  teacher = _job_teacher(job, config, data, strategy, cache_dir, log)
+  model, spec = _build_model(job, data, config, strategy)
+  mode, train, minival, steps = _datasets(job, data, config, teacher,
+                                          cache_dir, replicas)
+  distiller = _compiled_distiller(job, model, teacher, mode, config, steps,
+                                  strategy, data)
+  seconds = _fit(job, model, distiller, train, minival, mode, config,
+                 callbacks, log)
+  _save_model(model, model_path)
   minival_acc, test_acc = _accuracies(model_path, (data.minival, data.test),
                                       job.train.eval_batch_size)
-  if job.role == "student":
+  if spec is not None:
     spec.to_json(os.path.join(job.model_dir, "arch.json"))
-  result = JobResult(model_path=model_path,
-                     minival_accuracy=float(minival_acc),
-                     test_accuracy=float(test_acc), train_seconds=seconds,
+  result = JobResult(model_path=model_path, minival_accuracy=minival_acc,
+                     test_accuracy=test_acc, train_seconds=seconds,
                      epochs=config.epochs, replicas=replicas,
                      global_batch_size=config.batch_size, mode=mode)
-  with open(result_path, "w") as f:
-    json.dump(dataclasses.asdict(result), f, indent=2, sort_keys=True)
-    f.write("\n")
-  log(f"saved {model_path}: minival accuracy {minival_acc:.4f}, test "
-      f"accuracy {test_acc:.4f}")
+  _write_result(result, result_path, log)
   return result

@@ -1,10 +1,12 @@
-"""Tests of akd_tf.builder and akd_tf.profile: presets, shapes, saving."""
+"""Tests of akd_tf.builder and akd_tf.profile: presets, shapes, saving,
+and the same student built with Keras 3 and with tf_keras."""
 
 import hypothesis
 from hypothesis import strategies as st
 import keras
 import numpy as np
 import pytest
+import tf_keras
 
 from akd_tf import arch
 from akd_tf import builder
@@ -118,3 +120,50 @@ def test_stem_mismatch_is_a_clear_error():
 def test_unknown_preset_lists_known_ones():
   with pytest.raises(ValueError, match="unknown preset 'resnet'.*mnasnet_a1"):
     builder.preset_block_strings("resnet")
+
+
+# Every kind of block: squeeze-excitation, MBConv with and without
+# expansion, regular convolution with and without expansion, no skip, and
+# repeated residual layers that get drop-connect.
+EVERY_KIND_OF_BLOCK = (
+    "r1_k3_s11_e1_i32_o16_se0.25",
+    "r2_k5_s22_e6_i16_o24_se0.25",
+    "r2_k3_s11_e4_i24_o24_conv",
+    "r1_k5_s22_e1_i24_o32_conv",
+    "r2_k3_s11_e3_i32_o32_noskip",
+    "r2_k3_s11_e6_i32_o32",
+)
+
+
+def _randomize(model, rng):
+  """Gives every weight a random value (BN variances positive), so that no
+  layer passes its input through unchanged."""
+  for variable in model.weights:
+    shape = tuple(variable.shape)
+    if "variance" in variable.path:
+      variable.assign(rng.uniform(0.5, 1.5, shape).astype("float32"))
+    else:
+      variable.assign(rng.normal(0.0, 0.3, shape).astype("float32"))
+
+
+@pytest.mark.parametrize("activation", ["relu", "relu6", "swish"])
+def test_keras3_and_tf_keras_build_the_same_student(activation):
+  params = arch.GlobalParams(num_classes=10, batch_norm_momentum=0.9,
+                             head_size=64, drop_connect_rate=0.2,
+                             depth_multiplier=0.5, activation=activation)
+  keras3 = builder.build_student(EVERY_KIND_OF_BLOCK, params, (16, 16, 3))
+  legacy = builder.build_student(EVERY_KIND_OF_BLOCK, params, (16, 16, 3),
+                                 keras_api=tf_keras)
+  assert isinstance(legacy, tf_keras.Model)
+  assert ([(layer.name, type(layer).__name__) for layer in legacy.layers] ==
+          [(layer.name, type(layer).__name__) for layer in keras3.layers])
+  assert any(layer.name.endswith("_drop") for layer in legacy.layers)
+  _randomize(keras3, np.random.default_rng(0))
+  for layer in keras3.layers:
+    legacy.get_layer(layer.name).set_weights(layer.get_weights())
+  images = np.random.default_rng(1).uniform(
+      size=(4, 16, 16, 3)).astype("float32")
+  expected = np.asarray(keras3(images, training=False))
+  got = legacy(images, training=False).numpy()
+  assert np.std(expected) > 0.1
+  np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)

@@ -119,6 +119,26 @@ def test_plain_training_needs_no_teacher_and_logs_real_values(digits):
   assert history["accuracy"][-1] > 0.3
 
 
+def test_top1_accuracy_counts_rows_whose_largest_logit_is_the_label():
+  logits = np.array([[0.1, 2.0, -1.0], [3.0, 0.0, 0.0], [0.0, 0.0, 5.0],
+                     [1.0, 4.0, 2.0]], np.float32)
+  assert distill.top1_accuracy(logits, np.array([1, 0, 1, 2])) == 0.5
+
+
+def test_accuracy_of_matches_the_distillers_accuracy_metric(digits):
+  distiller = distill.Distiller(_plain_student(), alpha=0.0)
+  distiller.compile(keras.optimizers.Adam(1e-3))
+  distiller.fit(data.make_dataset(digits.train, 64), epochs=1, verbose=0,
+                shuffle=False)
+  metric = distiller.evaluate(data.make_dataset(digits.test, 100),
+                              verbose=0, return_dict=True)["accuracy"]
+  accuracy = distill.accuracy_of(distiller.student, digits.test,
+                                 batch_size=100)
+  assert 0.2 < accuracy < 1.0
+  assert accuracy * digits.test.size == round(accuracy * digits.test.size)
+  assert accuracy == pytest.approx(metric, abs=1e-6)
+
+
 def test_kd_without_teacher_or_logits_is_refused(digits):
   distiller = distill.Distiller(_plain_student(), alpha=0.5)
   distiller.compile()

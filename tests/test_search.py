@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from akd_tf import arch
 from akd_tf import controller as controller_lib
@@ -126,6 +127,29 @@ def test_killed_two_worker_search_loses_and_repeats_nothing(tmp_path,
   records = read_history(model_dir)
   assert_each_candidate_once(records)
   assert_controller_replays(records, per_step=2)
+
+
+def test_exported_winner_is_verified_as_akd_export_does(tmp_path, cache_dir):
+  model_dir = tmp_path / "exported"
+  result = run_to_end(model_dir, cache_dir, "--export", "--num_candidates=1")
+  assert result.returncode == 0, result.stderr[-3000:]
+  best = model_dir / "best"
+  report = json.loads((best / "export_report.json").read_text())
+  assert report["quantize"] == "none"
+  assert report["model"] == str(best / "student.keras")
+  assert set(report["artifacts"]) == {"keras", "saved_model", "tflite_float"}
+  assert report["test_images"] == 359
+  assert report["float_max_abs_diff"] < 1e-4
+  assert (best / "student_float.tflite").exists()
+  metrics = json.loads((best / "metrics.json").read_text())
+  assert metrics["latency_ms"] == (
+      report["artifacts"]["tflite_float"]["latency_ms"])
+  assert metrics["test_accuracy"] == pytest.approx(report["keras_top1"],
+                                                   abs=0.01)
+  serve = tf.saved_model.load(str(best / "saved_model")).signatures[
+      "serving_default"]
+  assert list(serve.structured_input_signature[1]) == ["image"]
+  assert list(serve.structured_outputs) == ["logits"]
 
 
 def test_diverging_candidates_are_recorded_as_failed(tmp_path, cache_dir):

@@ -124,8 +124,10 @@ def define_search_flags():
                        " fastest invoke of all rounds.")
   flags.DEFINE_float("latency_pause_ms", 20.0, "Sleep between rounds, so "
                      "they sample more moments of a shared machine.")
-  flags.DEFINE_bool("export", True, "Export the winner as SavedModel and "
-                    ".tflite.")
+  flags.DEFINE_bool("export", True, "Export the winner as akd-export "
+                    "--quantize=none does: best/saved_model (image -> "
+                    "logits), best/student_float.tflite and "
+                    "best/export_report.json, verified on the test split.")
   flags.DEFINE_enum("executor", "local", ["local", "ray"],
                     "Where candidates are evaluated: 'local' worker "
                     "processes, or 'ray' tasks on a Ray cluster (pip install "
@@ -149,32 +151,35 @@ def _build(flag_names, factory, **kwargs):
     raise app.UsageError(f"{names}: {error}") from None
 
 
-def search_config_from_flags():
-  """Returns the `search.SearchConfig` the parsed flags describe.
-
-  Raises:
-    app.UsageError: a flag value is invalid; the message names the flag.
-  """
-  from akd_tf import search  # pylint: disable=g-import-not-at-top
-  f = FLAGS
+def _data_config(f) -> data_lib.DataConfig:
+  """The proxy task's data."""
   if f.dataset in ("fashion_mnist",) and f.data_dir and not os.path.isdir(
       f.data_dir):
     raise app.UsageError(f"--data_dir={f.data_dir}: no such directory")
-  data = _build(["proxy_train_size", "minival_size", "image_size"],
+  return _build(["proxy_train_size", "minival_size", "image_size"],
                 data_lib.DataConfig, dataset=f.dataset, data_dir=f.data_dir,
                 image_size=f.image_size or None,
                 train_size=f.proxy_train_size or None,
                 minival_size=f.minival_size or None, seed=f.data_seed,
                 download=f.download)
-  global_params = _build(
+
+
+def _global_params(f) -> arch.GlobalParams:
+  """The students' settings (num_classes comes from the data later)."""
+  return _build(
       ["bn_momentum", "width_multiplier", "activation", "head_size",
        "stem_strides", "dropout_rate", "drop_connect_rate"], arch.GlobalParams,
       num_classes=1, batch_norm_momentum=f.bn_momentum,
       depth_multiplier=f.width_multiplier, activation=f.activation,
       head_size=f.head_size, stem_strides=f.stem_strides,
       dropout_rate=f.dropout_rate, drop_connect_rate=f.drop_connect_rate)
+
+
+def _train_configs(f):
+  """Returns (the candidates' proxy recipe, the winner's final recipe)."""
   proxy = _build(["proxy_epochs", "proxy_batch_size", "proxy_learning_rate",
-                  "kd_alpha", "kd_temperature", "bn_recalibration_images"], distill.TrainConfig,
+                  "kd_alpha", "kd_temperature", "bn_recalibration_images"],
+                 distill.TrainConfig,
                  epochs=f.proxy_epochs, batch_size=f.proxy_batch_size,
                  learning_rate=f.proxy_learning_rate, optimizer=f.optimizer,
                  kd_alpha=f.kd_alpha, kd_temperature=f.kd_temperature,
@@ -184,9 +189,12 @@ def search_config_from_flags():
                  lambda **changes: dataclasses.replace(proxy, **changes),
                  epochs=f.final_epochs, learning_rate=f.final_learning_rate,
                  batch_size=f.final_batch_size)
-  reward = _build(["reward", "target_ms"], reward_lib.RewardConfig,
-                  kind=f.reward, target_ms=f.target_ms)
-  latency_config = _build(
+  return proxy, final
+
+
+def _latency_config(f) -> latency.LatencyConfig:
+  """The timing setup (and a check of the device command's template)."""
+  config = _build(
       ["latency_threads", "latency_runs", "latency_repeats",
        "latency_pause_ms"],
       latency.LatencyConfig, threads=f.latency_threads, runs=f.latency_runs,
@@ -194,16 +202,24 @@ def search_config_from_flags():
   if f.latency == "command":
     _build(["latency_command"], latency.check_command_template,
            template=f.latency_command)
-  controller_config = _build(
+  return config
+
+
+def _controller_config(f) -> controller_lib.ControllerConfig:
+  return _build(
       ["controller_learning_rate", "entropy_weight", "baseline_decay"],
       controller_lib.ControllerConfig,
       learning_rate=f.controller_learning_rate,
       entropy_weight=f.entropy_weight, baseline_decay=f.baseline_decay,
       seed=f.seed)
-  teacher = f.teacher
-  if teacher not in teacher_lib.TEACHERS and not os.path.exists(teacher):
+
+
+def _check_teacher_and_executor(f) -> None:
+  """Raises app.UsageError for a teacher that is neither built in nor a
+  file, or --executor=ray without Ray."""
+  if f.teacher not in teacher_lib.TEACHERS and not os.path.exists(f.teacher):
     raise app.UsageError(
-        f"--teacher={teacher}: neither a built-in teacher "
+        f"--teacher={f.teacher}: neither a built-in teacher "
         f"{teacher_lib.TEACHERS} nor an existing .keras file or SavedModel")
   if f.executor == "ray":
     from akd_tf import ray_pool  # pylint: disable=g-import-not-at-top
@@ -211,6 +227,24 @@ def search_config_from_flags():
       ray_pool.import_ray()
     except ImportError as error:
       raise app.UsageError(f"--executor=ray: {error}") from None
+
+
+def search_config_from_flags():
+  """Returns the `search.SearchConfig` the parsed flags describe.
+
+  Raises:
+    app.UsageError: a flag value is invalid; the message names the flag.
+  """
+  from akd_tf import search  # pylint: disable=g-import-not-at-top
+  f = FLAGS
+  data = _data_config(f)
+  global_params = _global_params(f)
+  proxy, final = _train_configs(f)
+  reward = _build(["reward", "target_ms"], reward_lib.RewardConfig,
+                  kind=f.reward, target_ms=f.target_ms)
+  latency_config = _latency_config(f)
+  controller_config = _controller_config(f)
+  _check_teacher_and_executor(f)
   recipe = _build(["teacher_epochs"], teacher_lib.TeacherRecipe,
                   epochs=f.teacher_epochs, seed=f.seed)
   return _build(
@@ -223,7 +257,7 @@ def search_config_from_flags():
       controller_config=controller_config, num_candidates=f.num_candidates,
       candidates_per_step=f.candidates_per_step or f.num_workers,
       num_workers=f.num_workers, threads_per_worker=f.threads_per_worker,
-      teacher=teacher, teacher_output=f.teacher_output,
+      teacher=f.teacher, teacher_output=f.teacher_output,
       teacher_recipe=recipe, cache_dir=f.cache_dir,
       latency_mode=f.latency, latency=latency_config,
       latency_command=f.latency_command, export=f.export,

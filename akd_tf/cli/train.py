@@ -26,10 +26,15 @@ import os
 from absl import app
 from absl import flags
 from absl import logging
+import tensorflow as tf
 
+from akd_tf import data as data_lib
+from akd_tf import distill
+from akd_tf import teacher as teacher_lib
+from akd_tf import training
 from akd_tf.cli import common
 
-ROLE = flags.DEFINE_enum("role", "student", ["teacher", "student"],
+ROLE = flags.DEFINE_enum("role", "student", list(training.ROLES),
                          "Train a built-in teacher or a student.")
 TEACHER = flags.DEFINE_string(
     "teacher", None,
@@ -41,7 +46,7 @@ TEACHER_PATH = flags.DEFINE_string(
     "Teacher to distill from: a .keras file (loaded in safe mode) or a "
     "SavedModel folder.")
 TEACHER_OUTPUT = flags.DEFINE_enum(
-    "teacher_output", "logits", ["logits", "probabilities"],
+    "teacher_output", "logits", list(teacher_lib.TEACHER_OUTPUTS),
     "What the teacher outputs: logits, or probabilities (it ends in a "
     "softmax, as keras.applications models do; it then distills from its "
     "log-probabilities). Checked on training images.")
@@ -72,17 +77,17 @@ BATCH_SIZE = flags.DEFINE_integer(
 LEARNING_RATE = flags.DEFINE_float(
     "learning_rate", 2e-3,
     "Learning rate for one replica's batch (scaled by the replica count).")
-OPTIMIZER = flags.DEFINE_enum("optimizer", "adam", ["adam", "sgd", "rmsprop"],
+OPTIMIZER = flags.DEFINE_enum("optimizer", "adam", list(distill.OPTIMIZERS),
                               "Optimizer (sgd: momentum 0.9, Nesterov).")
 LR_SCHEDULE = flags.DEFINE_enum("lr_schedule", "cosine",
-                                ["cosine", "constant"],
+                                list(distill.LR_SCHEDULES),
                                 "Learning-rate schedule over the run.")
 AUGMENT = flags.DEFINE_bool(
     "augment", False,
     "Random flips and shifts; the teacher then runs online every step.")
 SEED = flags.DEFINE_integer("seed", 0, "Seed of data split, shuffle and init.")
 STRATEGY = flags.DEFINE_enum(
-    "strategy", "one_device", ["one_device", "mirrored", "multi_worker", "tpu"],
+    "strategy", "one_device", list(training.STRATEGIES),
     "tf.distribute strategy: one_device (first GPU or CPU), mirrored (all "
     "local GPUs), multi_worker (workers from TF_CONFIG), tpu (with --tpu).")
 TPU = flags.DEFINE_string("tpu", None,
@@ -108,7 +113,6 @@ def _usage(flag_name, message):
 
 def _check_flags():
   """Raises app.UsageError naming the first bad flag."""
-  from akd_tf import teacher as teacher_lib  # pylint: disable=g-import-not-at-top
   if not MODEL_DIR.value:
     _usage("model_dir", "required: where checkpoints and the model go")
   for flag, low in ((EPOCHS, 1), (BATCH_SIZE, 1)):
@@ -157,9 +161,6 @@ def _check_flags():
 
 def _job_from_flags():
   """Builds the `TrainJob` the flags describe."""
-  from akd_tf import data as data_lib  # pylint: disable=g-import-not-at-top
-  from akd_tf import distill  # pylint: disable=g-import-not-at-top
-  from akd_tf import training  # pylint: disable=g-import-not-at-top
   spec = common.arch_spec_from_flags() if ROLE.value == "student" else None
   image_size = (common.IMAGE_SIZE.value if flags.FLAGS["image_size"].present
                 else None)
@@ -188,13 +189,11 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if LOGICAL_CPUS.value >= 2:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration()] * LOGICAL_CPUS.value)
   _check_flags()
   job = _job_from_flags()
-  from akd_tf import training  # pylint: disable=g-import-not-at-top
   strategy = training.make_strategy(job.strategy, job.tpu)
   try:
     result = training.run_job(job, strategy=strategy, log=logging.info)
