@@ -115,7 +115,7 @@ def features_before_pooling(model: keras.Model) -> keras.Model:
     raise ValueError(f"model '{model.name}' has no global pooling layer; the "
                      "relation score reads the feature map before the "
                      "classifier's global pooling")
-  return keras.Model(model.inputs, pooling[-1].input,
+  return keras.Model(model.input, pooling[-1].input,
                      name=f"{model.name}_features")
 
 
