@@ -1,8 +1,14 @@
 """KD ground truth: stand-alone distilled accuracy, the premise, every proxy.
 
-  python benchmarks/kd_bench.py --quick          # the machinery, ~15 min
-  python benchmarks/kd_bench.py                  # the full run: hours
+  python benchmarks/kd_bench.py --quick          # the machinery: 65 min here
+  python benchmarks/kd_bench.py                  # the full run: 10+ hours
   python benchmarks/kd_bench.py --analyze_only   # tables from the results
+
+(Measured on 2 cores shared with other jobs, load average 6-10: a --quick
+run took 65 min, 6 of them for the latency pool; one full-recipe stand-alone
+training 343-373 s, the short-train KD proxy 70-133 s per candidate. The
+full run is about 150 stand-alone trainings and 40 proxy sets: about 21
+worker-hours at that load, 11 hours wall with two workers.)
 
 No search involved. N architectures of the search space (40; --quick 6)
 are drawn at random, stratified by the latency the lookup table predicts
