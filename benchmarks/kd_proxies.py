@@ -87,7 +87,8 @@ class ProxyContext:
 
   @functools.cached_property
   def teacher_logits(self):
-    from akd_tf import teacher as teacher_lib  # pylint: disable=g-import-not-at-top
+    # pylint: disable-next=g-import-not-at-top
+    from akd_tf import teacher as teacher_lib
     return teacher_lib.teacher_logits(self.teacher, self.data.train,
                                       cache_dir=self.config.cache_dir)
 
@@ -163,9 +164,7 @@ def _short_training(epochs_factor: int, kd: bool):
   """The search's candidate evaluation with a scaled recipe, as a score."""
 
   def score(context: ProxyContext, actions, seed: int) -> dict:
-    # pylint: disable=g-import-not-at-top
-    from akd_tf import evaluate
-    # pylint: enable=g-import-not-at-top
+    from akd_tf import evaluate  # pylint: disable=g-import-not-at-top
     config = context.config
     train = dataclasses.replace(
         config.proxy, seed=seed, epochs=config.proxy.epochs * epochs_factor,

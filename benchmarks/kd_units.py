@@ -77,8 +77,10 @@ def builtin_teacher(config):
   Returns:
     (the teacher, its `teacher.TeacherInfo`).
   """
-  from akd_tf import data as data_lib  # pylint: disable=g-import-not-at-top
-  from akd_tf import teacher as teacher_lib  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from akd_tf import data as data_lib
+  from akd_tf import teacher as teacher_lib
+  # pylint: enable=g-import-not-at-top
   full = data_lib.load_data(config.final_data())
   model, info = teacher_lib.get_builtin_teacher(
       config.teacher, full, config.cache_dir, config.teacher_recipe)
@@ -99,8 +101,10 @@ def prepare_teachers(configs: Sequence, proxy_config) -> Dict[str, dict]:
   Returns:
     teacher name -> its TeacherInfo as a dict.
   """
-  from akd_tf import data as data_lib  # pylint: disable=g-import-not-at-top
-  from akd_tf import teacher as teacher_lib  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from akd_tf import data as data_lib
+  from akd_tf import teacher as teacher_lib
+  # pylint: enable=g-import-not-at-top
   infos = {}
   for config in configs:
     model, info = builtin_teacher(config)
