@@ -68,8 +68,8 @@ _FORMAT = "akd_tf.kd_bench/1"
 _DEFAULTS = {"num_archs": (40, 6), "num_repeats": (10, 2),
              "pool_size": (400, 60), "num_strata": (4, 3)}
 _FINGERPRINT = ("data", "global_params", "proxy", "final",
-                "final_train_size", "teacher", "teacher_recipe", "latency",
-                "reward")
+                "final_train_size", "teacher", "teacher_recipe",
+                "teacher_output", "latency", "reward")
 
 NUM_ARCHS = flags.DEFINE_integer(
     "num_archs", None, "Architectures (default 40; --quick 6; the issue "

@@ -89,8 +89,9 @@ class ProxyContext:
   def teacher_logits(self):
     # pylint: disable-next=g-import-not-at-top
     from akd_tf import teacher as teacher_lib
-    return teacher_lib.teacher_logits(self.teacher, self.data.train,
-                                      cache_dir=self.config.cache_dir)
+    return teacher_lib.teacher_logits(
+        self.teacher, self.data.train, cache_dir=self.config.cache_dir,
+        teacher_output=self.config.teacher_output)
 
   @functools.cached_property
   def relation_scorer(self):
@@ -175,6 +176,7 @@ def _short_training(epochs_factor: int, kd: bool):
         latency_mode="lut", latency=config.latency,
         latency_cache_path=context.setup.latency_cache_path,
         lut_path=context.setup.lut_path,
+        teacher_output=config.teacher_output,
         threads=config.threads_per_worker)
     evaluator = evaluate.CandidateEvaluator(
         eval_config, data=context.data,

@@ -54,11 +54,13 @@ def results_store(path: str) -> latency_lut.LatencyCache:
 def lut_paths(cache_dir: str, latency_config) -> Tuple[str, str]:
   """(latency table, whole-student latency cache) of this machine.
 
-  The table is only valid for one machine and timing setup, so its file is
-  named by both; a run on another machine starts its own table.
+  The table is only valid for the machine, software and timing setup that
+  `LatencyMeasurer` checks it against, so its file is named by all three;
+  a run on another machine or software starts its own table.
   """
   meta = dict(latency_config.timing_settings(),
-              machine=latency_lut.machine_id())
+              machine=latency_lut.machine_id(),
+              software=latency_lut.software_id())
   digest = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()
                           ).hexdigest()[:16]
   folder = os.path.join(cache_dir, "latency")
@@ -85,7 +87,9 @@ def builtin_teacher(config):
   model, info = teacher_lib.get_builtin_teacher(
       config.teacher, full, config.cache_dir, config.teacher_recipe)
   teacher_lib.check_teacher(model, full.input_shape, full.num_classes,
-                            dataset=full.name)
+                            dataset=full.name,
+                            images=teacher_lib.sample_images(full.train),
+                            teacher_output=config.teacher_output)
   return model, info
 
 
@@ -109,7 +113,8 @@ def prepare_teachers(configs: Sequence, proxy_config) -> Dict[str, dict]:
   for config in configs:
     model, info = builtin_teacher(config)
     full = data_lib.load_data(config.final_data())
-    teacher_lib.teacher_logits(model, full.train, cache_dir=config.cache_dir)
+    teacher_lib.teacher_logits(model, full.train, cache_dir=config.cache_dir,
+                               teacher_output=config.teacher_output)
     infos[config.teacher] = dataclasses.asdict(info)
     print(f"teacher {info.name}: {info.params:,} params, minival accuracy "
           f"{info.minival_accuracy:.4f} "
@@ -119,7 +124,8 @@ def prepare_teachers(configs: Sequence, proxy_config) -> Dict[str, dict]:
     model, info = builtin_teacher(proxy_config)
     proxy_data = data_lib.load_data(proxy_config.data)
     teacher_lib.teacher_logits(model, proxy_data.train,
-                               cache_dir=proxy_config.cache_dir)
+                               cache_dir=proxy_config.cache_dir,
+                               teacher_output=proxy_config.teacher_output)
     infos.setdefault(proxy_config.teacher, dataclasses.asdict(info))
   return infos
 
