@@ -1,11 +1,17 @@
 """akd_tf: Architecture-aware Knowledge Distillation on the MnasNet stack.
 
-Modules, lowest first (each imports only those before it):
-  config_checks the validation loop of every config dataclass
-  arch          BlockArgs/GlobalParams/ArchSpec and MnasNet block strings
-  search_space  the factorized hierarchical space: actions <-> blocks
-  builder       Keras functional students and the named presets
-  profile       parameter and MAC counts
+Subpackages, lowest first (each imports only those before it):
+  config_checks  (module) the validation loop of every config dataclass
+  space          block strings, the MnasNet search space, the Keras builder
+  distill        data, teachers, the Distiller, training jobs
+  latency        (latency.py, latency_lut.py) TFLite conversion, LiteRT
+                 timing, the device command, the lookup table, the cache
+  search         controllers, rewards, history, evaluation, pools, the loop
+  deploy         verified export, QAT, final training of a search's winner
+  analysis       statistics of finished searches, rank statistics
+  cli            absl apps: the only place that reads flags
+
+Each subpackage's docstring names its modules and their public names.
 """
 
 __version__ = "0.1.0"

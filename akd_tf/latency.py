@@ -43,10 +43,10 @@ import tensorflow as tf
 # pylint: disable-next=g-direct-tensorflow-import
 from tensorflow.python.framework import convert_to_constants
 
-from akd_tf import arch
-from akd_tf import builder
 from akd_tf import config_checks
 from akd_tf import latency_lut
+from akd_tf.space import arch
+from akd_tf.space import builder
 
 __all__ = [
     "CommandError", "ConversionError", "LatencyConfig", "LatencyError",

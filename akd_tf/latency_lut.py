@@ -41,8 +41,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import keras
 import numpy as np
 
-from akd_tf import arch
-from akd_tf import builder
+from akd_tf.space import arch
+from akd_tf.space import builder
 
 __all__ = ["LatencyCache", "LatencyLUT", "MissingPartsError", "cache_key",
            "last_level_cache_mb", "machine_id", "part_keys", "slice_parts",

@@ -44,8 +44,8 @@ from absl import app
 from absl import flags
 import numpy as np
 
-from akd_tf import controller as controller_lib
-from akd_tf import search_space
+from akd_tf.search import controller as controller_lib
+from akd_tf.space import search_space
 
 SIGNAL_SCALE = 0.01
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),

@@ -33,7 +33,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from akd_tf import rank_stats
+from akd_tf.analysis import rank_stats
 
 BOOTSTRAP_SAMPLES = 2000
 _TOP_K = 5

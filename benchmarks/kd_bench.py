@@ -59,8 +59,8 @@ import akd_vs_nas  # Its preset, budgets, flags and seeding.
 import kd_analysis
 import kd_proxies
 import kd_units
-from akd_tf import teacher as teacher_lib
 from akd_tf.cli import flag_configs
+from akd_tf.distill import teacher as teacher_lib
 
 RECIPES = tuple(f"kd_{t}" for t in teacher_lib.TEACHERS) + ("ce",)
 _FORMAT = "akd_tf.kd_bench/1"
@@ -238,7 +238,7 @@ def load_or_select(base, settings: Settings, paths: Paths,
       fewer architectures than --num_archs, or (`select` False) do not
       exist.
   """
-  from akd_tf import search_space  # pylint: disable=g-import-not-at-top
+  from akd_tf.space import search_space  # pylint: disable=g-import-not-at-top
   lut_path, cache_path = kd_units.lut_paths(base.cache_dir, base.latency)
   selection_config = kd_units.SelectionConfig(
       space=search_space.SearchSpace(

@@ -18,7 +18,7 @@ itself with one `register(Proxy(...))` call and gets its row in every table.
   macs          multiply-accumulates per image
   diswot        training-free: similarity of the teacher's and the untrained
                 student's sample relations on one batch of training images
-                (`akd_tf.diswot`)
+                (`akd_tf.distill.diswot`)
 
 A proxy's `score` runs in a worker process and returns the score and its
 cost in seconds for this one candidate (building the student included,
@@ -36,7 +36,7 @@ import functools
 import time
 from typing import Callable, Dict, Optional, Tuple
 
-from akd_tf import arch
+from akd_tf.space import arch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +66,7 @@ class ProxyContext:
 
   @functools.cached_property
   def data(self):
-    from akd_tf import data as data_lib  # pylint: disable=g-import-not-at-top
+    from akd_tf.distill import data as data_lib  # pylint: disable=g-import-not-at-top
     return data_lib.load_data(self.config.data)
 
   @functools.cached_property
@@ -76,7 +76,7 @@ class ProxyContext:
 
   @functools.cached_property
   def space(self):
-    from akd_tf import search_space  # pylint: disable=g-import-not-at-top
+    from akd_tf.space import search_space  # pylint: disable=g-import-not-at-top
     return search_space.SearchSpace(
         stem_size=self.config.global_params.stem_size)
 
@@ -88,14 +88,14 @@ class ProxyContext:
   @functools.cached_property
   def teacher_logits(self):
     # pylint: disable-next=g-import-not-at-top
-    from akd_tf import teacher as teacher_lib
+    from akd_tf.distill import teacher as teacher_lib
     return teacher_lib.teacher_logits(
         self.teacher, self.data.train, cache_dir=self.config.cache_dir,
         teacher_output=self.config.teacher_output)
 
   @functools.cached_property
   def relation_scorer(self):
-    from akd_tf import diswot  # pylint: disable=g-import-not-at-top
+    from akd_tf.distill import diswot  # pylint: disable=g-import-not-at-top
     return diswot.RelationScorer(
         self.teacher, self.data.train.images[:self.setup.relation_images])
 
@@ -106,7 +106,7 @@ class ProxyContext:
   def build(self, actions, seed: int):
     """The student of `actions`, its initial weights seeded by `seed`."""
     import keras  # pylint: disable=g-import-not-at-top
-    from akd_tf import builder  # pylint: disable=g-import-not-at-top
+    from akd_tf.space import builder  # pylint: disable=g-import-not-at-top
     keras.utils.set_random_seed(seed)
     return builder.build_from_spec(self.spec(actions))
 
@@ -165,7 +165,7 @@ def _short_training(epochs_factor: int, kd: bool):
   """The search's candidate evaluation with a scaled recipe, as a score."""
 
   def score(context: ProxyContext, actions, seed: int) -> dict:
-    from akd_tf import evaluate  # pylint: disable=g-import-not-at-top
+    from akd_tf.search import evaluate  # pylint: disable=g-import-not-at-top
     config = context.config
     train = dataclasses.replace(
         config.proxy, seed=seed, epochs=config.proxy.epochs * epochs_factor,
@@ -198,7 +198,7 @@ def _size(field: str):
   """Parameters or MACs of the built student."""
 
   def score(context: ProxyContext, actions, seed: int) -> dict:
-    from akd_tf import profile  # pylint: disable=g-import-not-at-top
+    from akd_tf.space import profile  # pylint: disable=g-import-not-at-top
     start = time.perf_counter()
     size = profile.profile_model(context.build(actions, seed))
     return {"score": float(getattr(size, field)),

@@ -31,11 +31,11 @@ import keras  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-from akd_tf import builder  # pylint: disable=g-import-not-at-top
-from akd_tf import data as data_lib  # pylint: disable=g-import-not-at-top
-from akd_tf import distill  # pylint: disable=g-import-not-at-top
-from akd_tf import profile  # pylint: disable=g-import-not-at-top
-from akd_tf import teacher as teacher_lib  # pylint: disable=g-import-not-at-top
+from akd_tf.distill import data as data_lib  # pylint: disable=g-import-not-at-top
+from akd_tf.distill import distiller as distiller_lib  # pylint: disable=g-import-not-at-top
+from akd_tf.distill import teacher as teacher_lib  # pylint: disable=g-import-not-at-top
+from akd_tf.space import builder  # pylint: disable=g-import-not-at-top
+from akd_tf.space import profile  # pylint: disable=g-import-not-at-top
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                        "kd_step.json")
@@ -54,7 +54,7 @@ def small_student(input_shape, num_classes) -> keras.Model:
 def _step_fn(variant, student_weights, teacher, data):
   student = small_student(data.input_shape, data.num_classes)
   student.set_weights(student_weights)
-  distiller = distill.Distiller(
+  distiller = distiller_lib.Distiller(
       student, teacher=teacher if variant == "kd_online" else None,
       alpha=0.0 if variant == "plain" else 0.9, temperature=4.0)
   distiller.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=False)

@@ -38,8 +38,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from akd_tf import arch
 from akd_tf import latency_lut
+from akd_tf.space import arch
 
 RESULT_OK = "ok"
 RESULT_FAILED = "failed"
@@ -71,7 +71,7 @@ def lut_paths(cache_dir: str, latency_config) -> Tuple[str, str]:
 def builtin_teacher(config):
   """The built-in teacher of a search config, as akd-search prepares it.
 
-  The same calls as `akd_tf.search._prepare_teacher` for a built-in
+  The same calls as `akd_tf.search.loop._prepare_teacher` for a built-in
   teacher: trained on the final training data with `config.teacher_recipe`
   and cached under `config.cache_dir` (so akd_vs_nas.py's searches and this
   benchmark share it), then checked against the data.
@@ -80,8 +80,8 @@ def builtin_teacher(config):
     (the teacher, its `teacher.TeacherInfo`).
   """
   # pylint: disable=g-import-not-at-top
-  from akd_tf import data as data_lib
-  from akd_tf import teacher as teacher_lib
+  from akd_tf.distill import data as data_lib
+  from akd_tf.distill import teacher as teacher_lib
   # pylint: enable=g-import-not-at-top
   full = data_lib.load_data(config.final_data())
   model, info = teacher_lib.get_builtin_teacher(
@@ -106,8 +106,8 @@ def prepare_teachers(configs: Sequence, proxy_config) -> Dict[str, dict]:
     teacher name -> its TeacherInfo as a dict.
   """
   # pylint: disable=g-import-not-at-top
-  from akd_tf import data as data_lib
-  from akd_tf import teacher as teacher_lib
+  from akd_tf.distill import data as data_lib
+  from akd_tf.distill import teacher as teacher_lib
   # pylint: enable=g-import-not-at-top
   infos = {}
   for config in configs:
@@ -191,9 +191,9 @@ def select_architectures(config: SelectionConfig) -> dict:
       message names --pool_size and --latency_span.
   """
   # pylint: disable=g-import-not-at-top
-  from akd_tf import data as data_lib
   from akd_tf import latency as latency_lib
-  from akd_tf import search_space
+  from akd_tf.distill import data as data_lib
+  from akd_tf.space import search_space
   # pylint: enable=g-import-not-at-top
   start = time.perf_counter()
   data = data_lib.load_data(config.data)
@@ -294,10 +294,10 @@ class StandaloneUnit:
       training seconds.
     """
     # pylint: disable=g-import-not-at-top
-    from akd_tf import data as data_lib
-    from akd_tf import finalize
-    from akd_tf import history
     from akd_tf import latency as latency_lib
+    from akd_tf.deploy import finalize
+    from akd_tf.distill import data as data_lib
+    from akd_tf.search import history
     # pylint: enable=g-import-not-at-top
     config = self.config
     data = data_lib.load_data(config.final_data())
@@ -374,7 +374,7 @@ def _run_unit(unit, run_id: str) -> dict:
 
 def run_task(task: WorkerTask) -> None:
   """Worker process entry: runs the task's units, appending each record."""
-  from akd_tf import evaluate  # pylint: disable=g-import-not-at-top
+  from akd_tf.search import evaluate  # pylint: disable=g-import-not-at-top
   evaluate.set_worker_threads(task.threads)
   for unit in task.units:
     record = _run_unit(unit, task.run_id)
@@ -382,7 +382,7 @@ def run_task(task: WorkerTask) -> None:
 
 
 def _init_worker(threads: int) -> None:
-  from akd_tf import evaluate  # pylint: disable=g-import-not-at-top
+  from akd_tf.search import evaluate  # pylint: disable=g-import-not-at-top
   evaluate.set_worker_threads(threads)
 
 

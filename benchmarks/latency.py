@@ -48,12 +48,12 @@ from absl import flags
 import numpy as np
 from scipy import stats as scipy_stats
 
-from akd_tf import arch
-from akd_tf import builder
-from akd_tf import history
 from akd_tf import latency
 from akd_tf import latency_lut
-from akd_tf import search_space
+from akd_tf.search import history
+from akd_tf.space import arch
+from akd_tf.space import builder
+from akd_tf.space import search_space
 
 _STUDENTS = flags.DEFINE_integer("students", 50, "Test students.")
 _CALIBRATION = flags.DEFINE_integer(

@@ -46,12 +46,12 @@ flag_configs.define_search_flags()
 
 def run_once(config, executor: str) -> dict:
   """One search in a fresh directory; its times and outcome."""
-  from akd_tf import search  # pylint: disable=g-import-not-at-top
+  from akd_tf.search import loop  # pylint: disable=g-import-not-at-top
   model_dir = tempfile.mkdtemp(prefix=f"ray_vs_local_{executor}_")
   start = time.perf_counter()
-  result = search.run_search(dataclasses.replace(config, executor=executor),
-                             model_dir,
-                             log=lambda m: print(m, file=sys.stderr))
+  result = loop.run_search(dataclasses.replace(config, executor=executor),
+                           model_dir,
+                           log=lambda m: print(m, file=sys.stderr))
   wall = time.perf_counter() - start
   phases = result.phase_seconds
   return {
@@ -109,7 +109,7 @@ def main(argv):
 
 
 def _ray_version() -> str:
-  from akd_tf import ray_pool  # pylint: disable=g-import-not-at-top
+  from akd_tf.search import ray_pool  # pylint: disable=g-import-not-at-top
   return ray_pool.import_ray().__version__
 
 

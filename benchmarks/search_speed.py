@@ -74,10 +74,10 @@ def phase_table(result) -> dict:
 def main(argv):
   del argv
   config = flag_configs.search_config_from_flags()
-  from akd_tf import search  # pylint: disable=g-import-not-at-top
+  from akd_tf.search import loop  # pylint: disable=g-import-not-at-top
   model_dir = MODEL_DIR.value or tempfile.mkdtemp(prefix="search_speed_")
-  result = search.run_search(config, model_dir,
-                             log=lambda m: print(m, file=sys.stderr))
+  result = loop.run_search(config, model_dir,
+                           log=lambda m: print(m, file=sys.stderr))
   phases = phase_table(result)
   total = (result.phase_seconds["loop"] + phases["teacher logits"] +
            result.phase_seconds.get("pool_start", 0.0))

@@ -17,10 +17,11 @@ Every teacher searches with its own seeds: the i-th teacher's search for
 training alike; the default teacher, i = 0, keeps s). The permutation test
 treats searches as independent, and two searches with one controller seed
 are not: they draw the same random numbers, start from the same student and
-stay alike, a pair rather than two samples (akd_tf.analyze refuses such
-groups). Runs before this change gave both teachers the same seeds; their
-search-level p-value (0.887 in results/teacher_dependence.json of
-2026-11-26) assumed an independence those searches did not have.
+stay alike, a pair rather than two samples
+(akd_tf.analysis.teacher_dependence refuses such groups). Runs before this
+change gave both teachers the same seeds; their search-level p-value
+(0.887 in results/teacher_dependence.json of 2026-11-26) assumed an
+independence those searches did not have.
 
 Prints each teacher's most frequent choices, the test's line and the final
 KD test accuracy of each teacher's winners; writes
@@ -42,8 +43,8 @@ from absl import flags
 import numpy as np
 
 import akd_vs_nas  # Shares its flags, budget and search runner.
-from akd_tf import teacher as teacher_lib
 from akd_tf.cli import flag_configs
+from akd_tf.distill import teacher as teacher_lib
 
 SEED_OFFSET = 1000  # Teacher i searches with seed + i * SEED_OFFSET.
 
@@ -71,7 +72,7 @@ def search_dir(work_dir: str, base_teacher: str, teacher: str,
 
 def main(argv):
   del argv
-  from akd_tf import analyze  # pylint: disable=g-import-not-at-top
+  from akd_tf.analysis import teacher_dependence  # pylint: disable=g-import-not-at-top
   base = flag_configs.search_config_from_flags()
   quick = akd_vs_nas.QUICK.value
   work_dir = os.path.join(akd_vs_nas.WORK_DIR.value,
@@ -101,17 +102,17 @@ def main(argv):
     print(f"searched with {teachers} only: no comparison (give two "
           "--teachers)")
     return
-  runs = [analyze.load_search(d) for d in model_dirs]
-  groups = analyze.group_by_teacher(runs)
-  distributions = analyze.choice_distributions(runs, TOP_K.value)
+  runs = [teacher_dependence.load_search(d) for d in model_dirs]
+  groups = teacher_dependence.group_by_teacher(runs)
+  distributions = teacher_dependence.choice_distributions(runs, TOP_K.value)
   tests = {
-      level: analyze.permutation_test(
+      level: teacher_dependence.permutation_test(
           groups[teachers[0]], groups[teachers[1]], TOP_K.value,
           num_permutations=PERMUTATIONS.value, level=level)
       for level in ("search", "candidate")}
   print()
   for teacher in teachers:
-    print(analyze.format_top_choices(distributions, teacher))
+    print(teacher_dependence.format_top_choices(distributions, teacher))
     accuracy = 100 * np.array([r["test_accuracy"] for r in finals[teacher]])
     print(f"{teacher}: final KD test accuracy of the winners "
           f"{accuracy.mean():.2f} % (min {accuracy.min():.2f}, max "
@@ -126,7 +127,7 @@ def main(argv):
     print("--quick: a small budget; indicative only.")
   stem = "teacher_dependence_quick" if quick else "teacher_dependence"
   os.makedirs(akd_vs_nas.RESULTS_DIR, exist_ok=True)
-  analyze.plot_choice_distributions(
+  teacher_dependence.plot_choice_distributions(
       distributions, os.path.join(akd_vs_nas.RESULTS_DIR, stem + ".png"),
       title=(f"AKD top {TOP_K.value} per search, {len(seeds)} seeds per "
              f"teacher; search-level p = {search_test.p_value:.3f}"))

@@ -24,8 +24,8 @@ def _nested_application(keras):
   about 1e-11 (a uniform teacher); they are recomputed on digits, which
   spreads its probabilities over 1e-3..0.8 as a teacher's are.
   """
-  from akd_tf import data  # pylint: disable=g-import-not-at-top
-  from akd_tf import distill  # pylint: disable=g-import-not-at-top
+  from akd_tf.distill import data  # pylint: disable=g-import-not-at-top
+  from akd_tf.distill import distiller  # pylint: disable=g-import-not-at-top
 
   def wrapped(application):
     inputs = keras.Input((8, 8, 1))
@@ -38,7 +38,7 @@ def _nested_application(keras):
       classifier_activation=activation)
   probabilities = make("softmax")
   digits = data.load_data(data.DataConfig("digits"))
-  distill.recalibrate_batch_norm(wrapped(probabilities), digits.train, 512)
+  distiller.recalibrate_batch_norm(wrapped(probabilities), digits.train, 512)
   logits = make(None)
   logits.set_weights(probabilities.get_weights())
   return wrapped(probabilities), wrapped(logits)
@@ -65,7 +65,7 @@ def softmax_teacher(request, tmp_path_factory):
   """(a teacher that outputs probabilities, the same teacher without its
   softmax), on digits' 8x8x1 images and 10 classes."""
   import keras  # pylint: disable=g-import-not-at-top
-  from akd_tf import teacher  # pylint: disable=g-import-not-at-top
+  from akd_tf.distill import teacher  # pylint: disable=g-import-not-at-top
   keras.utils.set_random_seed(0)
   if request.param == "nested_keras_application":
     return _nested_application(keras)

@@ -1,11 +1,11 @@
-"""Tests of akd_tf.arch: block strings, records and ArchSpec JSON."""
+"""Tests of akd_tf.space.arch: block strings, records and ArchSpec JSON."""
 
 import json
 
 import pytest
 
-from akd_tf import arch
-from akd_tf import builder
+from akd_tf.space import arch
+from akd_tf.space import builder
 
 
 @pytest.mark.parametrize("block_string", [

@@ -1,5 +1,5 @@
-"""Tests of akd_tf.builder and akd_tf.profile: presets, shapes, saving,
-and the same student built with Keras 3 and with tf_keras."""
+"""Tests of akd_tf.space.builder and akd_tf.space.profile: presets, shapes,
+saving, and the same student built with Keras 3 and with tf_keras."""
 
 import hypothesis
 from hypothesis import strategies as st
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import tf_keras
 
-from akd_tf import arch
-from akd_tf import builder
-from akd_tf import profile
-from akd_tf import search_space
+from akd_tf.space import arch
+from akd_tf.space import builder
+from akd_tf.space import profile
+from akd_tf.space import search_space
 
 SPACE = search_space.SearchSpace()
 SMALL = arch.GlobalParams(num_classes=10, batch_norm_momentum=0.9,

@@ -9,19 +9,19 @@ import sys
 
 import numpy as np
 
-from akd_tf import arch
-from akd_tf import data
-from akd_tf import distill
-from akd_tf import history
-from akd_tf import reward
-from akd_tf import search
-from akd_tf import search_space
+from akd_tf.distill import data
+from akd_tf.distill import distiller
+from akd_tf.search import history
+from akd_tf.search import loop
+from akd_tf.search import reward
+from akd_tf.space import arch
+from akd_tf.space import search_space
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPACE = search_space.SearchSpace()
-CONFIG = search.SearchConfig(
+CONFIG = loop.SearchConfig(
     data=data.DataConfig(dataset="digits"), global_params=arch.GlobalParams(),
-    proxy=distill.TrainConfig(), final=distill.TrainConfig(),
+    proxy=distiller.TrainConfig(), final=distiller.TrainConfig(),
     reward=reward.RewardConfig(target_ms=1.0))
 
 

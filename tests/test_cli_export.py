@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from akd_tf import arch
-from akd_tf import builder
+from akd_tf.space import arch
+from akd_tf.space import builder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BLOCKS = ("r1_k3_s11_e1_i32_o16", "r2_k3_s22_e6_i16_o24")

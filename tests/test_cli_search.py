@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from akd_tf import history
+from akd_tf.search import history
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

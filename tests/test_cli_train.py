@@ -1,4 +1,4 @@
-"""Tests of akd-train (akd_tf/cli/train.py) and akd_tf.training."""
+"""Tests of akd-train (akd_tf/cli/train.py) and akd_tf.distill.training."""
 
 import csv
 import json
@@ -9,10 +9,10 @@ import sys
 import keras
 import pytest
 
-from akd_tf import arch
-from akd_tf import data
-from akd_tf import distill
-from akd_tf import training
+from akd_tf.distill import data
+from akd_tf.distill import distiller
+from akd_tf.distill import training
+from akd_tf.space import arch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BLOCKS = "r1_k3_s11_e1_i32_o16,r2_k3_s22_e6_i16_o24"
@@ -168,7 +168,7 @@ def test_interrupted_training_resumes_from_the_last_epoch(tmp_path):
   job = training.TrainJob(
       role="student", model_dir=str(tmp_path),
       data=data.DataConfig("digits", train_size=256),
-      train=distill.TrainConfig(epochs=3, batch_size=64, kd_alpha=0.0),
+      train=distiller.TrainConfig(epochs=3, batch_size=64, kd_alpha=0.0),
       arch=arch.ArchSpec(arch.decode_blocks(BLOCKS.split(",")),
                          arch.GlobalParams(num_classes=10), (8, 8, 1)))
   lines = []
@@ -192,7 +192,7 @@ def test_interrupted_training_resumes_from_the_last_epoch(tmp_path):
 
 
 def test_train_job_rejects_inconsistent_roles():
-  config = distill.TrainConfig()
+  config = distiller.TrainConfig()
   with pytest.raises(ValueError, match="role 'teacher' trains a built-in"):
     training.TrainJob(role="teacher", model_dir="m",
                       data=data.DataConfig(), train=config)

@@ -1,4 +1,5 @@
-"""Tests of akd_tf.data: the embedded sets, the tfds path, the pipelines."""
+"""Tests of akd_tf.distill.data: the embedded sets, the tfds path, the
+pipelines."""
 
 import gzip
 import os
@@ -6,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from akd_tf import data
+from akd_tf.distill import data
 
 FASHION = os.path.join(data.FASHION_MNIST_DIR, "train-images-idx3-ubyte.gz")
 needs_fashion = pytest.mark.skipif(

@@ -1,15 +1,16 @@
-"""Tests of akd_tf.diswot on real Fashion-MNIST images and real models."""
+"""Tests of akd_tf.distill.diswot on real Fashion-MNIST images and real
+models."""
 
 import keras
 import numpy as np
 import pytest
 
-from akd_tf import arch
-from akd_tf import builder
-from akd_tf import data as data_lib
-from akd_tf import diswot
-from akd_tf import search_space
-from akd_tf import teacher as teacher_lib
+from akd_tf.distill import data as data_lib
+from akd_tf.distill import diswot
+from akd_tf.distill import teacher as teacher_lib
+from akd_tf.space import arch
+from akd_tf.space import builder
+from akd_tf.space import search_space
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""Tests of akd_tf.evaluate: one candidate end to end, failures, lost workers."""
+"""Tests of akd_tf.search.evaluate: one candidate end to end, failures, lost
+workers."""
 
 import dataclasses
 import multiprocessing
@@ -12,21 +13,21 @@ import time
 import numpy as np
 import pytest
 
-from akd_tf import arch
-from akd_tf import data as data_lib
-from akd_tf import distill
-from akd_tf import evaluate
-from akd_tf import history
 from akd_tf import latency
-from akd_tf import reward
-from akd_tf import search_space
+from akd_tf.distill import data as data_lib
+from akd_tf.distill import distiller
+from akd_tf.search import evaluate
+from akd_tf.search import history
+from akd_tf.search import reward
+from akd_tf.space import arch
+from akd_tf.space import search_space
 
 SPACE = search_space.SearchSpace()
 
 
 def make_config(tmp_path, **train_changes):
-  train = distill.TrainConfig(**{"epochs": 1, "batch_size": 32,
-                                 "kd_alpha": 0.0, **train_changes})
+  train = distiller.TrainConfig(**{"epochs": 1, "batch_size": 32,
+                                   "kd_alpha": 0.0, **train_changes})
   return evaluate.EvalConfig(
       data=data_lib.DataConfig(dataset="digits", train_size=256,
                                minival_size=200),
@@ -141,7 +142,7 @@ def test_int8_latency_of_untrained_se_student_is_measured(tmp_path):
 def test_kd_without_teacher_is_a_setup_error(tmp_path):
   config = make_config(tmp_path)
   config = evaluate.EvalConfig(**{**config.__dict__, "train":
-                                  distill.TrainConfig(kd_alpha=0.5)})
+                                  distiller.TrainConfig(kd_alpha=0.5)})
   with pytest.raises(ValueError, match="needs teacher_logits_path"):
     evaluate.CandidateEvaluator(config)
 

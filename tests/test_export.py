@@ -1,4 +1,5 @@
-"""Tests of akd_tf.export (and the QAT child akd_tf.export_qat) on digits."""
+"""Tests of akd_tf.deploy.export (and the QAT child
+akd_tf.deploy.export_qat) on digits."""
 
 import importlib
 import json
@@ -10,11 +11,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from akd_tf import arch
-from akd_tf import builder
-from akd_tf import data
-from akd_tf import export
 from akd_tf import latency
+from akd_tf.deploy import export
+from akd_tf.distill import data
+from akd_tf.space import arch
+from akd_tf.space import builder
 
 BLOCKS = ("r1_k3_s11_e1_i32_o16_se0.25", "r2_k3_s22_e6_i16_o24")
 FAST_TIMING = latency.LatencyConfig(warmup=2, runs=5, repeats=2, pause_ms=0)
@@ -106,7 +107,7 @@ def test_qat_export_rebuilds_with_tf_keras_and_reports_its_drop(student,
 
 def test_qat_module_refuses_to_load_into_a_keras3_process():
   with pytest.raises(ImportError, match="run it in its own process"):
-    importlib.import_module("akd_tf.export_qat")
+    importlib.import_module("akd_tf.deploy.export_qat")
 
 
 def test_load_student_from_arch_json_and_weights(student, tmp_path):

@@ -13,11 +13,11 @@ import pytest
 import tensorflow as tf
 
 from ai_edge_litert import interpreter as litert
-from akd_tf import arch
-from akd_tf import builder
 from akd_tf import latency
 from akd_tf import latency_lut
-from akd_tf import search_space
+from akd_tf.space import arch
+from akd_tf.space import builder
+from akd_tf.space import search_space
 
 FAKE = os.path.join(os.path.dirname(__file__), "fake_benchmark_model.py")
 FAKE_COMMAND = f"{sys.executable} {FAKE} --graph={{tflite}} --num_threads=1"

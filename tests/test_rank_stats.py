@@ -1,4 +1,5 @@
-"""Tests of akd_tf.rank_stats against hand-computed values (ties included)."""
+"""Tests of akd_tf.analysis.rank_stats against hand-computed values (ties
+included)."""
 
 import math
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from akd_tf import rank_stats
+from akd_tf.analysis import rank_stats
 
 
 def test_rankdata_gives_tied_values_their_mean_rank():

@@ -1,4 +1,5 @@
-"""Tests of akd_tf.ray_pool: searches on real Ray, node loss, missing Ray.
+"""Tests of akd_tf.search.ray_pool: searches on real Ray, node loss, missing
+Ray.
 
 The node-loss test starts a Ray cluster of three nodes on this machine
 (`ray.cluster_utils.Cluster`: a head without CPUs and two one-CPU worker
@@ -18,15 +19,15 @@ import time
 
 import pytest
 
-from akd_tf import arch
-from akd_tf import controller as controller_lib
-from akd_tf import data as data_lib
-from akd_tf import distill
-from akd_tf import history
 from akd_tf import latency
-from akd_tf import reward
-from akd_tf import search
-from akd_tf import teacher as teacher_lib
+from akd_tf.distill import data as data_lib
+from akd_tf.distill import distiller
+from akd_tf.distill import teacher as teacher_lib
+from akd_tf.search import controller as controller_lib
+from akd_tf.search import history
+from akd_tf.search import loop
+from akd_tf.search import reward
+from akd_tf.space import arch
 
 ray = pytest.importorskip("ray")
 psutil = pytest.importorskip("psutil")
@@ -38,8 +39,8 @@ TASK_TITLE = "ray::_evaluate_candidate"
 
 def search_config(cache_dir, **changes):
   """A digits search whose candidates take seconds; one controller step."""
-  proxy = distill.TrainConfig(epochs=1, batch_size=32, kd_alpha=0.9, seed=3)
-  return search.SearchConfig(
+  proxy = distiller.TrainConfig(epochs=1, batch_size=32, kd_alpha=0.9, seed=3)
+  return loop.SearchConfig(
       data=data_lib.DataConfig(dataset="digits", train_size=320,
                                minival_size=300),
       global_params=arch.GlobalParams(num_classes=10, batch_norm_momentum=0.9,
@@ -114,8 +115,8 @@ def test_lost_node_costs_a_retry_and_history_matches_local(
                              args=(cluster, workers[1], removed, stop))
   remover.start()
   try:
-    result = search.run_search(search_config(cache_dir, executor="ray"),
-                               str(tmp_path / "ray"))
+    result = loop.run_search(search_config(cache_dir, executor="ray"),
+                             str(tmp_path / "ray"))
   finally:
     stop.set()
     remover.join()
@@ -130,7 +131,7 @@ def test_lost_node_costs_a_retry_and_history_matches_local(
               if r.worker.endswith(f":{removed['pid']}")], (removed, records)
   assert result.best is not None and result.evaluated == NUM_CANDIDATES
 
-  search.run_search(search_config(cache_dir), str(tmp_path / "local"))
+  loop.run_search(search_config(cache_dir), str(tmp_path / "local"))
   local = {r.key: r for r in read_history(str(tmp_path / "local"))}
   assert set(local) == set(keys)
   for record in records:
@@ -143,9 +144,9 @@ def test_lost_node_costs_a_retry_and_history_matches_local(
 
 
 def test_started_ray_pool_reuses_one_evaluator_per_worker_process(tmp_path):
-  from akd_tf import evaluate  # pylint: disable=g-import-not-at-top
-  from akd_tf import ray_pool  # pylint: disable=g-import-not-at-top
-  from akd_tf import search_space  # pylint: disable=g-import-not-at-top
+  from akd_tf.search import evaluate  # pylint: disable=g-import-not-at-top
+  from akd_tf.search import ray_pool  # pylint: disable=g-import-not-at-top
+  from akd_tf.space import search_space  # pylint: disable=g-import-not-at-top
   space = search_space.SearchSpace()
   config = evaluate.EvalConfig(
       data=data_lib.DataConfig(dataset="digits", train_size=256,
@@ -153,7 +154,7 @@ def test_started_ray_pool_reuses_one_evaluator_per_worker_process(tmp_path):
       global_params=arch.GlobalParams(num_classes=10, batch_norm_momentum=0.9,
                                       head_size=32, depth_multiplier=0.25),
       space=space.get_config(),
-      train=distill.TrainConfig(epochs=1, batch_size=32, kd_alpha=0.0),
+      train=distiller.TrainConfig(epochs=1, batch_size=32, kd_alpha=0.0),
       reward=reward.RewardConfig(target_ms=0.05),
       latency=latency.LatencyConfig(runs=5, repeats=1, warmup=2),
       latency_cache_path=str(tmp_path / "latency.jsonl"))
@@ -186,7 +187,7 @@ def test_ray_executor_without_ray_names_the_install_command(tmp_path):
 
 
 def test_pool_without_ray_raises_the_install_hint(monkeypatch):
-  from akd_tf import ray_pool  # pylint: disable=g-import-not-at-top
+  from akd_tf.search import ray_pool  # pylint: disable=g-import-not-at-top
   monkeypatch.setitem(sys.modules, "ray", None)
   with pytest.raises(ImportError, match=r"pip install -e \.\[ray\]"):
     ray_pool.RayPool(None, num_workers=1)
@@ -204,7 +205,7 @@ def test_bad_executor_settings_are_clear_errors(tmp_path, changes, message):
 
 
 def test_ray_settings_are_resumable_changes(tmp_path):
-  check = search._check_resume_config  # pylint: disable=protected-access
+  check = loop._check_resume_config  # pylint: disable=protected-access
   path = tmp_path / "search_config.json"
   check(str(path), search_config(str(tmp_path)).get_config())
   on_ray = search_config(str(tmp_path), executor="ray", ray_address="auto",

@@ -1,11 +1,11 @@
-"""Tests of akd_tf.search_space: actions <-> blocks, size, sampling."""
+"""Tests of akd_tf.space.search_space: actions <-> blocks, size, sampling."""
 
 import math
 
 import pytest
 
-from akd_tf import arch
-from akd_tf import search_space
+from akd_tf.space import arch
+from akd_tf.space import search_space
 
 
 @pytest.fixture(name="space")

@@ -1,4 +1,4 @@
-"""Tests of akd_tf.teacher: loading, checks, built-ins, caches."""
+"""Tests of akd_tf.distill.teacher: loading, checks, built-ins, caches."""
 
 import os
 
@@ -6,9 +6,9 @@ import keras
 import numpy as np
 import pytest
 
-from akd_tf import data
-from akd_tf import distill
-from akd_tf import teacher
+from akd_tf.distill import data
+from akd_tf.distill import distiller as distiller_lib
+from akd_tf.distill import teacher
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,8 @@ def test_softmax_teacher_is_refused_naming_teacher_output(
 
 
 def _kd_loss(teacher_logits, student_logits):
-  distiller = distill.Distiller(_small_model(), alpha=1.0, temperature=4.0)
+  distiller = distiller_lib.Distiller(_small_model(), alpha=1.0,
+                                      temperature=4.0)
   return float(distiller.distillation_loss(teacher_logits, student_logits))
 
 

@@ -8,9 +8,10 @@ teacher (NAS searches, --reward_accuracy=ce, form the group 'nas'), takes the
 --top_k distinct successful students of every search by reward and prints,
 per teacher, the most frequent choice of every block and decision with its
 share. With exactly two groups (or --teachers) it runs a permutation test of
-whether they prefer different architectures (see akd_tf.analyze for the
-statistic and what is permuted). Writes analysis.json (the distributions and
-the test) and choices.png into --output_dir.
+whether they prefer different architectures (see
+akd_tf.analysis.teacher_dependence for the statistic and what is permuted).
+Writes analysis.json (the distributions and the test) and choices.png into
+--output_dir.
 """
 
 import json
@@ -40,11 +41,11 @@ OUTPUT_DIR = flags.DEFINE_string(
 
 
 def _load_runs(model_dirs):
-  from akd_tf import analyze  # pylint: disable=g-import-not-at-top
+  from akd_tf.analysis import teacher_dependence  # pylint: disable=g-import-not-at-top
   runs = []
   for model_dir in model_dirs:
     try:
-      runs.append(analyze.load_search(model_dir))
+      runs.append(teacher_dependence.load_search(model_dir))
     except (OSError, ValueError) as error:
       raise app.UsageError(f"--model_dirs: {error}") from None
   return runs
@@ -74,16 +75,16 @@ def main(argv):
   for name, flag in (("top_k", TOP_K), ("permutations", PERMUTATIONS)):
     if flag.value < 1:
       raise app.UsageError(f"--{name}={flag.value} must be >= 1")
-  from akd_tf import analyze  # pylint: disable=g-import-not-at-top
+  from akd_tf.analysis import teacher_dependence  # pylint: disable=g-import-not-at-top
   runs = _load_runs(MODEL_DIRS.value)
-  groups = analyze.group_by_teacher(runs)
+  groups = teacher_dependence.group_by_teacher(runs)
   pair = _pair(groups)
   try:
-    distributions = analyze.choice_distributions(runs, TOP_K.value)
+    distributions = teacher_dependence.choice_distributions(runs, TOP_K.value)
   except ValueError as error:
     raise app.UsageError(f"--model_dirs: {error}") from None
   for group in groups:
-    print(analyze.format_top_choices(distributions, group))
+    print(teacher_dependence.format_top_choices(distributions, group))
     print()
   test = None
   if pair is None:
@@ -91,7 +92,7 @@ def main(argv):
           "it needs two (choose them with --teachers)")
   else:
     try:
-      test = analyze.permutation_test(
+      test = teacher_dependence.permutation_test(
           groups[pair[0]], groups[pair[1]], TOP_K.value,
           num_permutations=PERMUTATIONS.value, seed=SEED.value,
           level=LEVEL.value)
@@ -109,7 +110,8 @@ def main(argv):
   title = (f"top {TOP_K.value} candidates per search; "
            + (f"{test.level}-level test p = {test.p_value:.4f}" if test
               else "no test"))
-  analyze.plot_choice_distributions(distributions, png_path, title=title)
+  teacher_dependence.plot_choice_distributions(distributions, png_path,
+                                               title=title)
   print(f"wrote {json_path} and {png_path}")
 
 

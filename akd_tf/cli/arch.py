@@ -24,8 +24,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   spec = common.arch_spec_from_flags()
-  from akd_tf import builder  # pylint: disable=g-import-not-at-top
-  from akd_tf import profile  # pylint: disable=g-import-not-at-top
+  from akd_tf.space import builder  # pylint: disable=g-import-not-at-top
+  from akd_tf.space import profile  # pylint: disable=g-import-not-at-top
   model = builder.build_from_spec(spec)
   size = profile.profile_model(model)
   if JSON.value:

@@ -12,8 +12,8 @@ import json
 from absl import app
 from absl import flags
 
-from akd_tf import arch
-from akd_tf import builder
+from akd_tf.space import arch
+from akd_tf.space import builder
 
 PRESET = flags.DEFINE_enum(
     "preset", None, sorted(builder.PRESETS),

@@ -100,9 +100,9 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   _check_flags()
   # pylint: disable=g-import-not-at-top
-  from akd_tf import data as data_lib
-  from akd_tf import export
   from akd_tf import latency
+  from akd_tf.deploy import export
+  from akd_tf.distill import data as data_lib
   # pylint: enable=g-import-not-at-top
   try:
     model, spec = export.load_student(MODEL.value, ARCH_JSON.value,

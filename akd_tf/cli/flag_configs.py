@@ -1,7 +1,7 @@
 """The search's flags, defined once, and their conversion to config objects.
 
 `define_*_flags` define the flag groups; `search_config_from_flags` turns the
-parsed flags into a `search.SearchConfig`, raising `app.UsageError` that
+parsed flags into a `loop.SearchConfig`, raising `app.UsageError` that
 names the flag for any bad value.
 """
 
@@ -11,13 +11,13 @@ import os
 from absl import app
 from absl import flags
 
-from akd_tf import arch
-from akd_tf import controller as controller_lib
-from akd_tf import data as data_lib
-from akd_tf import distill
 from akd_tf import latency
-from akd_tf import reward as reward_lib
-from akd_tf import teacher as teacher_lib
+from akd_tf.distill import data as data_lib
+from akd_tf.distill import distiller
+from akd_tf.distill import teacher as teacher_lib
+from akd_tf.search import controller as controller_lib
+from akd_tf.search import reward as reward_lib
+from akd_tf.space import arch
 
 FLAGS = flags.FLAGS
 
@@ -94,7 +94,7 @@ def define_search_flags():
   flags.DEFINE_integer("proxy_batch_size", 128, "Batch size of candidates.")
   flags.DEFINE_float("proxy_learning_rate", 2e-3, "Learning rate of "
                      "candidates.")
-  flags.DEFINE_enum("optimizer", "adam", list(distill.OPTIMIZERS),
+  flags.DEFINE_enum("optimizer", "adam", list(distiller.OPTIMIZERS),
                     "Optimizer of candidates and the final student.")
   flags.DEFINE_float("kd_alpha", 0.9, "Weight of the KD term in [0, 1].")
   flags.DEFINE_float("kd_temperature", 4.0, "KD temperature (> 0).")
@@ -179,7 +179,7 @@ def _train_configs(f):
   """Returns (the candidates' proxy recipe, the winner's final recipe)."""
   proxy = _build(["proxy_epochs", "proxy_batch_size", "proxy_learning_rate",
                   "kd_alpha", "kd_temperature", "bn_recalibration_images"],
-                 distill.TrainConfig,
+                 distiller.TrainConfig,
                  epochs=f.proxy_epochs, batch_size=f.proxy_batch_size,
                  learning_rate=f.proxy_learning_rate, optimizer=f.optimizer,
                  kd_alpha=f.kd_alpha, kd_temperature=f.kd_temperature,
@@ -222,7 +222,7 @@ def _check_teacher_and_executor(f) -> None:
         f"--teacher={f.teacher}: neither a built-in teacher "
         f"{teacher_lib.TEACHERS} nor an existing .keras file or SavedModel")
   if f.executor == "ray":
-    from akd_tf import ray_pool  # pylint: disable=g-import-not-at-top
+    from akd_tf.search import ray_pool  # pylint: disable=g-import-not-at-top
     try:
       ray_pool.import_ray()
     except ImportError as error:
@@ -230,12 +230,12 @@ def _check_teacher_and_executor(f) -> None:
 
 
 def search_config_from_flags():
-  """Returns the `search.SearchConfig` the parsed flags describe.
+  """Returns the `loop.SearchConfig` the parsed flags describe.
 
   Raises:
     app.UsageError: a flag value is invalid; the message names the flag.
   """
-  from akd_tf import search  # pylint: disable=g-import-not-at-top
+  from akd_tf.search import loop  # pylint: disable=g-import-not-at-top
   f = FLAGS
   data = _data_config(f)
   global_params = _global_params(f)
@@ -250,7 +250,7 @@ def search_config_from_flags():
   return _build(
       ["num_candidates", "num_workers", "candidates_per_step",
        "reward_accuracy", "kd_alpha", "executor", "ray_address",
-       "cpus_per_candidate", "gpus_per_candidate"], search.SearchConfig,
+       "cpus_per_candidate", "gpus_per_candidate"], loop.SearchConfig,
       data=data, global_params=global_params, proxy=proxy, final=final,
       reward=reward, final_train_size=f.final_train_size or None,
       reward_accuracy=f.reward_accuracy, controller=f.controller,

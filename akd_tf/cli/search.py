@@ -18,8 +18,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from akd_tf import controller as controller_lib
 from akd_tf.cli import flag_configs
+from akd_tf.search import controller as controller_lib
 
 MODEL_DIR = flags.DEFINE_string(
     "model_dir", None, "Where the search writes (and resumes) everything.")
@@ -40,9 +40,9 @@ def main(argv):
     warning = controller_lib.budget_warning(config.num_candidates)
     if warning:
       _progress(f"warning: --{warning}")
-  from akd_tf import search  # pylint: disable=g-import-not-at-top
+  from akd_tf.search import loop  # pylint: disable=g-import-not-at-top
   try:
-    result = search.run_search(config, MODEL_DIR.value, log=_progress)
+    result = loop.run_search(config, MODEL_DIR.value, log=_progress)
   except (ValueError, FileNotFoundError, ImportError) as error:
     print(f"akd-search: error: {error}", file=sys.stderr)
     return 1

@@ -28,11 +28,11 @@ from absl import flags
 from absl import logging
 import tensorflow as tf
 
-from akd_tf import data as data_lib
-from akd_tf import distill
-from akd_tf import teacher as teacher_lib
-from akd_tf import training
 from akd_tf.cli import common
+from akd_tf.distill import data as data_lib
+from akd_tf.distill import distiller
+from akd_tf.distill import teacher as teacher_lib
+from akd_tf.distill import training
 
 ROLE = flags.DEFINE_enum("role", "student", list(training.ROLES),
                          "Train a built-in teacher or a student.")
@@ -77,10 +77,10 @@ BATCH_SIZE = flags.DEFINE_integer(
 LEARNING_RATE = flags.DEFINE_float(
     "learning_rate", 2e-3,
     "Learning rate for one replica's batch (scaled by the replica count).")
-OPTIMIZER = flags.DEFINE_enum("optimizer", "adam", list(distill.OPTIMIZERS),
+OPTIMIZER = flags.DEFINE_enum("optimizer", "adam", list(distiller.OPTIMIZERS),
                               "Optimizer (sgd: momentum 0.9, Nesterov).")
 LR_SCHEDULE = flags.DEFINE_enum("lr_schedule", "cosine",
-                                list(distill.LR_SCHEDULES),
+                                list(distiller.LR_SCHEDULES),
                                 "Learning-rate schedule over the run.")
 AUGMENT = flags.DEFINE_bool(
     "augment", False,
@@ -171,7 +171,7 @@ def _job_from_flags():
         seed=SEED.value, download=DOWNLOAD.value)
   except ValueError as error:
     _usage("image_size", error)
-  train_config = distill.TrainConfig(
+  train_config = distiller.TrainConfig(
       epochs=EPOCHS.value, batch_size=BATCH_SIZE.value,
       learning_rate=LEARNING_RATE.value, optimizer=OPTIMIZER.value,
       lr_schedule=LR_SCHEDULE.value, kd_alpha=KD_ALPHA.value,

@@ -1,7 +1,7 @@
 """The AKD search loop: sample, evaluate, reward, update; resume; final student.
 
 One step of the search samples a batch of candidates from the controller,
-evaluates them in parallel (`akd_tf.evaluate`), appends every finished
+evaluates them in parallel (`akd_tf.search.evaluate`), appends every finished
 evaluation to `history.jsonl` as soon as it is finished, then gives the
 batch's rewards to the controller and checkpoints it. AKD and the paper's
 NAS+KD baseline differ only in the accuracy that enters the reward:
@@ -26,7 +26,7 @@ Files under `model_dir`:
   best/                arch.json, student.keras, metrics.json and, with
                        export on, akd-export's verified float export:
                        saved_model/ (image -> logits), student_float.tflite,
-                       export_report.json (see akd_tf.finalize)
+                       export_report.json (see akd_tf.deploy.finalize)
 
 Candidates are evaluated by local worker processes (`evaluate.LocalPool`,
 executor 'local') or as Ray tasks on a cluster (`ray_pool.RayPool`, executor
@@ -49,19 +49,19 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from akd_tf import arch
 from akd_tf import config_checks
-from akd_tf import controller as controller_lib
-from akd_tf import data as data_lib
-from akd_tf import distill
-from akd_tf import evaluate
-from akd_tf import finalize
-from akd_tf import history
 from akd_tf import latency as latency_lib
-from akd_tf import report
-from akd_tf import reward as reward_lib
-from akd_tf import search_space
-from akd_tf import teacher as teacher_lib
+from akd_tf.deploy import finalize
+from akd_tf.distill import data as data_lib
+from akd_tf.distill import distiller
+from akd_tf.distill import teacher as teacher_lib
+from akd_tf.search import controller as controller_lib
+from akd_tf.search import evaluate
+from akd_tf.search import history
+from akd_tf.search import report
+from akd_tf.search import reward as reward_lib
+from akd_tf.space import arch
+from akd_tf.space import search_space
 
 __all__ = ["EXECUTORS", "REWARD_ACCURACIES", "SearchConfig", "SearchResult",
            "run_search"]
@@ -97,8 +97,8 @@ class SearchConfig:
     num_workers: Candidates evaluated at once (local worker processes, or
       Ray tasks in flight).
     threads_per_worker: TensorFlow threads of each worker (0: TF's default).
-    teacher: A built-in teacher name (akd_tf.teacher.TEACHERS) or the path
-      of a `.keras` file or SavedModel.
+    teacher: A built-in teacher name (akd_tf.distill.teacher.TEACHERS) or the
+      path of a `.keras` file or SavedModel.
     teacher_output: What the teacher outputs: 'logits', or 'probabilities'
       (it then distills from its log-probabilities). Checked on training
       images: a mismatch is refused with the fix.
@@ -119,8 +119,8 @@ class SearchConfig:
 
   data: data_lib.DataConfig
   global_params: arch.GlobalParams
-  proxy: distill.TrainConfig
-  final: distill.TrainConfig
+  proxy: distiller.TrainConfig
+  final: distiller.TrainConfig
   reward: reward_lib.RewardConfig
   final_train_size: Optional[int] = None
   reward_accuracy: str = "kd"
@@ -189,7 +189,7 @@ class SearchConfig:
     """A JSON-serializable description (sub-configs as dicts)."""
     return json.loads(json.dumps(dataclasses.asdict(self)))
 
-  def proxy_recipe(self) -> distill.TrainConfig:
+  def proxy_recipe(self) -> distiller.TrainConfig:
     """The recipe candidates are trained with for their reward."""
     if self.reward_accuracy == "ce":
       return dataclasses.replace(self.proxy, kd_alpha=0.0)
@@ -332,7 +332,7 @@ def run_search(config: SearchConfig, model_dir: str,
   """
   start = time.time()
   if config.executor == "ray":
-    from akd_tf import ray_pool  # pylint: disable=g-import-not-at-top
+    from akd_tf.search import ray_pool  # pylint: disable=g-import-not-at-top
     ray_pool.import_ray()  # Before the teacher: fail in seconds.
   timer = _PhaseTimer()
   os.makedirs(model_dir, exist_ok=True)
@@ -414,7 +414,7 @@ def _make_pool(config: SearchConfig, eval_config: evaluate.EvalConfig,
                data: data_lib.Data):
   """The candidate evaluator pool of `config.executor`."""
   if config.executor == "ray":
-    from akd_tf import ray_pool  # pylint: disable=g-import-not-at-top
+    from akd_tf.search import ray_pool  # pylint: disable=g-import-not-at-top
     return ray_pool.RayPool(
         eval_config, config.num_workers, address=config.ray_address,
         cpus_per_candidate=config.cpus_per_candidate,

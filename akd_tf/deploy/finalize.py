@@ -6,7 +6,7 @@ Writes under `out_dir`:
   student.keras         the trained student (reloads with safe_mode=True)
   metrics.json          accuracies (mini-val, test), latency, size, wall times
 and, when the search exports (`SearchConfig.export`), what `akd-export
---quantize=none` writes (`akd_tf.export.export_student`), each artifact
+--quantize=none` writes (`akd_tf.deploy.export.export_student`), each artifact
 verified against the Keras model on the test split:
   saved_model/          serving signature 'serving_default': image -> logits
   student_float.tflite  float32 TFLite
@@ -25,14 +25,14 @@ from typing import Callable
 
 import keras
 
-from akd_tf import arch
-from akd_tf import builder
-from akd_tf import data as data_lib
-from akd_tf import distill
-from akd_tf import export as export_lib
-from akd_tf import history
-from akd_tf import profile
-from akd_tf import teacher as teacher_lib
+from akd_tf.deploy import export as export_lib
+from akd_tf.distill import data as data_lib
+from akd_tf.distill import distiller
+from akd_tf.distill import teacher as teacher_lib
+from akd_tf.search import history
+from akd_tf.space import arch
+from akd_tf.space import builder
+from akd_tf.space import profile
 
 __all__ = ["FinalResult", "finalize"]
 
@@ -67,7 +67,7 @@ class FinalResult:
     return config
 
 
-def _train(model, data, config, teacher, log) -> distill.CandidateResult:
+def _train(model, data, config, teacher, log) -> distiller.CandidateResult:
   """Trains the winner with the search's final recipe (KD from cached
   teacher logits when the data is in memory)."""
   logits = None
@@ -77,10 +77,10 @@ def _train(model, data, config, teacher, log) -> distill.CandidateResult:
                                         teacher_output=config.teacher_output)
   log(f"final training: {config.final.epochs} epochs on {data.train.size} "
       f"images, kd_alpha {config.final.kd_alpha}")
-  return distill.train_candidate(model, data.train, data.minival,
-                                 config.final, teacher=teacher,
-                                 teacher_logits=logits,
-                                 teacher_output=config.teacher_output)
+  return distiller.train_candidate(model, data.train, data.minival,
+                                   config.final, teacher=teacher,
+                                   teacher_logits=logits,
+                                   teacher_output=config.teacher_output)
 
 
 def _export(model, spec, model_path, config, out_dir, log) -> float:
@@ -114,7 +114,7 @@ def finalize(best: history.CandidateRecord, config,
     A `FinalResult`; its latency is NaN when the search does not export.
 
   Raises:
-    distill.CandidateDiverged: final training diverged.
+    distiller.CandidateDiverged: final training diverged.
     akd_tf.latency.ConversionError: export to TFLite failed.
   """
   os.makedirs(out_dir, exist_ok=True)
@@ -126,7 +126,7 @@ def finalize(best: history.CandidateRecord, config,
   model = builder.build_from_spec(spec)
   size = profile.profile_model(model)
   trained = _train(model, data, config, teacher, log)
-  test_accuracy = distill.accuracy_of(model, data.test)
+  test_accuracy = distiller.accuracy_of(model, data.test)
   model_path = os.path.join(out_dir, "student.keras")
   model.save(model_path)
   latency_ms = float("nan")

@@ -9,11 +9,11 @@ The loss of a student with logits s, a teacher with logits t and labels y is
 no teacher at all: the NAS baseline of the search uses it. The teacher's
 logits come either from the teacher run online on each batch (needed with
 augmentation) or from a cache computed once per search
-(`akd_tf.teacher.teacher_logits`) and fed with the batch
-(`akd_tf.data.make_dataset(..., teacher_logits=...)`). A teacher that
+(`akd_tf.distill.teacher.teacher_logits`) and fed with the batch
+(`akd_tf.distill.data.make_dataset(..., teacher_logits=...)`). A teacher that
 outputs probabilities distills from its log-probabilities when the caller
 says so (`teacher_output='probabilities'`); what it outputs is checked on
-real images before training (`akd_tf.teacher.check_teacher_output`).
+real images before training (`akd_tf.distill.teacher.check_teacher_output`).
 
 Conventions follow Keras 3's `keras.distillation.Distiller`: the teacher is
 frozen and runs with training=False, `call` returns the student's outputs,
@@ -39,8 +39,8 @@ import numpy as np
 import tensorflow as tf
 
 from akd_tf import config_checks
-from akd_tf import data as data_lib
-from akd_tf import teacher as teacher_lib
+from akd_tf.distill import data as data_lib
+from akd_tf.distill import teacher as teacher_lib
 
 __all__ = ["CandidateDiverged", "CandidateResult", "Distiller",
            "LR_SCHEDULES", "OPTIMIZERS", "TrainConfig", "accuracy_of",
@@ -88,7 +88,7 @@ class Distiller(keras.Model):
     temperature: Softmax temperature T > 0 of the distillation term.
     teacher_output: What the teacher outputs: 'logits', or 'probabilities'
       (then its log-probabilities serve as logits,
-      `akd_tf.teacher.outputs_as_logits`). Checked on real images before
+      `akd_tf.distill.teacher.outputs_as_logits`). Checked on real images before
       training: `fit` checks the teacher on the first images of its input
       (`check_teacher_output`) unless `check_teacher_output` was called
       before. Reading that first batch starts one pass over a tf.data
@@ -99,8 +99,8 @@ class Distiller(keras.Model):
 
   Inputs: a batch is (images, labels), ({IMAGES_KEY: images}, labels), or,
   with cached teacher logits, ({IMAGES_KEY: images, TEACHER_LOGITS_KEY:
-  logits}, labels) (see `akd_tf.data.make_dataset`); labels are int class
-  indices. In training with alpha > 0, a batch without cached logits (a
+  logits}, labels) (see `akd_tf.distill.data.make_dataset`); labels are int
+  class indices. In training with alpha > 0, a batch without cached logits (a
   tensor, or a dict without TEACHER_LOGITS_KEY) gets its logits from the
   teacher, and raises a ValueError when there is no teacher: no batch
   trains without its distillation term.
@@ -188,7 +188,7 @@ class Distiller(keras.Model):
       images: A batch of real training images.
 
     Raises:
-      ValueError: see `akd_tf.teacher.check_teacher_output`.
+      ValueError: see `akd_tf.distill.teacher.check_teacher_output`.
     """
     if self.teacher is not None:
       teacher_lib.check_teacher_output(self.teacher, images,
@@ -593,8 +593,8 @@ def train_candidate(student: keras.Model,
     teacher: Runs online each step when no `teacher_logits` are given or
       when `config.augment` (cached logits belong to unaugmented images).
     teacher_logits: The teacher's logits on `train_data`, in its order
-      (`akd_tf.teacher.teacher_logits`): the cheap way when many candidates
-      share one teacher.
+      (`akd_tf.distill.teacher.teacher_logits`): the cheap way when many
+      candidates share one teacher.
     teacher_output: What `teacher` outputs, 'logits' or 'probabilities';
       checked on the first training images before it runs online.
 

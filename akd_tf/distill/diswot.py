@@ -102,7 +102,7 @@ def features_before_pooling(model: keras.Model) -> keras.Model:
 
   Args:
     model: A functional Keras model with a global pooling layer (every
-      `akd_tf.builder` student and built-in teacher has one).
+      `akd_tf.space.builder` student and built-in teacher has one).
 
   Returns:
     A `keras.Model` sharing `model`'s weights, outputting (B, H, W, C).

@@ -61,8 +61,8 @@ from matplotlib import patches  # pylint: disable=g-import-not-at-top,wrong-impo
 from matplotlib import pyplot  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 
-from akd_tf import history  # pylint: disable=wrong-import-position
-from akd_tf import search_space  # pylint: disable=wrong-import-position
+from akd_tf.search import history  # pylint: disable=wrong-import-position
+from akd_tf.space import search_space  # pylint: disable=wrong-import-position
 
 __all__ = ["DISTRIBUTION_DECISIONS", "LEVELS", "NAS_GROUP",
            "PermutationResult", "SearchRun", "choice_distributions",

@@ -25,7 +25,7 @@ from typing import List, Sequence, Tuple
 
 import numpy as np
 
-from akd_tf import arch
+from akd_tf.space import arch
 
 __all__ = ["DECISIONS", "MOBILENET_V2_SKELETON", "SearchSpace",
            "SkeletonBlock"]

@@ -1,4 +1,5 @@
-"""Tests of akd_tf.analyze on search histories written by akd_tf.history."""
+"""Tests of akd_tf.analysis.teacher_dependence on search histories written by
+akd_tf.search.history."""
 
 import dataclasses
 import json
@@ -8,19 +9,19 @@ import time
 import numpy as np
 import pytest
 
-from akd_tf import analyze
-from akd_tf import arch
-from akd_tf import data
-from akd_tf import distill
-from akd_tf import history
-from akd_tf import reward
-from akd_tf import search
-from akd_tf import search_space
+from akd_tf.analysis import teacher_dependence as dependence
+from akd_tf.distill import data
+from akd_tf.distill import distiller
+from akd_tf.search import history
+from akd_tf.search import loop
+from akd_tf.search import reward
+from akd_tf.space import arch
+from akd_tf.space import search_space
 
 SPACE = search_space.SearchSpace()
-CONFIG = search.SearchConfig(
+CONFIG = loop.SearchConfig(
     data=data.DataConfig(dataset="digits"), global_params=arch.GlobalParams(),
-    proxy=distill.TrainConfig(), final=distill.TrainConfig(),
+    proxy=distiller.TrainConfig(), final=distiller.TrainConfig(),
     reward=reward.RewardConfig(target_ms=1.0))
 
 
@@ -62,36 +63,36 @@ def sampled_search(model_dir, seed, prefer_last, teacher, n=20):
   rng = np.random.default_rng(seed)
   records = [record(step, biased_actions(rng, prefer_last), rng.random())
              for step in range(n)]
-  return analyze.load_search(write_search(model_dir, records, teacher, seed))
+  return dependence.load_search(write_search(model_dir, records, teacher, seed))
 
 
 def test_load_search_reads_teacher_label_seed_and_records(tmp_path):
   records = [record(0, SPACE.sample(0), 0.5)]
-  run = analyze.load_search(write_search(
+  run = dependence.load_search(write_search(
       tmp_path / "s", records, teacher="/models/teachers/big.keras", seed=7,
       reward_accuracy="ce"))
   assert (run.teacher, run.seed, run.reward_accuracy) == ("big.keras", 7, "ce")
   assert run.group == "nas"
   assert run.records == tuple(records)
-  builtin = analyze.load_search(write_search(tmp_path / "t", records))
+  builtin = dependence.load_search(write_search(tmp_path / "t", records))
   assert builtin.teacher == builtin.group == "resnet_wide"
 
 
 def test_load_search_names_the_dir_when_files_are_missing_or_empty(tmp_path):
   with pytest.raises(FileNotFoundError, match="no such directory"):
-    analyze.load_search(str(tmp_path / "nothing"))
+    dependence.load_search(str(tmp_path / "nothing"))
   (tmp_path / "bare").mkdir()
   with pytest.raises(FileNotFoundError, match="bare has no search_config"):
-    analyze.load_search(str(tmp_path / "bare"))
+    dependence.load_search(str(tmp_path / "bare"))
   model_dir = write_search(tmp_path / "fresh", [])
   with pytest.raises(FileNotFoundError, match="fresh has no history.jsonl"):
-    analyze.load_search(model_dir)
+    dependence.load_search(model_dir)
   (tmp_path / "fresh" / "history.jsonl").write_text("")
   with pytest.raises(ValueError, match="history.jsonl holds no candidate"):
-    analyze.load_search(model_dir)
+    dependence.load_search(model_dir)
   (tmp_path / "fresh" / "search_config.json").write_text('{"teacher": "x"}')
   with pytest.raises(ValueError, match="search_config.json is not a search"):
-    analyze.load_search(model_dir)
+    dependence.load_search(model_dir)
 
 
 def test_top_candidates_skip_failed_reused_and_repeated_architectures(
@@ -105,24 +106,24 @@ def test_top_candidates_skip_failed_reused_and_repeated_architectures(
       record(4, b, 0.85),  # Evaluated again after a resume: one architecture.
       record(5, d, 0.10),
   ]
-  run = analyze.load_search(write_search(tmp_path / "s", records))
-  assert [r.step for r in analyze.top_candidates(run, 5)] == [0, 4, 5]
-  assert [r.step for r in analyze.top_candidates(run, 2)] == [0, 4]
+  run = dependence.load_search(write_search(tmp_path / "s", records))
+  assert [r.step for r in dependence.top_candidates(run, 5)] == [0, 4, 5]
+  assert [r.step for r in dependence.top_candidates(run, 2)] == [0, 4]
   with pytest.raises(ValueError, match="top_k=0"):
-    analyze.top_candidates(run, 0)
+    dependence.top_candidates(run, 0)
 
 
 def test_choice_distributions_share_each_choice_and_sum_to_one(tmp_path):
   runs = [sampled_search(tmp_path / "a", 1, False, "resnet_wide"),
           sampled_search(tmp_path / "b", 2, True, "cnn_deep")]
-  result = analyze.choice_distributions(runs, top_k=5)
+  result = dependence.choice_distributions(runs, top_k=5)
   assert json.loads(json.dumps(result)) == result
   assert list(result["groups"]) == ["resnet_wide", "cnn_deep"]
   for group in result["groups"].values():
     assert group["num_candidates"] == 5
     assert len(group["blocks"]) == len(SPACE.skeleton)
     for block in group["blocks"]:
-      assert list(block) == list(analyze.DISTRIBUTION_DECISIONS)
+      assert list(block) == list(dependence.DISTRIBUTION_DECISIONS)
       for shares in block.values():
         assert math.isclose(sum(shares.values()), 1.0)
   block0 = result["groups"]["resnet_wide"]["blocks"][0]
@@ -143,8 +144,8 @@ def test_choice_distributions_count_the_top_candidates_exactly(tmp_path):
   wide_k5[4] = 2  # block0/filters: x1.25
   records = [record(0, tuple(base), 0.9), record(1, tuple(wide_k5), 0.8),
              record(2, tuple(wide_k5), 0.7), record(3, SPACE.sample(3), 0.1)]
-  run = analyze.load_search(write_search(tmp_path / "s", records))
-  block0 = analyze.choice_distributions([run], 2)["groups"]["resnet_wide"][
+  run = dependence.load_search(write_search(tmp_path / "s", records))
+  block0 = dependence.choice_distributions([run], 2)["groups"]["resnet_wide"][
       "blocks"][0]
   assert block0["kernel"] == {"3": 0.5, "5": 0.5}
   assert block0["filters"] == {"12": 0.5, "16": 0.0, "20": 0.5}
@@ -154,12 +155,12 @@ def test_statistic_is_the_mean_total_variation_per_decision(tmp_path):
   first = [0] * SPACE.num_decisions
   other = list(first)
   other[1] = other[8] = other[20] = 1
-  run_a = analyze.load_search(write_search(
+  run_a = dependence.load_search(write_search(
       tmp_path / "a", [record(0, tuple(first), 1.0)]))
-  run_b = analyze.load_search(write_search(
+  run_b = dependence.load_search(write_search(
       tmp_path / "b", [record(0, tuple(other), 1.0)], teacher="cnn_deep"))
-  result = analyze.permutation_test([run_a], [run_b], top_k=1,
-                                    num_permutations=100)
+  result = dependence.permutation_test([run_a], [run_b], top_k=1,
+                                       num_permutations=100)
   assert math.isclose(result.statistic, 3 / SPACE.num_decisions)
   assert {n for n, v in result.distances.items() if v} == {
       "block0/kernel", "block1/se_ratio", "block3/se_ratio"}
@@ -168,7 +169,7 @@ def test_statistic_is_the_mean_total_variation_per_decision(tmp_path):
 def test_different_preferences_give_a_small_p_value(tmp_path):
   a = sampled_search(tmp_path / "a", 1, False, "resnet_wide")
   b = sampled_search(tmp_path / "b", 2, True, "cnn_deep")
-  result = analyze.permutation_test([a], [b], top_k=10)
+  result = dependence.permutation_test([a], [b], top_k=10)
   assert result.level == "candidate"
   assert (result.n_a, result.n_b, result.num_permutations) == (10, 10, 10000)
   assert result.p_value < 0.01
@@ -180,18 +181,18 @@ def test_different_preferences_give_a_small_p_value(tmp_path):
 def test_same_preferences_give_a_large_p_value(tmp_path):
   a = sampled_search(tmp_path / "a", 1, False, "resnet_wide")
   b = sampled_search(tmp_path / "b", 2, False, "cnn_deep")
-  result = analyze.permutation_test([a], [b], top_k=10)
+  result = dependence.permutation_test([a], [b], top_k=10)
   assert 0.1 < result.p_value <= 1.0
 
 
 def test_identical_groups_give_p_one_and_the_test_is_seeded(tmp_path):
   a = sampled_search(tmp_path / "a", 1, False, "resnet_wide")
   b = sampled_search(tmp_path / "b", 1, False, "cnn_deep")
-  result = analyze.permutation_test([a], [b], top_k=5, num_permutations=500)
+  result = dependence.permutation_test([a], [b], top_k=5, num_permutations=500)
   assert (result.statistic, result.p_value) == (0.0, 1.0)
   c = sampled_search(tmp_path / "c", 3, False, "cnn_deep")
-  first = analyze.permutation_test([a], [c], 5, num_permutations=500, seed=4)
-  again = analyze.permutation_test([a], [c], 5, num_permutations=500, seed=4)
+  first = dependence.permutation_test([a], [c], 5, num_permutations=500, seed=4)
+  again = dependence.permutation_test([a], [c], 5, num_permutations=500, seed=4)
   assert first == again
 
 
@@ -202,21 +203,21 @@ def test_search_level_permutes_whole_searches(tmp_path):
   wide = searches("resnet_wide", False, range(4))
   deep = searches("cnn_deep", True, range(4, 8))
   deep_alike = searches("cnn_deep_alike", False, range(8, 12))
-  different = analyze.permutation_test(wide, deep, top_k=5)
+  different = dependence.permutation_test(wide, deep, top_k=5)
   assert different.level == "search"  # 'auto': 4 vs 4 can reach p < 0.05.
   assert different.min_p_value == 2 / math.comb(8, 4)
   assert different.p_value < 0.05
-  alike = analyze.permutation_test(wide, deep_alike, top_k=5, level="search")
+  alike = dependence.permutation_test(wide, deep_alike, top_k=5, level="search")
   assert alike.p_value > 0.1
-  failed = analyze.load_search(write_search(
+  failed = dependence.load_search(write_search(
       tmp_path / "failed", [record(0, SPACE.sample(0), 0.0,
                                    status=history.STATUS_FAILED)]))
-  with_failed = analyze.permutation_test(wide + [failed], deep, top_k=5)
+  with_failed = dependence.permutation_test(wide + [failed], deep, top_k=5)
   assert (with_failed.searches_a, with_failed.statistic) == (
       4, different.statistic)
   assert with_failed.p_value == different.p_value
   with pytest.raises(ValueError, match="level='search' needs more than one"):
-    analyze.permutation_test(wide[:1], deep[:1], top_k=5, level="search")
+    dependence.permutation_test(wide[:1], deep[:1], top_k=5, level="search")
 
 
 @pytest.mark.parametrize("level", ["search", "auto"])
@@ -229,9 +230,9 @@ def test_search_level_refuses_groups_that_share_controller_seeds(tmp_path,
   deep = [sampled_search(tmp_path / f"deep{s}", s + 2, True, "cnn_deep")
           for s in range(4)]
   with pytest.raises(ValueError, match=r"share controller seeds \[2, 3\]"):
-    analyze.permutation_test(wide, deep, top_k=5, level=level)
-  candidate = analyze.permutation_test(wide, deep, top_k=5,
-                                       level="candidate")
+    dependence.permutation_test(wide, deep, top_k=5, level=level)
+  candidate = dependence.permutation_test(wide, deep, top_k=5,
+                                          level="candidate")
   assert candidate.level == "candidate"
 
 
@@ -239,34 +240,34 @@ def test_ten_thousand_permutations_take_well_under_a_second(tmp_path):
   a = sampled_search(tmp_path / "a", 1, False, "resnet_wide", n=60)
   b = sampled_search(tmp_path / "b", 2, True, "cnn_deep", n=60)
   start = time.perf_counter()
-  analyze.permutation_test([a], [b], top_k=50, num_permutations=10000)
+  dependence.permutation_test([a], [b], top_k=50, num_permutations=10000)
   assert time.perf_counter() - start < 1.0
 
 
 def test_groups_without_successful_candidates_are_named(tmp_path):
-  failed = analyze.load_search(write_search(
+  failed = dependence.load_search(write_search(
       tmp_path / "f", [record(0, SPACE.sample(0), 0.0,
                               status=history.STATUS_FAILED)],
       teacher="cnn_deep"))
   ok = sampled_search(tmp_path / "ok", 1, False, "resnet_wide")
   with pytest.raises(ValueError, match="'cnn_deep' has no successful"):
-    analyze.choice_distributions([ok, failed], 5)
+    dependence.choice_distributions([ok, failed], 5)
   with pytest.raises(ValueError, match="'cnn_deep' has no successful"):
-    analyze.permutation_test([ok], [failed], 5)
+    dependence.permutation_test([ok], [failed], 5)
 
 
 def test_top_choice_table_and_plot(tmp_path):
   runs = [sampled_search(tmp_path / "a", 1, False, "resnet_wide"),
           sampled_search(tmp_path / "b", 2, True, "cnn_deep")]
-  result = analyze.choice_distributions(runs, top_k=5)
-  table = analyze.format_top_choices(result, "cnn_deep").splitlines()
+  result = dependence.choice_distributions(runs, top_k=5)
+  table = dependence.format_top_choices(result, "cnn_deep").splitlines()
   assert table[0].startswith("cnn_deep: 5 top candidates from 1 search(es)")
-  assert table[1].split() == ["block"] + list(analyze.DISTRIBUTION_DECISIONS)
+  assert table[1].split() == ["block"] + list(dependence.DISTRIBUTION_DECISIONS)
   block6 = result["groups"]["cnn_deep"]["blocks"][6]
   top_filters = max(block6["filters"], key=block6["filters"].get)
   assert f"{top_filters} {block6['filters'][top_filters]:.2f}" in table[8]
   path = tmp_path / "choices.png"
-  analyze.plot_choice_distributions(result, str(path))
+  dependence.plot_choice_distributions(result, str(path))
   assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
   assert path.stat().st_size > 20000
 
@@ -284,11 +285,11 @@ def test_clustered_searches_of_one_teacher_fool_only_the_candidate_level():
                                   else int(rng.integers(n))
                                   for c, n in zip(center, SPACE.num_choices)),
                       rng.random()) for step in range(10)]
-    runs.append(analyze.SearchRun("dir", "same_teacher", "kd", seed,
-                                  tuple(records)))
-  candidate = analyze.permutation_test(runs[:4], runs[4:], 5,
-                                       level="candidate")
-  search_level = analyze.permutation_test(runs[:4], runs[4:], 5,
-                                          level="search")
+    runs.append(dependence.SearchRun("dir", "same_teacher", "kd", seed,
+                                     tuple(records)))
+  candidate = dependence.permutation_test(runs[:4], runs[4:], 5,
+                                          level="candidate")
+  search_level = dependence.permutation_test(runs[:4], runs[4:], 5,
+                                             level="search")
   assert candidate.p_value < 0.01
   assert search_level.p_value > 0.1

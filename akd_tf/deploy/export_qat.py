@@ -3,14 +3,14 @@
 TensorFlow Model Optimization 0.8 accepts only tf_keras (legacy Keras 2)
 models, and importing it sets TF_USE_LEGACY_KERAS=1, which turns `tf.keras`
 into tf_keras for the rest of the process. So this module is never imported
-by the Keras 3 code: `akd_tf.export` runs it as
+by the Keras 3 code: `akd_tf.deploy.export` runs it as
 
-  TF_USE_LEGACY_KERAS=1 python -m akd_tf.export_qat REQUEST.json
+  TF_USE_LEGACY_KERAS=1 python -m akd_tf.deploy.export_qat REQUEST.json
 
 where REQUEST.json names the student's `ArchSpec` config, an .npz of its
 Keras 3 weights ('w:<layer name>:<index>') and of the images, the QAT
 recipe and the output paths. The child
-  1. rebuilds the student from its block strings with `akd_tf.builder`,
+  1. rebuilds the student from its block strings with `akd_tf.space.builder`,
      given the tf_keras namespace: the layers and layer names of the Keras 3
      student;
   2. copies the weights layer by layer and checks that the rebuilt model's
@@ -22,7 +22,7 @@ recipe and the output paths. The child
 
 The guard below refuses an import into a process whose `tf.keras` may
 already be Keras 3. Keras 3 itself is imported here anyway (TFMOT imports
-it, and so does `akd_tf.builder`): with TF_USE_LEGACY_KERAS=1 set before
+it, and so does `akd_tf.space.builder`): with TF_USE_LEGACY_KERAS=1 set before
 TensorFlow loads, it does not change what `tf.keras` is.
 
 Public names: copy_weights, quantize_student, main.
@@ -34,9 +34,9 @@ import sys
 import time
 
 if "keras" in sys.modules and not os.environ.get("TF_USE_LEGACY_KERAS"):
-  raise ImportError("akd_tf.export_qat switches TensorFlow to legacy Keras; "
-                    "run it in its own process: TF_USE_LEGACY_KERAS=1 python "
-                    "-m akd_tf.export_qat REQUEST.json")
+  raise ImportError("akd_tf.deploy.export_qat switches TensorFlow to legacy "
+                    "Keras; run it in its own process: TF_USE_LEGACY_KERAS=1 "
+                    "python -m akd_tf.deploy.export_qat REQUEST.json")
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -45,8 +45,8 @@ import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 import tf_keras
 
-from akd_tf import arch
-from akd_tf import builder
+from akd_tf.space import arch
+from akd_tf.space import builder
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 __all__ = ["copy_weights", "main", "quantize_student"]
@@ -127,7 +127,8 @@ def _convert(model, calibration):
 def main(argv) -> int:
   """Runs the request named by argv[1]; see the module docstring."""
   if len(argv) != 2:
-    print("usage: python -m akd_tf.export_qat REQUEST.json", file=sys.stderr)
+    print("usage: python -m akd_tf.deploy.export_qat REQUEST.json",
+          file=sys.stderr)
     return 2
   with open(argv[1]) as f:
     request = json.load(f)

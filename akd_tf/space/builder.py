@@ -18,7 +18,7 @@ from typing import Sequence, Tuple
 
 import keras
 
-from akd_tf import arch
+from akd_tf.space import arch
 
 __all__ = ["BUILDER_VERSION", "PRESETS", "build_from_spec", "build_student",
            "preset_block_strings", "preset_global_params", "round_filters",
@@ -237,7 +237,7 @@ def build_student(blocks: Sequence[arch.BlockArgs],
     name: Name of the Keras model.
     keras_api: The Keras namespace whose layers build it: `keras` (Keras 3,
       the default) or `tf_keras` (the quantization-aware training child,
-      `akd_tf.export_qat`). Either gives the same layers and layer names.
+      `akd_tf.deploy.export_qat`). Either gives the same layers and layer names.
 
   Returns:
     A `keras_api.Model` mapping float images to `num_classes` logits.

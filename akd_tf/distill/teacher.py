@@ -1,7 +1,7 @@
 """Teachers: load a user's Keras model, or train and cache a built-in one.
 
 A teacher is a `keras.Model` mapping float32 images in [0, 1] (see
-`akd_tf.data`) to class logits (distillation softens them by a
+`akd_tf.distill.data`) to class logits (distillation softens them by a
 temperature), or to class probabilities when the user says so
 (`teacher_output='probabilities'`, `--teacher_output=probabilities`): then
 its log-probabilities serve as logits, since softmax(log p / T) is exactly
@@ -49,7 +49,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from akd_tf import data as data_lib
+from akd_tf.distill import data as data_lib
 
 __all__ = ["TEACHERS", "TEACHER_OUTPUTS", "TeacherInfo", "TeacherRecipe",
            "build_teacher", "check_teacher", "check_teacher_output",
@@ -264,7 +264,8 @@ def outputs_as_logits(outputs, teacher_output: str):
   to [smallest normal float32, 1] first (only exact zeros change): since
   softmax(log p / T) = p^(1/T) / sum(p^(1/T)), that is exactly the
   teacher's distribution softened by T. Applied wherever teacher logits are
-  computed: online in `akd_tf.distill.Distiller`, cached in `teacher_logits`.
+  computed: online in `akd_tf.distill.distiller.Distiller`, cached in
+  `teacher_logits`.
 
   Args:
     outputs: (batch, classes) outputs of the teacher (tensor or array).

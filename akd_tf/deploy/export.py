@@ -19,9 +19,10 @@ bytes and, for the .tflite files, the LiteRT latency. QAT fine-tunes the
 model, so its drop mixes quantization error with the effect of that extra
 training and can be negative for an under-trained student.
 
-Quantization-aware training runs in a child process (`akd_tf.export_qat`):
-TFMOT 0.8 accepts only tf_keras models, and importing it switches the
-process to legacy Keras, which must not leak into this one.
+Quantization-aware training runs in a child process
+(`akd_tf.deploy.export_qat`): TFMOT 0.8 accepts only tf_keras models, and
+importing it switches the process to legacy Keras, which must not leak into
+this one.
 
 Public names: QUANTIZE_MODES, ExportConfig, ExportError, Artifact,
 load_student, check_data_matches, check_spec_matches, save_saved_model,
@@ -43,12 +44,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from akd_tf import arch
-from akd_tf import builder
 from akd_tf import config_checks
-from akd_tf import data as data_lib
-from akd_tf import distill
 from akd_tf import latency as latency_lib
+from akd_tf.distill import data as data_lib
+from akd_tf.distill import distiller
+from akd_tf.space import arch
+from akd_tf.space import builder
 
 __all__ = ["Artifact", "ExportConfig", "ExportError", "QUANTIZE_MODES",
            "check_data_matches", "check_spec_matches", "export_student",
@@ -311,7 +312,8 @@ def _size(path: str) -> int:
 
 def _run_qat(model, spec, train, calibration, check_images, config, path,
              log) -> dict:
-  """Runs `python -m akd_tf.export_qat` on a request; returns its result."""
+  """Runs `python -m akd_tf.deploy.export_qat` on a request; returns its
+  result."""
   with tempfile.TemporaryDirectory() as work:
     weights = {f"w:{layer.name}:{i}": w for layer in model.layers
                for i, w in enumerate(layer.get_weights())}
@@ -331,7 +333,7 @@ def _run_qat(model, spec, train, calibration, check_images, config, path,
         f"{len(train[0])} images in a tf_keras child process")
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1")
     proc = subprocess.run(
-        [sys.executable, "-m", "akd_tf.export_qat",
+        [sys.executable, "-m", "akd_tf.deploy.export_qat",
          os.path.join(work, "request.json")],
         env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
@@ -357,7 +359,7 @@ class _Verifier:
     self.images = images
     self.labels = labels
     self.reference = reference
-    self.keras_top1 = distill.top1_accuracy(reference, labels)
+    self.keras_top1 = distiller.top1_accuracy(reference, labels)
     self.latency = latency
     self.log = log
     self.artifacts: Dict[str, Artifact] = {}
@@ -366,7 +368,7 @@ class _Verifier:
              float_model: bool, tflite: Optional[bytes] = None) -> None:
     """Records artifact `name` from its logits on the images (and times the
     .tflite when given)."""
-    top1 = distill.top1_accuracy(logits, self.labels)
+    top1 = distiller.top1_accuracy(logits, self.labels)
     self.artifacts[name] = Artifact(
         name=name, path=path,
         size_bytes=_size(path) if path and os.path.exists(path) else 0,

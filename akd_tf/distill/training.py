@@ -1,7 +1,7 @@
 """Full training runs: strategies, resumable `fit`, one teacher or student job.
 
 `akd-train` turns its flags into a `TrainJob` and calls `run_job`, which
-  1. loads the data (`akd_tf.data`);
+  1. loads the data (`akd_tf.distill.data`);
   2. builds the model under the distribution strategy: a built-in teacher
      (role 'teacher') or the student of an `ArchSpec` (role 'student'),
      taking the input shape and class count from the data;
@@ -30,12 +30,12 @@ from typing import Callable, Optional, Sequence, Tuple
 import keras
 import tensorflow as tf
 
-from akd_tf import arch as arch_lib
-from akd_tf import builder
 from akd_tf import config_checks
-from akd_tf import data as data_lib
-from akd_tf import distill
-from akd_tf import teacher as teacher_lib
+from akd_tf.distill import data as data_lib
+from akd_tf.distill import distiller as distiller_lib
+from akd_tf.distill import teacher as teacher_lib
+from akd_tf.space import arch as arch_lib
+from akd_tf.space import builder
 
 __all__ = ["EtaLogger", "JobInputError", "JobResult", "ROLES", "STRATEGIES",
            "TrainJob", "fit_resumable", "make_strategy", "run_job"]
@@ -188,8 +188,8 @@ class TrainJob:
       scaled by the number of replicas. bn_momentum None keeps the model's.
     arch: The student (role 'student'); its input shape and class count
       are replaced by the data's.
-    teacher: A built-in teacher name (`akd_tf.teacher.TEACHERS`): the one
-      to train (role 'teacher') or to distill from (trained and cached
+    teacher: A built-in teacher name (`akd_tf.distill.teacher.TEACHERS`): the
+      one to train (role 'teacher') or to distill from (trained and cached
       under cache_dir when absent).
     teacher_path: A `.keras` file or SavedModel to distill from.
     teacher_output: What the teacher outputs: 'logits', or 'probabilities'
@@ -204,7 +204,7 @@ class TrainJob:
   role: str
   model_dir: str
   data: data_lib.DataConfig
-  train: distill.TrainConfig
+  train: distiller_lib.TrainConfig
   arch: Optional[arch_lib.ArchSpec] = None
   teacher: Optional[str] = None
   teacher_path: Optional[str] = None
@@ -304,7 +304,7 @@ def _accuracies(model_path: str, splits: Sequence[data_lib.Split],
   """Accuracies of the saved model on every example of each split, on one
   device."""
   model = keras.saving.load_model(model_path, safe_mode=True)
-  return tuple(distill.accuracy_of(model, split, batch_size)
+  return tuple(distiller_lib.accuracy_of(model, split, batch_size)
                for split in splits)
 
 
@@ -330,8 +330,8 @@ def _load_job_data(job: TrainJob, replicas: int, log) -> data_lib.Data:
   return data
 
 
-def _global_recipe(train: distill.TrainConfig, data: data_lib.Data,
-                   replicas: int) -> distill.TrainConfig:
+def _global_recipe(train: distiller_lib.TrainConfig, data: data_lib.Data,
+                   replicas: int) -> distiller_lib.TrainConfig:
   """The per-replica recipe scaled to all replicas: batch sizes and the
   learning rate times their number."""
   return dataclasses.replace(
@@ -371,7 +371,7 @@ def _build_model(job, data, config, strategy):
       except ValueError as error:
         raise JobInputError("arch", str(error)) from error
     if config.bn_momentum is not None:
-      distill.set_bn_momentum(model, config.bn_momentum)
+      distiller_lib.set_bn_momentum(model, config.bn_momentum)
   return model, spec
 
 
@@ -403,11 +403,11 @@ def _compiled_distiller(job, model, teacher, mode, config, steps, strategy,
                         data):
   """The Distiller that trains the model (alpha 0 for a teacher)."""
   with strategy.scope():
-    distiller = distill.Distiller(
+    distiller = distiller_lib.Distiller(
         model, teacher=teacher if mode == "kd_online" else None,
         alpha=config.kd_alpha if job.role == "student" else 0.0,
         temperature=config.kd_temperature, teacher_output=job.teacher_output)
-    distiller.compile(optimizer=distill.make_optimizer(config, steps),
+    distiller.compile(optimizer=distiller_lib.make_optimizer(config, steps),
                       jit_compile=config.jit_compile)
   if mode == "kd_online":
     # On the split: reading the shuffled pipeline would move it on.
@@ -420,7 +420,7 @@ def _fit(job, model, distiller, train, minival, mode, config, callbacks,
   """Trains (resumably) for the recipe's epochs; returns the seconds.
 
   Raises:
-    distill.CandidateDiverged: the loss became NaN or infinite.
+    distiller_lib.CandidateDiverged: the loss became NaN or infinite.
   """
   log(f"training {job.role} '{model.name}' ({model.count_params():,} "
       f"params, {mode}) for {config.epochs} epoch(s), global batch "
@@ -431,7 +431,7 @@ def _fit(job, model, distiller, train, minival, mode, config, callbacks,
                           log=log, verbose=config.verbose)
   seconds = time.perf_counter() - start
   if distiller.stop_training:
-    raise distill.CandidateDiverged(
+    raise distiller_lib.CandidateDiverged(
         f"training diverged: loss {history.history.get('loss')}",
         history.history, seconds)
   return seconds
@@ -472,7 +472,7 @@ def run_job(job: TrainJob,
   Raises:
     JobInputError: the data, teacher or architecture is missing or does
       not fit; `source` says which.
-    distill.CandidateDiverged: the loss became NaN or infinite.
+    distiller_lib.CandidateDiverged: the loss became NaN or infinite.
   """
   model_path = os.path.join(job.model_dir, f"{job.role}.keras")
   result_path = os.path.join(job.model_dir, "result.json")

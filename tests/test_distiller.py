@@ -1,5 +1,5 @@
-"""Tests of akd_tf.distill: the Distiller's loss, metrics, strategies, and
-train_candidate."""
+"""Tests of akd_tf.distill.distiller: the Distiller's loss, metrics,
+strategies, and train_candidate."""
 
 import json
 import os
@@ -10,10 +10,10 @@ import keras
 import numpy as np
 import pytest
 
-from akd_tf import builder
-from akd_tf import data
-from akd_tf import distill
-from akd_tf import teacher as teacher_lib
+from akd_tf.distill import data
+from akd_tf.distill import distiller as distiller_lib
+from akd_tf.distill import teacher as teacher_lib
+from akd_tf.space import builder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -55,8 +55,8 @@ def test_loss_matches_a_hand_computation():
   p_t = np.exp(_log_softmax(t / temp))
   kl = (p_t * (np.log(p_t) - _log_softmax(s / temp))).sum(-1).mean()
   ce = -_log_softmax(s)[np.arange(6), y].mean()
-  distiller = distill.Distiller(_plain_student(), alpha=alpha,
-                                temperature=temp)
+  distiller = distiller_lib.Distiller(_plain_student(), alpha=alpha,
+                                      temperature=temp)
   total, student_loss, kd = (float(v) for v in distiller.compute_losses(
       y, s, t))
   assert kd == pytest.approx(kl * temp**2, rel=1e-5)
@@ -74,24 +74,24 @@ def test_loss_matches_a_hand_computation():
 @pytest.mark.parametrize("alpha", [-0.1, 1.5, "0.5", None])
 def test_alpha_outside_unit_interval_is_refused(alpha):
   with pytest.raises(ValueError, match="alpha"):
-    distill.Distiller(_plain_student(), alpha=alpha)
+    distiller_lib.Distiller(_plain_student(), alpha=alpha)
 
 
 @pytest.mark.parametrize("temperature", [0.0, -1.0, float("inf")])
 def test_temperature_must_be_positive(temperature):
   with pytest.raises(ValueError, match="temperature"):
-    distill.Distiller(_plain_student(), temperature=temperature)
+    distiller_lib.Distiller(_plain_student(), temperature=temperature)
   with pytest.raises(ValueError, match="temperature"):
-    distill.TrainConfig(kd_temperature=temperature)
+    distiller_lib.TrainConfig(kd_temperature=temperature)
 
 
 def test_train_config_validates_its_fields():
   with pytest.raises(ValueError, match=r"alpha=2 must be in \[0, 1\]"):
-    distill.TrainConfig(kd_alpha=2)
+    distiller_lib.TrainConfig(kd_alpha=2)
   with pytest.raises(ValueError, match="optimizer='lamb'"):
-    distill.TrainConfig(optimizer="lamb")
+    distiller_lib.TrainConfig(optimizer="lamb")
   with pytest.raises(ValueError, match="epochs=0"):
-    distill.TrainConfig(epochs=0)
+    distiller_lib.TrainConfig(epochs=0)
 
 
 def test_incompatible_teacher_is_refused():
@@ -99,17 +99,17 @@ def test_incompatible_teacher_is_refused():
   wrong = keras.Model(inputs, keras.layers.Dense(3)(
       keras.layers.Flatten()(inputs)))
   with pytest.raises(ValueError, match="output shapes are incompatible"):
-    distill.Distiller(_plain_student(), teacher=wrong)
+    distiller_lib.Distiller(_plain_student(), teacher=wrong)
 
 
 def test_compile_refuses_a_loss():
-  distiller = distill.Distiller(_plain_student(), alpha=0.0)
+  distiller = distiller_lib.Distiller(_plain_student(), alpha=0.0)
   with pytest.raises(ValueError, match="'loss' cannot be set"):
     distiller.compile(optimizer="adam", loss="mse")
 
 
 def test_plain_training_needs_no_teacher_and_logs_real_values(digits):
-  distiller = distill.Distiller(_plain_student(), alpha=0.0)
+  distiller = distiller_lib.Distiller(_plain_student(), alpha=0.0)
   distiller.compile(keras.optimizers.Adam(1e-3))
   history = distiller.fit(data.make_dataset(digits.train, 64), epochs=2,
                           verbose=0, shuffle=False).history
@@ -122,25 +122,25 @@ def test_plain_training_needs_no_teacher_and_logs_real_values(digits):
 def test_top1_accuracy_counts_rows_whose_largest_logit_is_the_label():
   logits = np.array([[0.1, 2.0, -1.0], [3.0, 0.0, 0.0], [0.0, 0.0, 5.0],
                      [1.0, 4.0, 2.0]], np.float32)
-  assert distill.top1_accuracy(logits, np.array([1, 0, 1, 2])) == 0.5
+  assert distiller_lib.top1_accuracy(logits, np.array([1, 0, 1, 2])) == 0.5
 
 
 def test_accuracy_of_matches_the_distillers_accuracy_metric(digits):
-  distiller = distill.Distiller(_plain_student(), alpha=0.0)
+  distiller = distiller_lib.Distiller(_plain_student(), alpha=0.0)
   distiller.compile(keras.optimizers.Adam(1e-3))
   distiller.fit(data.make_dataset(digits.train, 64), epochs=1, verbose=0,
                 shuffle=False)
   metric = distiller.evaluate(data.make_dataset(digits.test, 100),
                               verbose=0, return_dict=True)["accuracy"]
-  accuracy = distill.accuracy_of(distiller.student, digits.test,
-                                 batch_size=100)
+  accuracy = distiller_lib.accuracy_of(distiller.student, digits.test,
+                                       batch_size=100)
   assert 0.2 < accuracy < 1.0
   assert accuracy * digits.test.size == round(accuracy * digits.test.size)
   assert accuracy == pytest.approx(metric, abs=1e-6)
 
 
 def test_kd_without_teacher_or_logits_is_refused(digits):
-  distiller = distill.Distiller(_plain_student(), alpha=0.5)
+  distiller = distiller_lib.Distiller(_plain_student(), alpha=0.5)
   distiller.compile()
   with pytest.raises(ValueError, match="needs teacher logits"):
     distiller.fit(data.make_dataset(digits.train, 64), epochs=1, verbose=0,
@@ -148,8 +148,8 @@ def test_kd_without_teacher_or_logits_is_refused(digits):
 
 
 def test_kd_history_holds_the_real_loss_parts(digits, digits_teacher):
-  distiller = distill.Distiller(_plain_student(), teacher=digits_teacher,
-                                alpha=0.7, temperature=3.0)
+  distiller = distiller_lib.Distiller(_plain_student(), teacher=digits_teacher,
+                                      alpha=0.7, temperature=3.0)
   distiller.compile(keras.optimizers.Adam(1e-3))
   before = teacher_lib.weights_hash(digits_teacher)
   history = distiller.fit(data.make_dataset(digits.train, 64), epochs=2,
@@ -174,7 +174,7 @@ def test_cached_logits_train_exactly_like_the_online_teacher(
   weights, histories = [], []
   for cached in (False, True):
     student = _plain_student()
-    distiller = distill.Distiller(
+    distiller = distiller_lib.Distiller(
         student, teacher=None if cached else digits_teacher, alpha=0.9,
         temperature=4.0)
     distiller.compile(keras.optimizers.SGD(0.05))
@@ -199,8 +199,8 @@ def test_dict_inputs_without_cached_logits_get_them_from_the_teacher(
   weights, histories = [], []
   for as_dicts in (False, True):
     student = _plain_student()
-    distiller = distill.Distiller(student, teacher=digits_teacher, alpha=0.7,
-                                  temperature=3.0)
+    distiller = distiller_lib.Distiller(student, teacher=digits_teacher,
+                                        alpha=0.7, temperature=3.0)
     distiller.compile(keras.optimizers.SGD(0.05))
     train = data.make_dataset(digits.train, 64)
     histories.append(distiller.fit(_as_dicts(train) if as_dicts else train,
@@ -215,7 +215,7 @@ def test_dict_inputs_without_cached_logits_get_them_from_the_teacher(
 
 
 def test_dict_inputs_without_cached_logits_or_teacher_are_refused(digits):
-  distiller = distill.Distiller(_plain_student(), alpha=0.5)
+  distiller = distiller_lib.Distiller(_plain_student(), alpha=0.5)
   distiller.compile()
   with pytest.raises(ValueError, match="needs teacher logits"):
     distiller.fit(_as_dicts(data.make_dataset(digits.train, 64)), epochs=1,
@@ -226,8 +226,8 @@ def _first_distillation_loss(student_weights, teacher, batch, **kwargs):
   """The distillation loss of one step on `batch` (before the update)."""
   student = _plain_student()
   student.set_weights(student_weights)
-  distiller = distill.Distiller(student, teacher=teacher, alpha=1.0,
-                                temperature=4.0, **kwargs)
+  distiller = distiller_lib.Distiller(student, teacher=teacher, alpha=1.0,
+                                      temperature=4.0, **kwargs)
   distiller.compile(keras.optimizers.SGD(0.0))
   return distiller.fit(batch, epochs=1, verbose=0).history[
       "distillation_loss"][0]
@@ -249,8 +249,8 @@ def test_distiller_takes_a_softmax_teacher_only_as_probabilities(
 
 def test_distiller_refuses_a_logits_teacher_said_to_output_probabilities(
     digits, digits_teacher):
-  distiller = distill.Distiller(_plain_student(), teacher=digits_teacher,
-                                teacher_output="probabilities")
+  distiller = distiller_lib.Distiller(_plain_student(), teacher=digits_teacher,
+                                      teacher_output="probabilities")
   distiller.compile()
   with pytest.raises(ValueError, match="needs --teacher_output=logits"):
     distiller.fit(data.make_dataset(digits.train, 64), epochs=1, verbose=0)
@@ -265,7 +265,7 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(
     cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras, numpy as np
-from akd_tf import data, distill, teacher
+from akd_tf.distill import data, distiller, teacher
 
 digits = data.load_data(data.DataConfig("digits", train_size=256))
 
@@ -289,8 +289,8 @@ for name, strategy in (
     with strategy.scope():
       s = student(); s.set_weights(w0)
       t = teacher.build_teacher("cnn_deep", (8, 8, 1), 10); t.set_weights(tw)
-      d = distill.Distiller(s, teacher=t if feed == "online" else None,
-                            alpha=0.7, temperature=3.0)
+      d = distiller.Distiller(s, teacher=t if feed == "online" else None,
+                              alpha=0.7, temperature=3.0)
       d.compile(keras.optimizers.SGD(0.1))
     ds = data.make_dataset(digits.train, 64, teacher_logits=(
         logits if feed == "cached" else None)).take(3)
@@ -339,10 +339,10 @@ def test_short_training_needs_bn_momentum_0_9(digits):
   for momentum in (0.9, 0.99):
     keras.utils.set_random_seed(0)
     student = _bn_student(0.99)
-    config = distill.TrainConfig(epochs=5, batch_size=64, kd_alpha=0.0,
-                                 learning_rate=3e-3, bn_momentum=momentum)
-    result = distill.train_candidate(student, digits.train, digits.minival,
-                                     config)
+    config = distiller_lib.TrainConfig(epochs=5, batch_size=64, kd_alpha=0.0,
+                                       learning_rate=3e-3, bn_momentum=momentum)
+    result = distiller_lib.train_candidate(student, digits.train,
+                                           digits.minival, config)
     accuracy[momentum] = result.accuracy
   assert accuracy[0.9] > 0.8, accuracy
   assert accuracy[0.99] < 0.4, accuracy
@@ -351,30 +351,31 @@ def test_short_training_needs_bn_momentum_0_9(digits):
 def test_train_candidate_reports_accuracy_losses_and_phase_times(
     digits, digits_teacher):
   logits = teacher_lib.teacher_logits(digits_teacher, digits.train)
-  config = distill.TrainConfig(epochs=2, batch_size=64)
-  result = distill.train_candidate(_plain_student(), digits.train,
-                                   digits.minival, config,
-                                   teacher_logits=logits)
+  config = distiller_lib.TrainConfig(epochs=2, batch_size=64)
+  result = distiller_lib.train_candidate(_plain_student(), digits.train,
+                                         digits.minival, config,
+                                         teacher_logits=logits)
   assert result.mode == "kd_cached"
   assert 0.0 <= result.accuracy <= 1.0 and result.accuracy > 0.3
   assert result.train_seconds > 0 and result.eval_seconds > 0
   assert result.train_distillation_loss > 0 and result.loss > 0
   assert len(result.history["loss"]) == 2
-  online = distill.train_candidate(_plain_student(), digits.train,
-                                   digits.minival, config,
-                                   teacher=digits_teacher)
+  online = distiller_lib.train_candidate(_plain_student(), digits.train,
+                                         digits.minival, config,
+                                         teacher=digits_teacher)
   assert online.mode == "kd_online"
   assert online.accuracy == pytest.approx(result.accuracy, abs=0.02)
-  plain = distill.train_candidate(_plain_student(), digits.train,
-                                  digits.minival,
-                                  distill.TrainConfig(epochs=1, kd_alpha=0.0))
+  plain = distiller_lib.train_candidate(
+      _plain_student(), digits.train, digits.minival,
+      distiller_lib.TrainConfig(epochs=1, kd_alpha=0.0))
   assert plain.mode == "plain" and plain.train_distillation_loss == 0.0
 
 
 def test_kd_candidate_without_teacher_is_refused(digits):
   with pytest.raises(ValueError, match="needs a teacher or cached"):
-    distill.train_candidate(_plain_student(), digits.train, digits.minival,
-                            distill.TrainConfig(kd_alpha=0.5))
+    distiller_lib.train_candidate(_plain_student(), digits.train,
+                                  digits.minival,
+                                  distiller_lib.TrainConfig(kd_alpha=0.5))
 
 
 def test_diverged_candidate_raises_candidate_diverged(digits):
@@ -382,9 +383,11 @@ def test_diverged_candidate_raises_candidate_diverged(digits):
   x = keras.layers.Rescaling(float("inf"))(inputs)  # 0 * inf is NaN.
   broken = keras.Model(inputs, keras.layers.Dense(10)(
       keras.layers.Flatten()(x)))
-  with pytest.raises(distill.CandidateDiverged, match="non-finite loss") as e:
-    distill.train_candidate(broken, digits.train, digits.minival,
-                            distill.TrainConfig(epochs=3, kd_alpha=0.0))
+  with pytest.raises(distiller_lib.CandidateDiverged,
+                     match="non-finite loss") as e:
+    distiller_lib.train_candidate(
+        broken, digits.train, digits.minival,
+        distiller_lib.TrainConfig(epochs=3, kd_alpha=0.0))
   assert e.value.train_seconds > 0
   assert not np.isfinite(e.value.history["loss"][-1])
   assert len(e.value.history["loss"]) == 1  # Stopped in the first epoch.
@@ -398,8 +401,8 @@ def test_bn_recalibration_sets_the_exact_mean_statistics():
   inputs = keras.Input((2, 2, 1))
   model = keras.Model(inputs, keras.layers.BatchNormalization(
       momentum=0.99)(inputs))
-  used = distill.recalibrate_batch_norm(model, split, images=200,
-                                        batch_size=100)
+  used = distiller_lib.recalibrate_batch_norm(model, split, images=200,
+                                              batch_size=100)
   assert used == 200
   layer = model.layers[-1]
   per_batch = [images[i:i + 100].mean() for i in (0, 100)]

@@ -16,14 +16,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from akd_tf import arch
-from akd_tf import controller as controller_lib
-from akd_tf import data as data_lib
-from akd_tf import distill
-from akd_tf import history
-from akd_tf import reward
-from akd_tf import search
-from akd_tf import search_space
+from akd_tf.distill import data as data_lib
+from akd_tf.distill import distiller
+from akd_tf.search import controller as controller_lib
+from akd_tf.search import history
+from akd_tf.search import loop
+from akd_tf.search import reward
+from akd_tf.space import arch
+from akd_tf.space import search_space
 
 NUM_CANDIDATES = 4
 SEED = 3
@@ -185,10 +185,10 @@ def test_resume_with_other_settings_is_refused(tmp_path, cache_dir):
 
 
 def _config(**changes):
-  config = search.SearchConfig(
+  config = loop.SearchConfig(
       data=data_lib.DataConfig(dataset="digits"),
       global_params=arch.GlobalParams(num_classes=10),
-      proxy=distill.TrainConfig(), final=distill.TrainConfig(),
+      proxy=distiller.TrainConfig(), final=distiller.TrainConfig(),
       reward=reward.RewardConfig(target_ms=0.05))
   return dataclasses.replace(config, **changes)
 
@@ -200,11 +200,11 @@ def test_search_saved_before_a_setting_existed_resumes(tmp_path):
   del saved["proxy"]["bn_recalibration_images"]
   path = tmp_path / "search_config.json"
   path.write_text(json.dumps(saved))
-  search._check_resume_config(  # pylint: disable=protected-access
+  loop._check_resume_config(  # pylint: disable=protected-access
       str(path), _config().get_config())
   path.write_text(json.dumps(saved))
   with pytest.raises(ValueError, match=r"other settings of \['teacher_output'"):
-    search._check_resume_config(  # pylint: disable=protected-access
+    loop._check_resume_config(  # pylint: disable=protected-access
         str(path), _config(teacher_output="probabilities").get_config())
 
 

@@ -31,16 +31,16 @@ from typing import Iterator, Optional, Sequence, Tuple, Union
 
 import keras
 
-from akd_tf import arch
-from akd_tf import builder
-from akd_tf import data as data_lib
-from akd_tf import distill
-from akd_tf import history
 from akd_tf import latency as latency_lib
-from akd_tf import profile
-from akd_tf import reward as reward_lib
-from akd_tf import search_space
-from akd_tf import teacher as teacher_lib
+from akd_tf.distill import data as data_lib
+from akd_tf.distill import distiller
+from akd_tf.distill import teacher as teacher_lib
+from akd_tf.search import history
+from akd_tf.search import reward as reward_lib
+from akd_tf.space import arch
+from akd_tf.space import builder
+from akd_tf.space import profile
+from akd_tf.space import search_space
 
 __all__ = ["CandidateEvaluator", "CandidateTask", "CandidateTimer",
            "EvalConfig", "LocalPool", "failed_record", "set_worker_threads"]
@@ -75,7 +75,7 @@ class EvalConfig:
   data: data_lib.DataConfig
   global_params: arch.GlobalParams
   space: dict
-  train: distill.TrainConfig
+  train: distiller.TrainConfig
   reward: reward_lib.RewardConfig
   latency_mode: str = "measured"
   latency: latency_lib.LatencyConfig = latency_lib.LatencyConfig()
@@ -158,7 +158,7 @@ class _Attempt:
 
   def failure(self, error: BaseException) -> history.CandidateRecord:
     """The failed record of `error`, raised in the current phase."""
-    if isinstance(error, distill.CandidateDiverged):
+    if isinstance(error, distiller.CandidateDiverged):
       self.timings["train"] = error.train_seconds
       return self.record(history.STATUS_FAILED,
                          f"diverged: {_error_text(error)}")
@@ -328,7 +328,7 @@ class CandidateEvaluator:
       attempt.timings["build"] = time.perf_counter() - start
       self._measure_latency(attempt, spec, model)
       attempt.phase = "train"
-      trained = distill.train_candidate(
+      trained = distiller.train_candidate(
           model, self.data.train, self.data.minival, self.config.train,
           teacher=self.teacher, teacher_logits=self.teacher_logits,
           teacher_output=self.config.teacher_output)

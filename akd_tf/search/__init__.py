@@ -1,0 +1,16 @@
+"""The architecture search: controllers, rewards, history, evaluation, loop.
+
+Imports `akd_tf.space`, `akd_tf.distill` and `akd_tf.latency`, never deploy
+or analysis.
+
+  controller  ReinforceController, RandomController, make_controller,
+              ControllerConfig
+  reward      RewardConfig, compute_reward (MnasNet soft/hard, TuNAS abs)
+  history     History (crash-safe history.jsonl), CandidateRecord
+  evaluate    one candidate end to end: EvalConfig, CandidateTask,
+              CandidateTimer, CandidateEvaluator, LocalPool
+  ray_pool    RayPool: the same pool as Ray tasks (optional extra)
+  report      best_record, pareto_front, plot_pareto, plot_rewards
+  loop        SearchConfig, run_search (sample, evaluate, reward, update;
+              resume) -> SearchResult
+"""
