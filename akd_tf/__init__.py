@@ -4,8 +4,8 @@ Subpackages, lowest first (each imports only those before it):
   config_checks  (module) the validation loop of every config dataclass
   space          block strings, the MnasNet search space, the Keras builder
   distill        data, teachers, the Distiller, training jobs
-  latency        (latency.py, latency_lut.py) TFLite conversion, LiteRT
-                 timing, the device command, the lookup table, the cache
+  latency        TFLite conversion, LiteRT timing, the device command, the
+                 cache, the lookup table, and the measurer that picks
   search         controllers, rewards, history, evaluation, pools, the loop
   deploy         verified export, QAT, final training of a search's winner
   analysis       statistics of finished searches, rank statistics

@@ -11,7 +11,7 @@ record; a worker that dies (killed, out of memory) gets its missing units
 run again in a new process, up to `max_retries` times, and then recorded as
 failed by the parent. Nothing ends the run but the parent being stopped.
 
-Results files are keyed JSON-lines stores: `latency_lut.LatencyCache`, the
+Results files are keyed JSON-lines stores: `latency.cache.LatencyCache`, the
 project's crash-safe appender (one write under flock, fsync'd; a torn last
 line is skipped), keyed by the unit's key.
 
@@ -38,7 +38,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from akd_tf import latency_lut
+from akd_tf.latency import cache
 from akd_tf.space import arch
 
 RESULT_OK = "ok"
@@ -46,9 +46,9 @@ RESULT_FAILED = "failed"
 _ERROR_CHARS = 600
 
 
-def results_store(path: str) -> latency_lut.LatencyCache:
+def results_store(path: str) -> cache.LatencyCache:
   """The keyed, crash-safe JSON-lines store of one results file."""
-  return latency_lut.LatencyCache(path)
+  return cache.LatencyCache(path)
 
 
 def lut_paths(cache_dir: str, latency_config) -> Tuple[str, str]:
@@ -59,8 +59,8 @@ def lut_paths(cache_dir: str, latency_config) -> Tuple[str, str]:
   a run on another machine or software starts its own table.
   """
   meta = dict(latency_config.timing_settings(),
-              machine=latency_lut.machine_id(),
-              software=latency_lut.software_id())
+              machine=cache.machine_id(),
+              software=cache.software_id())
   digest = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()
                           ).hexdigest()[:16]
   folder = os.path.join(cache_dir, "latency")
@@ -191,8 +191,8 @@ def select_architectures(config: SelectionConfig) -> dict:
       message names --pool_size and --latency_span.
   """
   # pylint: disable=g-import-not-at-top
-  from akd_tf import latency as latency_lib
   from akd_tf.distill import data as data_lib
+  from akd_tf.latency import measurer as measurer_lib
   from akd_tf.space import search_space
   # pylint: enable=g-import-not-at-top
   start = time.perf_counter()
@@ -200,7 +200,7 @@ def select_architectures(config: SelectionConfig) -> dict:
   global_params = dataclasses.replace(config.global_params,
                                       num_classes=data.num_classes)
   space = search_space.SearchSpace.from_config(config.space)
-  measurer = latency_lib.LatencyMeasurer(
+  measurer = measurer_lib.LatencyMeasurer(
       mode="lut", config=config.latency, lut_path=config.lut_path,
       cache_path=config.latency_cache_path)
   rng = np.random.default_rng(config.seed)
@@ -294,9 +294,9 @@ class StandaloneUnit:
       training seconds.
     """
     # pylint: disable=g-import-not-at-top
-    from akd_tf import latency as latency_lib
     from akd_tf.deploy import finalize
     from akd_tf.distill import data as data_lib
+    from akd_tf.latency import measurer as measurer_lib
     from akd_tf.search import history
     # pylint: enable=g-import-not-at-top
     config = self.config
@@ -313,7 +313,7 @@ class StandaloneUnit:
                                 out_dir, log=lambda message: None)
     spec = arch.ArchSpec(arch.decode_blocks(self.blocks), global_params,
                          data.input_shape)
-    timing = latency_lib.LatencyMeasurer("measured", config.latency).measure(
+    timing = measurer_lib.LatencyMeasurer("measured", config.latency).measure(
         spec)
     return {
         "teacher": config.teacher if kd else None,
@@ -368,7 +368,7 @@ def _run_unit(unit, run_id: str) -> dict:
   return dict(unit.describe(), **fields, status=status,
               unit_seconds=time.perf_counter() - start,
               worker=f"{os.uname().nodename}:{os.getpid()}",
-              max_rss_mb=_max_rss_mb(), machine=latency_lut.machine_id(),
+              max_rss_mb=_max_rss_mb(), machine=cache.machine_id(),
               finished=time.strftime("%Y-%m-%d %H:%M:%S"), run_id=run_id)
 
 
@@ -456,7 +456,7 @@ class UnitRunner:
             for unit in missing:
               record = dict(unit.describe(), status=RESULT_FAILED,
                             error=f"{cause}, {attempts[task.name]} times",
-                            machine=latency_lut.machine_id(),
+                            machine=cache.machine_id(),
                             run_id=task.run_id)
               results_store(unit.results_path).put(unit.key, record)
               on_unit(unit, record)

@@ -3,7 +3,7 @@
 For `--students` random students of the MnasNet space at the search's input
 size (default 28x28x1, 10 classes, BN momentum 0.9) the whole student is
 converted and timed with LiteRT, and its latency is predicted from a table
-of per-part latencies (`latency_lut.LatencyLUT`) whose scale was
+of per-part latencies (`akd_tf.latency.lut.LatencyLUT`) whose scale was
 fitted on `--calibration` other students. Printed and written to
 benchmarks/results/latency.json: Spearman rank correlation, mean absolute
 percentage error, the fraction within +-10%, the same figures for timing the
@@ -48,8 +48,10 @@ from absl import flags
 import numpy as np
 from scipy import stats as scipy_stats
 
-from akd_tf import latency
-from akd_tf import latency_lut
+from akd_tf.latency import cache
+from akd_tf.latency import convert
+from akd_tf.latency import lut
+from akd_tf.latency import timing
 from akd_tf.search import history
 from akd_tf.space import arch
 from akd_tf.space import builder
@@ -117,7 +119,7 @@ class _PartTimer:
 
   def __call__(self, part):
     start = time.perf_counter()
-    ms = latency.measure_model(part, self.config).latency_ms
+    ms = timing.measure_model(part, self.config).latency_ms
     self.seconds += time.perf_counter() - start
     self.count += 1
     return ms
@@ -126,11 +128,11 @@ class _PartTimer:
 def lut_vs_measured(config):
   """Fits the table on calibration students, then compares on test ones."""
   space = search_space.SearchSpace()
-  meta = dict(config.timing_settings(), machine=latency_lut.machine_id(),
-              software=latency_lut.software_id())
-  table = latency_lut.LatencyLUT(meta)
+  meta = dict(config.timing_settings(), machine=cache.machine_id(),
+              software=cache.software_id())
+  table = lut.LatencyLUT(meta)
   timer = _PartTimer(config)
-  limit_mb = latency_lut.last_level_cache_mb() / 2
+  limit_mb = lut.last_level_cache_mb() / 2
   seed = _CALIBRATION_SEED
   while len(table.calibration) < _CALIBRATION.value:
     spec = _spec(space, seed)
@@ -139,17 +141,17 @@ def lut_vs_measured(config):
     if _weight_mb(model) > limit_mb:
       continue  # As LatencyMeasurer: such students are measured, not fitted.
     table.fill(spec, timer, model)
-    tflite = latency.convert_to_tflite(model)
+    tflite = convert.convert_to_tflite(model)
     table.add_calibration(spec, min(  # As LatencyMeasurer: best of two.
-        latency.time_tflite(tflite, config).latency_ms for _ in range(2)))
+        timing.time_tflite(tflite, config).latency_ms for _ in range(2)))
   rows = []
   for seed in range(_STUDENTS.value):
     spec = _spec(space, seed)
     model = builder.build_from_spec(spec)
     start = time.perf_counter()
-    tflite = latency.convert_to_tflite(model)
+    tflite = convert.convert_to_tflite(model)
     convert_s = time.perf_counter() - start
-    first = latency.time_tflite(tflite, config)
+    first = timing.time_tflite(tflite, config)
     measure_s = time.perf_counter() - start
     table.fill(spec, timer, model)
     start = time.perf_counter()
@@ -159,7 +161,7 @@ def lut_vs_measured(config):
     for _ in range(1000):
       table.predict(spec)
     predict_s = (time.perf_counter() - start) / 1000
-    again = latency.time_tflite(tflite, config)
+    again = timing.time_tflite(tflite, config)
     rows.append({
         "seed": seed, "blocks": list(spec.block_strings),
         "params": int(model.count_params()),
@@ -348,13 +350,13 @@ def main(argv):
     raise app.UsageError(f"--sections: unknown {sorted(unknown)}")
   work_dir = _WORK_DIR.value or tempfile.mkdtemp(prefix="latency_bench_")
   os.makedirs(work_dir, exist_ok=True)
-  config = latency.LatencyConfig()
+  config = timing.LatencyConfig()
   results = {}
   if os.path.exists(_OUTPUT.value):
     with open(_OUTPUT.value) as f:
       results = json.load(f)  # Sections not run keep their last figures.
-  results.update({"machine": latency_lut.machine_id(),
-                  "software": latency_lut.software_id(),
+  results.update({"machine": cache.machine_id(),
+                  "software": cache.software_id(),
                   "config": config.get_config(),
                   "input_shape": [_IMAGE_SIZE.value, _IMAGE_SIZE.value,
                                   _CHANNELS.value]})

@@ -1,5 +1,6 @@
-"""Test setup shared by every test module: quiet TensorFlow, CPU only, and
-the probability teachers of the teacher and distillation tests."""
+"""Test setup shared by every test module: quiet TensorFlow, CPU only, the
+probability teachers of the teacher and distillation tests, and the tiny
+student of the latency tests."""
 
 import os
 
@@ -89,3 +90,18 @@ def softmax_teacher_file(tmp_path):
   keras.Model(inputs, keras.ops.softmax(logits),
               name="softmax_teacher").save(path)
   return path
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+  """The Keras student of `latency_testing.tiny_spec()`."""
+  import latency_testing  # pylint: disable=g-import-not-at-top
+  from akd_tf.space import builder  # pylint: disable=g-import-not-at-top
+  return builder.build_from_spec(latency_testing.tiny_spec())
+
+
+@pytest.fixture(scope="module")
+def tiny_tflite(tiny_model):  # pylint: disable=redefined-outer-name
+  """`tiny_model` as float32 TFLite bytes."""
+  from akd_tf.latency import convert  # pylint: disable=g-import-not-at-top
+  return convert.convert_to_tflite(tiny_model)

@@ -13,9 +13,9 @@ import time
 import numpy as np
 import pytest
 
-from akd_tf import latency
 from akd_tf.distill import data as data_lib
 from akd_tf.distill import distiller
+from akd_tf.latency import timing
 from akd_tf.search import evaluate
 from akd_tf.search import history
 from akd_tf.search import reward
@@ -35,7 +35,7 @@ def make_config(tmp_path, **train_changes):
                                       head_size=32, depth_multiplier=0.25),
       space=SPACE.get_config(), train=train,
       reward=reward.RewardConfig(target_ms=0.05),
-      latency=latency.LatencyConfig(runs=5, repeats=1, warmup=2),
+      latency=timing.LatencyConfig(runs=5, repeats=1, warmup=2),
       latency_cache_path=str(tmp_path / "latency.jsonl"))
 
 
@@ -129,7 +129,7 @@ def test_int8_latency_of_untrained_se_student_is_measured(tmp_path):
                                minival_size=200),
       global_params=arch.GlobalParams(num_classes=10, batch_norm_momentum=0.9,
                                       head_size=64, depth_multiplier=0.25),
-      latency=latency.LatencyConfig(runs=5, repeats=1, warmup=2,
+      latency=timing.LatencyConfig(runs=5, repeats=1, warmup=2,
                                     quantize="int8"))
   actions = SPACE.sample(0)
   assert any(b.se_ratio for b in SPACE.decode(actions))

@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from akd_tf import latency
 from akd_tf.deploy import export
 from akd_tf.distill import data
+from akd_tf.latency import timing
 from akd_tf.space import arch
 from akd_tf.space import builder
 
 BLOCKS = ("r1_k3_s11_e1_i32_o16_se0.25", "r2_k3_s22_e6_i16_o24")
-FAST_TIMING = latency.LatencyConfig(warmup=2, runs=5, repeats=2, pause_ms=0)
+FAST_TIMING = timing.LatencyConfig(warmup=2, runs=5, repeats=2, pause_ms=0)
 
 
 def _config(output_dir, **kwargs):

@@ -19,10 +19,10 @@ import time
 
 import pytest
 
-from akd_tf import latency
 from akd_tf.distill import data as data_lib
 from akd_tf.distill import distiller
 from akd_tf.distill import teacher as teacher_lib
+from akd_tf.latency import timing
 from akd_tf.search import controller as controller_lib
 from akd_tf.search import history
 from akd_tf.search import loop
@@ -50,7 +50,7 @@ def search_config(cache_dir, **changes):
       teacher_recipe=teacher_lib.TeacherRecipe(epochs=2),
       cache_dir=cache_dir, num_candidates=NUM_CANDIDATES,
       candidates_per_step=NUM_CANDIDATES, num_workers=2,
-      latency=latency.LatencyConfig(runs=5, repeats=1, warmup=2),
+      latency=timing.LatencyConfig(runs=5, repeats=1, warmup=2),
       export=False, **changes)
 
 
@@ -156,7 +156,7 @@ def test_started_ray_pool_reuses_one_evaluator_per_worker_process(tmp_path):
       space=space.get_config(),
       train=distiller.TrainConfig(epochs=1, batch_size=32, kd_alpha=0.0),
       reward=reward.RewardConfig(target_ms=0.05),
-      latency=latency.LatencyConfig(runs=5, repeats=1, warmup=2),
+      latency=timing.LatencyConfig(runs=5, repeats=1, warmup=2),
       latency_cache_path=str(tmp_path / "latency.jsonl"))
   tasks = [evaluate.CandidateTask(0, i, space.sample(i)) for i in range(2)]
   pool = ray_pool.RayPool(config, num_workers=1)

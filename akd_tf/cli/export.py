@@ -100,9 +100,10 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   _check_flags()
   # pylint: disable=g-import-not-at-top
-  from akd_tf import latency
   from akd_tf.deploy import export
   from akd_tf.distill import data as data_lib
+  from akd_tf.latency import errors
+  from akd_tf.latency import timing
   # pylint: enable=g-import-not-at-top
   try:
     model, spec = export.load_student(MODEL.value, ARCH_JSON.value,
@@ -130,7 +131,7 @@ def main(argv):
       qat_train_size=QAT_TRAIN_SIZE.value,
       qat_batch_size=QAT_BATCH_SIZE.value,
       qat_learning_rate=QAT_LEARNING_RATE.value, seed=SEED.value,
-      latency=latency.LatencyConfig(threads=THREADS.value,
+      latency=timing.LatencyConfig(threads=THREADS.value,
                                     repeats=REPEATS.value))
   try:
     report = export.export_student(model, config, spec,
@@ -140,7 +141,7 @@ def main(argv):
     _usage("data_dir" if DATA_DIR.value else "dataset", error)
   except (ImportError, ValueError) as error:
     _usage("dataset", error)
-  except (latency.LatencyError, export.ExportError) as error:
+  except (errors.LatencyError, export.ExportError) as error:
     raise SystemExit(f"akd-export: {error}") from None
   print(export.format_report(report))
   print(json.dumps({k: v for k, v in sorted(report.items())

@@ -11,10 +11,12 @@ import os
 from absl import app
 from absl import flags
 
-from akd_tf import latency
 from akd_tf.distill import data as data_lib
 from akd_tf.distill import distiller
 from akd_tf.distill import teacher as teacher_lib
+from akd_tf.latency import device
+from akd_tf.latency import measurer
+from akd_tf.latency import timing
 from akd_tf.search import controller as controller_lib
 from akd_tf.search import reward as reward_lib
 from akd_tf.space import arch
@@ -112,7 +114,7 @@ def define_search_flags():
                     "soft: ACC*(LAT/T)^-0.07; hard: ACC, *(LAT/T)^-1 over T; "
                     "abs: ACC + beta*|LAT/T - 1|.")
   flags.DEFINE_float("target_ms", 1.0, "Latency target T in milliseconds.")
-  flags.DEFINE_enum("latency", "measured", list(latency.MODES),
+  flags.DEFINE_enum("latency", "measured", list(measurer.MODES),
                     "measured: TFLite + LiteRT here; lut: lookup table; "
                     "command: --latency_command (e.g. adb on a phone).")
   flags.DEFINE_string("latency_command", None, "Command template timing "
@@ -192,15 +194,15 @@ def _train_configs(f):
   return proxy, final
 
 
-def _latency_config(f) -> latency.LatencyConfig:
+def _latency_config(f) -> timing.LatencyConfig:
   """The timing setup (and a check of the device command's template)."""
   config = _build(
       ["latency_threads", "latency_runs", "latency_repeats",
        "latency_pause_ms"],
-      latency.LatencyConfig, threads=f.latency_threads, runs=f.latency_runs,
+      timing.LatencyConfig, threads=f.latency_threads, runs=f.latency_runs,
       repeats=f.latency_repeats, pause_ms=f.latency_pause_ms)
   if f.latency == "command":
-    _build(["latency_command"], latency.check_command_template,
+    _build(["latency_command"], device.check_command_template,
            template=f.latency_command)
   return config
 

@@ -52,14 +52,14 @@ JSON = flags.DEFINE_bool("json", False, "Print one JSON line.")
 
 
 def latency_config_from_flags():
-  """Returns the `latency.LatencyConfig` the flags describe.
+  """Returns the `timing.LatencyConfig` the flags describe.
 
   Raises:
     app.UsageError: a value is out of range; the message names the flag.
   """
-  from akd_tf import latency  # pylint: disable=g-import-not-at-top
+  from akd_tf.latency import timing  # pylint: disable=g-import-not-at-top
   try:
-    return latency.LatencyConfig(
+    return timing.LatencyConfig(
         threads=THREADS.value, warmup=WARMUP.value, runs=RUNS.value,
         repeats=REPEATS.value, pause_ms=PAUSE_MS.value,
         statistic=STATISTIC.value,
@@ -75,10 +75,13 @@ def main(argv):
   spec = common.arch_spec_from_flags()
   if LATENCY.value == "command" and LATENCY_COMMAND.value is None:
     raise app.UsageError("--latency=command needs --latency_command")
-  from akd_tf import latency  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from akd_tf.latency import errors
+  from akd_tf.latency import measurer as measurer_lib
+  # pylint: enable=g-import-not-at-top
   config = latency_config_from_flags()
   try:
-    measurer = latency.LatencyMeasurer(
+    measurer = measurer_lib.LatencyMeasurer(
         LATENCY.value, config, cache_path=LATENCY_CACHE.value,
         lut_path=LUT_PATH.value, command=LATENCY_COMMAND.value)
   except ValueError as error:
@@ -86,7 +89,7 @@ def main(argv):
     raise app.UsageError(f"--{flag}: {error}") from None
   try:
     result = measurer.measure(spec)
-  except latency.LatencyError as error:
+  except errors.LatencyError as error:
     logging.error("%s", error)
     raise SystemExit(1) from None
   record = result.get_config()

@@ -45,9 +45,11 @@ import numpy as np
 import tensorflow as tf
 
 from akd_tf import config_checks
-from akd_tf import latency as latency_lib
 from akd_tf.distill import data as data_lib
 from akd_tf.distill import distiller
+from akd_tf.latency import convert
+from akd_tf.latency import native_output
+from akd_tf.latency import timing
 from akd_tf.space import arch
 from akd_tf.space import builder
 
@@ -97,7 +99,7 @@ class ExportConfig:
   qat_batch_size: int = 128
   qat_learning_rate: float = 1e-4
   seed: int = 0
-  latency: latency_lib.LatencyConfig = latency_lib.LatencyConfig(repeats=5)
+  latency: timing.LatencyConfig = timing.LatencyConfig(repeats=5)
 
   def __post_init__(self):
     checks = (
@@ -250,7 +252,7 @@ def save_saved_model(model: keras.Model, path: str) -> None:
     return {OUTPUT_NAME: model(image, training=False)}
 
   archive.add_endpoint("serving_default", serve, input_signature=[spec])
-  with latency_lib.captured_native_output():
+  with native_output.captured_native_output():
     archive.write_out(path, verbose=False)
 
 
@@ -376,7 +378,7 @@ class _Verifier:
         top1_drop=100.0 * (self.keras_top1 - top1),
         max_abs_diff=(float(np.max(np.abs(logits - self.reference)))
                       if float_model else None),
-        latency_ms=(latency_lib.time_tflite(tflite, self.latency).latency_ms
+        latency_ms=(timing.time_tflite(tflite, self.latency).latency_ms
                     if tflite is not None else None))
     self.log(f"verified {name}: top-1 {top1:.4f}")
 
@@ -399,7 +401,7 @@ def _write_tflites(model, config, data, verifier) -> Optional[np.ndarray]:
                                   config.seed)[0]
     outputs.append(("tflite_int8", "student_int8.tflite", "int8"))
   for name, filename, quantize in outputs:
-    tflite = latency_lib.convert_to_tflite(model, quantize, calibration)
+    tflite = convert.convert_to_tflite(model, quantize, calibration)
     path = os.path.join(config.output_dir, filename)
     with open(path, "wb") as f:
       f.write(tflite)
@@ -469,7 +471,7 @@ def export_student(model: keras.Model, config: ExportConfig,
     ValueError: the data does not match the model, or quantize 'qat'
       without the model's architecture.
     FileNotFoundError, ImportError: the data cannot be loaded.
-    latency_lib.ConversionError: TFLite conversion failed.
+    akd_tf.latency.errors.ConversionError: TFLite conversion failed.
     ExportError: quantization-aware training failed.
   """
   if config.quantize == "qat":

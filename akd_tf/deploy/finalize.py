@@ -115,7 +115,7 @@ def finalize(best: history.CandidateRecord, config,
 
   Raises:
     distiller.CandidateDiverged: final training diverged.
-    akd_tf.latency.ConversionError: export to TFLite failed.
+    akd_tf.latency.errors.ConversionError: export to TFLite failed.
   """
   os.makedirs(out_dir, exist_ok=True)
   data = data_lib.load_data(config.final_data())

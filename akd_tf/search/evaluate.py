@@ -31,10 +31,11 @@ from typing import Iterator, Optional, Sequence, Tuple, Union
 
 import keras
 
-from akd_tf import latency as latency_lib
 from akd_tf.distill import data as data_lib
 from akd_tf.distill import distiller
 from akd_tf.distill import teacher as teacher_lib
+from akd_tf.latency import measurer as measurer_lib
+from akd_tf.latency import timing
 from akd_tf.search import history
 from akd_tf.search import reward as reward_lib
 from akd_tf.space import arch
@@ -78,7 +79,7 @@ class EvalConfig:
   train: distiller.TrainConfig
   reward: reward_lib.RewardConfig
   latency_mode: str = "measured"
-  latency: latency_lib.LatencyConfig = latency_lib.LatencyConfig()
+  latency: timing.LatencyConfig = timing.LatencyConfig()
   latency_cache_path: Optional[str] = None
   lut_path: Optional[str] = None
   latency_command: Optional[str] = None
@@ -203,7 +204,7 @@ class CandidateTimer:
     self.config = config
     self.space = search_space.SearchSpace.from_config(config.space)
     self.input_shape = data.input_shape
-    self.measurer = latency_lib.LatencyMeasurer(
+    self.measurer = measurer_lib.LatencyMeasurer(
         mode=config.latency_mode, config=config.latency,
         cache_path=config.latency_cache_path, lut_path=config.lut_path,
         command=config.latency_command)

@@ -50,11 +50,12 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from akd_tf import config_checks
-from akd_tf import latency as latency_lib
 from akd_tf.deploy import finalize
 from akd_tf.distill import data as data_lib
 from akd_tf.distill import distiller
 from akd_tf.distill import teacher as teacher_lib
+from akd_tf.latency import measurer
+from akd_tf.latency import timing
 from akd_tf.search import controller as controller_lib
 from akd_tf.search import evaluate
 from akd_tf.search import history
@@ -136,7 +137,7 @@ class SearchConfig:
   teacher_recipe: teacher_lib.TeacherRecipe = teacher_lib.TeacherRecipe()
   cache_dir: str = os.path.join(os.path.expanduser("~"), ".cache", "akd_tf")
   latency_mode: str = "measured"
-  latency: latency_lib.LatencyConfig = latency_lib.LatencyConfig()
+  latency: timing.LatencyConfig = timing.LatencyConfig()
   latency_command: Optional[str] = None
   lut_path: Optional[str] = None
   export: bool = True
@@ -166,9 +167,9 @@ class SearchConfig:
          f"{teacher_lib.TEACHER_OUTPUTS}"),
         (self.threads_per_worker >= 0,
          f"threads_per_worker={self.threads_per_worker} must be >= 0"),
-        (self.latency_mode in latency_lib.MODES,
+        (self.latency_mode in measurer.MODES,
          f"latency_mode='{self.latency_mode}' is not one of "
-         f"{latency_lib.MODES}"),
+         f"{measurer.MODES}"),
         (self.reward_accuracy == "ce" or self.proxy.kd_alpha > 0,
          "reward_accuracy='kd' needs proxy kd_alpha > 0"),
         (self.executor in EXECUTORS,
