@@ -72,7 +72,10 @@ def search_dir(work_dir: str, base_teacher: str, teacher: str,
 
 def main(argv):
   del argv
-  from akd_tf.analysis import teacher_dependence  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from akd_tf.analysis import plots
+  from akd_tf.analysis import teacher_dependence
+  # pylint: enable=g-import-not-at-top
   base = flag_configs.search_config_from_flags()
   quick = akd_vs_nas.QUICK.value
   work_dir = os.path.join(akd_vs_nas.WORK_DIR.value,
@@ -127,7 +130,7 @@ def main(argv):
     print("--quick: a small budget; indicative only.")
   stem = "teacher_dependence_quick" if quick else "teacher_dependence"
   os.makedirs(akd_vs_nas.RESULTS_DIR, exist_ok=True)
-  teacher_dependence.plot_choice_distributions(
+  plots.plot_choice_distributions(
       distributions, os.path.join(akd_vs_nas.RESULTS_DIR, stem + ".png"),
       title=(f"AKD top {TOP_K.value} per search, {len(seeds)} seeds per "
              f"teacher; search-level p = {search_test.p_value:.3f}"))

@@ -6,5 +6,6 @@ CLI.
   teacher_dependence  load_search, top_candidates, choice_distributions,
                       permutation_test: do searches with different teachers
                       prefer different architectures?
+  plots               plot_choice_distributions (matplotlib)
   rank_stats          spearman, kendall_tau, top_k_regret (numpy)
 """

@@ -10,7 +10,9 @@ architecture choices the searches with different teachers prefer:
                                   of every choice among the top candidates
   permutation_test(a, b, k)       do two teachers' searches prefer different
                                   architectures?
-  plot_choice_distributions(...)  the distributions as one PNG
+  format_top_choices(d, group)    the most frequent choice per block, a table
+
+`akd_tf.analysis.plots.plot_choice_distributions` draws the distributions.
 
 Searches are grouped by `SearchRun.group`: the teacher's label for AKD
 searches (reward_accuracy 'kd'), 'nas' for the NAS+KD baseline ('ce'), whose
@@ -45,7 +47,7 @@ permuting group labels, at one of two levels:
 
 Public names: SearchRun, PermutationResult, load_search, group_by_teacher,
 top_candidates, choice_distributions, permutation_test, format_top_choices,
-plot_choice_distributions, LEVELS, DISTRIBUTION_DECISIONS, NAS_GROUP.
+LEVELS, DISTRIBUTION_DECISIONS, NAS_GROUP.
 """
 
 import dataclasses
@@ -54,21 +56,16 @@ import math
 import os
 from typing import Dict, List, Sequence, Tuple
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-from matplotlib import patches  # pylint: disable=g-import-not-at-top,wrong-import-position
-from matplotlib import pyplot  # pylint: disable=g-import-not-at-top,wrong-import-position
-import numpy as np  # pylint: disable=wrong-import-position
-
-from akd_tf.search import history  # pylint: disable=wrong-import-position
-from akd_tf.space import search_space  # pylint: disable=wrong-import-position
+from akd_tf.search import history
+from akd_tf.space import search_space
 
 __all__ = ["DISTRIBUTION_DECISIONS", "LEVELS", "NAS_GROUP",
            "PermutationResult", "SearchRun", "choice_distributions",
            "format_top_choices",
            "group_by_teacher", "load_search", "permutation_test",
-           "plot_choice_distributions", "top_candidates"]
+           "top_candidates"]
 
 LEVELS = ("auto", "search", "candidate")
 # The six decisions of a block, plus the expansion ratio that conv_op fixes.
@@ -469,93 +466,3 @@ def format_top_choices(distributions: dict, group: str) -> str:
       cells.append(f"{label} {share:.2f}".ljust(15))
     lines.append(f"{b:<7}" + "".join(cells).rstrip())
   return "\n".join(lines)
-
-
-_PANELS = (
-    ("conv_op", "operation (expansion ratio)"),
-    ("kernel", "kernel size"),
-    ("se_ratio", "squeeze-and-excitation ratio"),
-    ("skip", "skip connection"),
-    ("filters", "width: output filters x skeleton's"),
-    ("layers", "depth: layers vs skeleton's"),
-)
-_OP_NAMES = {"conv": "conv (e1)", "dwconv": "dwconv (e1)",
-             "mbconv3": "mbconv e3", "mbconv6": "mbconv e6"}
-_HATCHES = ("", "//", "..", "xx", "\\\\", "oo")
-
-
-def _legend_label(name, label, skeleton_block) -> str:
-  """Choice labels shared by every block, so one color means one choice."""
-  if name == "conv_op":
-    return _OP_NAMES.get(label, label)
-  if name == "filters":
-    return f"x{int(label) / skeleton_block['output_filters']:.3g}"
-  if name == "layers":
-    return f"{int(label) - skeleton_block['num_repeat']:+d} layer(s)"
-  if name == "kernel":
-    return f"{label}x{label}"
-  if name == "se_ratio":
-    return "no SE" if label == "0" else f"SE {label}"
-  return label
-
-
-def plot_choice_distributions(distributions: dict, path: str,
-                              title: str = "") -> None:
-  """Writes a PNG: per decision a panel of 100%-stacked bars.
-
-  Every block has one bar per group (side by side, told apart by hatching);
-  a bar's segments are the shares of the choices among that group's top
-  candidates.
-
-  Args:
-    distributions: The dict `choice_distributions` returns.
-    path: Where the PNG goes.
-    title: Figure title; default: groups and candidate counts.
-  """
-  groups = list(distributions["groups"])
-  skeleton = distributions["skeleton"]
-  num_blocks = len(skeleton)
-  width = 0.8 / len(groups)
-  figure, axes_grid = pyplot.subplots(3, 2, figsize=(13, 11))
-  for axes, (name, panel_title) in zip(axes_grid.flat, _PANELS):
-    legend = {}
-    for b in range(num_blocks):
-      for g, group in enumerate(groups):
-        shares = distributions["groups"][group]["blocks"][b][name]
-        bottom = 0.0
-        x = b - 0.4 + width * (g + 0.5)
-        for position, (label, share) in enumerate(shares.items()):
-          if name == "layers":  # Blocks of one layer have no -1 choice.
-            position = int(label) - skeleton[b]["num_repeat"] + 1
-          color = f"C{position}"
-          legend[_legend_label(name, label, skeleton[b])] = color
-          if share > 0:
-            axes.bar(x, share, width * 0.92, bottom=bottom, color=color,
-                     hatch=_HATCHES[g % len(_HATCHES)], edgecolor="white",
-                     linewidth=0.5)
-          bottom += share
-    axes.set_title(panel_title)
-    axes.set_xticks(range(num_blocks))
-    axes.set_xticklabels([f"block {b}" for b in range(num_blocks)])
-    axes.set_ylim(0, 1)
-    axes.set_ylabel("share of top candidates")
-    handles = [patches.Patch(color=c, label=t)
-               for t, c in sorted(legend.items(), key=lambda item: item[1])]
-    axes.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0),
-                fontsize="small", frameon=False)
-  group_handles = []
-  for g, group in enumerate(groups):
-    count = distributions["groups"][group]["num_candidates"]
-    group_handles.append(patches.Patch(
-        facecolor="lightgray", edgecolor="black",
-        hatch=_HATCHES[g % len(_HATCHES)],
-        label=f"bar {g + 1}: {group} (n={count})"))
-  figure.legend(handles=group_handles, loc="upper center",
-                ncol=len(groups), frameon=False, fontsize="medium",
-                bbox_to_anchor=(0.5, 0.975))
-  figure.suptitle(title or "choices of the top "
-                  f"{distributions['top_k']} candidates per search, by teacher",
-                  y=0.995)
-  figure.tight_layout(rect=(0, 0, 1, 0.95))
-  figure.savefig(path, dpi=110)
-  pyplot.close(figure)

@@ -75,7 +75,10 @@ def main(argv):
   for name, flag in (("top_k", TOP_K), ("permutations", PERMUTATIONS)):
     if flag.value < 1:
       raise app.UsageError(f"--{name}={flag.value} must be >= 1")
-  from akd_tf.analysis import teacher_dependence  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from akd_tf.analysis import plots
+  from akd_tf.analysis import teacher_dependence
+  # pylint: enable=g-import-not-at-top
   runs = _load_runs(MODEL_DIRS.value)
   groups = teacher_dependence.group_by_teacher(runs)
   pair = _pair(groups)
@@ -110,8 +113,7 @@ def main(argv):
   title = (f"top {TOP_K.value} candidates per search; "
            + (f"{test.level}-level test p = {test.p_value:.4f}" if test
               else "no test"))
-  teacher_dependence.plot_choice_distributions(distributions, png_path,
-                                               title=title)
+  plots.plot_choice_distributions(distributions, png_path, title=title)
   print(f"wrote {json_path} and {png_path}")
 
 

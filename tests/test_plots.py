@@ -1,0 +1,35 @@
+"""Tests of akd_tf.analysis.plots on the choice distributions of two groups."""
+
+import numpy as np
+
+from akd_tf.analysis import plots
+from akd_tf.analysis import teacher_dependence as dependence
+from akd_tf.search import history
+from akd_tf.space import search_space
+
+SPACE = search_space.SearchSpace()
+
+
+def sampled_run(seed, teacher, n=20):
+  """A search of `n` random candidates, held in memory."""
+  rng = np.random.default_rng(seed)
+  records = []
+  for step in range(n):
+    actions = SPACE.sample(rng)
+    records.append(history.CandidateRecord(
+        step=step, index=0, actions=actions,
+        blocks=[b.encode() for b in SPACE.decode(actions)],
+        status=history.STATUS_OK, accuracy=0.9, latency_ms=1.0,
+        reward=float(rng.random())))
+  return dependence.SearchRun(model_dir=f"/runs/{teacher}", teacher=teacher,
+                              reward_accuracy="kd", seed=seed,
+                              records=tuple(records))
+
+
+def test_choice_distributions_plot_is_a_png(tmp_path):
+  runs = [sampled_run(1, "resnet_wide"), sampled_run(2, "cnn_deep")]
+  distributions = dependence.choice_distributions(runs, top_k=5)
+  path = tmp_path / "choices.png"
+  plots.plot_choice_distributions(distributions, str(path), title="two")
+  assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  assert path.stat().st_size > 20000
