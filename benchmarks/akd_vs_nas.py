@@ -84,12 +84,12 @@ def method_config(base, reward_accuracy: str, controller: str, seed: int):
 
 def run_one(config, model_dir: str) -> dict:
   """Runs (or resumes) one search with its final training; returns a row."""
-  from akd_tf.search import loop  # pylint: disable=g-import-not-at-top
+  from akd_tf.deploy import pipeline  # pylint: disable=g-import-not-at-top
   done_path = os.path.join(model_dir, "benchmark_run.json")
   if os.path.exists(done_path):
     with open(done_path) as f:
       return json.load(f)
-  result = loop.run_search(
+  result = pipeline.search_and_export(
       config, model_dir,
       log=lambda m: print(f"  [{os.path.basename(model_dir)}] {m}",
                           file=sys.stderr, flush=True))

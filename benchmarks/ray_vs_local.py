@@ -12,9 +12,9 @@ in one controller step (so both executors evaluate the same six students:
 with several steps, measured-latency noise changes the rewards and so the
 later samples), a one-epoch final training and no export.
 
-The wall time is the whole `run_search` call (teacher loading, the pool's
-start, the candidate loop, plots, final training); the pool's start and the
-candidate loop are also shown apart. Prints a table and the line
+The wall time is the whole `search_and_export` call (teacher loading, the
+pool's start, the candidate loop, plots, final training); the pool's start
+and the candidate loop are also shown apart. Prints a table and the line
 `ray / local wall time = X.XX` (the ratio of the two executors' shortest
 wall times), and writes benchmarks/results/ray_vs_local.json.
 """
@@ -46,12 +46,12 @@ flag_configs.define_search_flags()
 
 def run_once(config, executor: str) -> dict:
   """One search in a fresh directory; its times and outcome."""
-  from akd_tf.search import loop  # pylint: disable=g-import-not-at-top
+  from akd_tf.deploy import pipeline  # pylint: disable=g-import-not-at-top
   model_dir = tempfile.mkdtemp(prefix=f"ray_vs_local_{executor}_")
   start = time.perf_counter()
-  result = loop.run_search(dataclasses.replace(config, executor=executor),
-                           model_dir,
-                           log=lambda m: print(m, file=sys.stderr))
+  result = pipeline.search_and_export(
+      dataclasses.replace(config, executor=executor), model_dir,
+      log=lambda m: print(m, file=sys.stderr))
   wall = time.perf_counter() - start
   phases = result.phase_seconds
   return {

@@ -3,8 +3,8 @@
   python benchmarks/search_speed.py [--num_candidates=6] [any akd-search flag]
 
 Runs one short AKD search with the quick Fashion-MNIST preset
-(flags/fashion_mnist_quick.cfg unless --flagfile is given; no final training
-or export) and splits the candidate loop's wall time into phases: sampling,
+(flags/fashion_mnist_quick.cfg unless --flagfile is given; `run_search`
+alone: no final training or export) and splits the candidate loop's wall time into phases: sampling,
 teacher logits, building, conversion and latency, KD training, evaluation,
 controller update, bookkeeping (history, TensorBoard, progress), and the
 workers' remaining time (process start, data loading, profiling). KD
@@ -110,7 +110,4 @@ if __name__ == "__main__":
   args = sys.argv[1:]
   if not any(a.startswith("--flagfile") for a in args):
     args = [f"--flagfile={PRESET}", "--num_candidates=6"] + args
-  # The winner's final training is not part of the candidate loop: keep it
-  # short (the built-in teacher still trains on the preset's data).
-  args = args + ["--final_epochs=1", "--noexport"]
   app.run(main, argv=[sys.argv[0]] + args)

@@ -40,9 +40,10 @@ def main(argv):
     warning = controller_lib.budget_warning(config.num_candidates)
     if warning:
       _progress(f"warning: --{warning}")
-  from akd_tf.search import loop  # pylint: disable=g-import-not-at-top
+  from akd_tf.deploy import pipeline  # pylint: disable=g-import-not-at-top
   try:
-    result = loop.run_search(config, MODEL_DIR.value, log=_progress)
+    result = pipeline.search_and_export(config, MODEL_DIR.value,
+                                        log=_progress)
   except (ValueError, FileNotFoundError, ImportError) as error:
     print(f"akd-search: error: {error}", file=sys.stderr)
     return 1

@@ -9,4 +9,6 @@ legacy Keras before Keras loads.
               TFLite, each verified against the Keras model)
   export_qat  the QAT child process (tf_keras + TFMOT)
   finalize    finalize: final KD training and export of a search's winner
+  pipeline    search_and_export: the search, then `finalize` of its winner
+              (what akd-search runs)
 """

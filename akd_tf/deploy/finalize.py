@@ -104,7 +104,8 @@ def finalize(best: history.CandidateRecord, config,
 
   Args:
     best: The winning record.
-    config: The `search.SearchConfig` (final recipe, data, export switch).
+    config: The `akd_tf.search.loop.SearchConfig` (final recipe, data,
+      export switch).
     global_params: The students' settings, num_classes matching the data.
     teacher: The teacher the winner distills from.
     out_dir: Where the artifacts go (created).

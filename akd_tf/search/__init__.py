@@ -12,5 +12,6 @@ or analysis.
   ray_pool    RayPool: the same pool as Ray tasks (optional extra)
   report      best_record, pareto_front, plot_pareto, plot_rewards
   loop        SearchConfig, run_search (sample, evaluate, reward, update;
-              resume) -> SearchResult
+              resume) -> SearchResult, whose best record deploy trains
+              (`akd_tf.deploy.pipeline`)
 """

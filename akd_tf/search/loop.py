@@ -1,4 +1,4 @@
-"""The AKD search loop: sample, evaluate, reward, update; resume; final student.
+"""The AKD search loop: sample, evaluate, reward, update; resume.
 
 One step of the search samples a batch of candidates from the controller,
 evaluates them in parallel (`akd_tf.search.evaluate`), appends every finished
@@ -23,10 +23,9 @@ Files under `model_dir`:
   latency_cache.jsonl  measured latencies
   tensorboard/         scalars per candidate and per controller step
   pareto.png, reward.png
-  best/                arch.json, student.keras, metrics.json and, with
-                       export on, akd-export's verified float export:
-                       saved_model/ (image -> logits), student_float.tflite,
-                       export_report.json (see akd_tf.deploy.finalize)
+The search ends with its best record; training and exporting the winner
+into best/ is deployment's (`akd_tf.deploy.pipeline.search_and_export`, what
+akd-search runs), which this package does not import.
 
 Candidates are evaluated by local worker processes (`evaluate.LocalPool`,
 executor 'local') or as Ray tasks on a cluster (`ray_pool.RayPool`, executor
@@ -45,12 +44,11 @@ import json
 import math
 import os
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
 from akd_tf import config_checks
-from akd_tf.deploy import finalize
 from akd_tf.distill import data as data_lib
 from akd_tf.distill import distiller
 from akd_tf.distill import teacher as teacher_lib
@@ -208,22 +206,30 @@ class SearchResult:
   Attributes:
     records: Every evaluation in history order.
     best: The record with the highest reward, or None if all failed.
-    final: The winner's final metrics (`finalize.FinalResult`), or None.
-    wall_seconds: Wall time of this call.
+    final: The winner after its final training
+      (`akd_tf.deploy.finalize.FinalResult`), filled by
+      `akd_tf.deploy.pipeline.search_and_export`; None from `run_search`.
+    wall_seconds: Wall time of the call that returned it.
     evaluated: Evaluations this call ran (the rest came from the history).
     phase_seconds: Driver wall seconds per phase ('teacher',
       'teacher_logits', 'pool_start' (starting Ray included), 'sample',
       'latency' (the batches' candidates timed here), 'wait_for_workers',
-      'bookkeeping', 'controller_update', 'plots', 'final') and of the whole candidate loop ('loop', the pool's shutdown
-      included); workers' phases are in each record's `timings`.
+      'bookkeeping', 'controller_update', 'plots'; 'final' when the winner
+      was trained) and of the whole candidate loop ('loop', the pool's
+      shutdown included); workers' phases are in each record's `timings`.
+    teacher_path: Where the teacher is stored (a built-in teacher's cache
+      file, or `SearchConfig.teacher`): what the winner distills from.
+    global_params: The students' settings, num_classes matching the data.
   """
 
   records: Tuple[history.CandidateRecord, ...]
   best: Optional[history.CandidateRecord]
-  final: Optional["finalize.FinalResult"]
+  final: Optional[Any]
   wall_seconds: float
   evaluated: int
   phase_seconds: Dict[str, float]
+  teacher_path: str
+  global_params: arch.GlobalParams
 
 
 def _with_defaults(saved: dict, cls) -> dict:
@@ -313,7 +319,7 @@ class _TensorBoard:
 def run_search(config: SearchConfig, model_dir: str,
                log: Callable[[str], None] = lambda message: None
                ) -> SearchResult:
-  """Runs (or resumes) a search in `model_dir` and trains the winner.
+  """Runs (or resumes) a search in `model_dir`.
 
   Args:
     config: The search.
@@ -322,7 +328,8 @@ def run_search(config: SearchConfig, model_dir: str,
     log: Receives one progress line per event (candidate, step, phase).
 
   Returns:
-    A `SearchResult`.
+    A `SearchResult` without `final`: the winner's final training is
+    `akd_tf.deploy.pipeline.search_and_export`'s.
 
   Raises:
     ValueError: `model_dir` holds a search with other settings, the teacher
@@ -336,6 +343,59 @@ def run_search(config: SearchConfig, model_dir: str,
     from akd_tf.search import ray_pool  # pylint: disable=g-import-not-at-top
     ray_pool.import_ray()  # Before the teacher: fail in seconds.
   timer = _PhaseTimer()
+  setup = _set_up(config, model_dir)
+  pool = None
+  if setup.logits_path or config.proxy_recipe().kd_alpha == 0:
+    # The workers need no teacher: they start (TensorFlow, data) while the
+    # teacher is loaded or trained and its logits are computed.
+    pool = _start_pool(config, setup.make_eval_config(), setup.data, timer)
+  try:
+    teacher_path = _prepare_teacher_and_logits(config, setup, timer, log)
+    state = _resume(config, setup.space, model_dir, log)
+    eval_config = setup.make_eval_config(teacher_path=teacher_path)
+    if pool is None:
+      pool = _start_pool(config, eval_config, setup.data, timer)
+    candidate_timer = evaluate.CandidateTimer(eval_config, setup.data)
+    loop_start = time.time()
+    with timer.phase("pool_start"):
+      pool.wait_until_started()  # Their start would disturb the timing.
+    evaluated = _search_steps(config, state, pool, candidate_timer, model_dir,
+                              timer, log)
+  finally:
+    if pool is not None:
+      pool.shutdown()
+  timer.seconds["loop"] = time.time() - loop_start
+  records = state.log_file.read()
+  _plot(records, config.reward.target_ms, model_dir, timer)
+  return SearchResult(records=tuple(records), best=_best(records, log),
+                      final=None, wall_seconds=time.time() - start,
+                      evaluated=evaluated, phase_seconds=dict(timer.seconds),
+                      teacher_path=teacher_path,
+                      global_params=setup.global_params)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Setup:
+  """What a search's steps share: its data, students and worker setup.
+
+  Attributes:
+    data: The proxy task's data.
+    global_params: The students' settings, num_classes matching the data.
+    space: The search space.
+    logits_path: Where the teacher's cached logits go (None: online).
+    make_eval_config: Makes the workers' `evaluate.EvalConfig`; takes the
+      teacher's path once it is known.
+  """
+
+  data: data_lib.Data
+  global_params: arch.GlobalParams
+  space: search_space.SearchSpace
+  logits_path: Optional[str]
+  make_eval_config: Callable[..., evaluate.EvalConfig]
+
+
+def _set_up(config: SearchConfig, model_dir: str) -> _Setup:
+  """Checks a resumed config, loads the data and fixes the students."""
   os.makedirs(model_dir, exist_ok=True)
   _check_resume_config(os.path.join(model_dir, "search_config.json"),
                        config.get_config())
@@ -353,74 +413,81 @@ def run_search(config: SearchConfig, model_dir: str,
       lut_path=config.lut_path or os.path.join(model_dir, "latency_lut.json"),
       latency_command=config.latency_command, teacher_logits_path=logits_path,
       teacher_output=config.teacher_output, threads=config.threads_per_worker)
-  pool = None
-  if logits_path or config.proxy_recipe().kd_alpha == 0:
-    # The workers need no teacher: they start (TensorFlow, data) while the
-    # teacher is loaded or trained and its logits are computed.
-    with timer.phase("pool_start"):
-      pool = _make_pool(config, make_eval_config(), data)
-      pool.start()
-  try:
-    with timer.phase("teacher"):
-      teacher, teacher_path = _prepare_teacher(config, data, log)
-    with timer.phase("teacher_logits"):
-      _write_teacher_logits(config, teacher, data, logits_path)
-    controller = controller_lib.make_controller(
-        config.controller, space.num_choices, config.controller_config)
-    controller_dir = os.path.join(model_dir, "controller")
-    controller.restore(controller_dir)
-    log_file = history.History(os.path.join(model_dir, "history.jsonl"))
-    records = log_file.read()
-    if records:
-      log(f"resuming: {len(records)} evaluations come from the history, "
-          f"controller at step {controller.step}")
-    eval_config = make_eval_config(teacher_path=teacher_path)
-    if pool is None:
-      with timer.phase("pool_start"):
-        pool = _make_pool(config, eval_config, data)
-        pool.start()
-    candidate_timer = evaluate.CandidateTimer(eval_config, data)
-    loop_start = time.time()
-    with timer.phase("pool_start"):
-      pool.wait_until_started()  # Their start would disturb the timing.
-    evaluated = _search_steps(config, controller, controller_dir, pool,
-                              candidate_timer, log_file, records, model_dir,
-                              timer, log)
-  finally:
-    if pool is not None:
-      pool.shutdown()
-  timer.seconds["loop"] = time.time() - loop_start
+  return _Setup(data, global_params, space, logits_path, make_eval_config)
+
+
+def _prepare_teacher_and_logits(config: SearchConfig, setup: _Setup,
+                                timer: "_PhaseTimer",
+                                log: Callable[[str], None]) -> str:
+  """Loads or trains the teacher and caches its logits; returns its path."""
+  with timer.phase("teacher"):
+    teacher, teacher_path = _prepare_teacher(config, setup.data, log)
+  with timer.phase("teacher_logits"):
+    _write_teacher_logits(config, teacher, setup.data, setup.logits_path)
+  return teacher_path
+
+
+@dataclasses.dataclass
+class _SearchState:
+  """The controller and the history, as a resumed search finds them."""
+
+  controller: Any
+  controller_dir: str
+  log_file: history.History
+  records: List[history.CandidateRecord]
+
+
+def _resume(config: SearchConfig, space: search_space.SearchSpace,
+            model_dir: str, log: Callable[[str], None]) -> _SearchState:
+  """Restores the controller's last checkpoint and reads the history."""
+  controller = controller_lib.make_controller(
+      config.controller, space.num_choices, config.controller_config)
+  controller_dir = os.path.join(model_dir, "controller")
+  controller.restore(controller_dir)
+  log_file = history.History(os.path.join(model_dir, "history.jsonl"))
   records = log_file.read()
+  if records:
+    log(f"resuming: {len(records)} evaluations come from the history, "
+        f"controller at step {controller.step}")
+  return _SearchState(controller, controller_dir, log_file, records)
+
+
+def _start_pool(config: SearchConfig, eval_config: evaluate.EvalConfig,
+                data: data_lib.Data, timer: "_PhaseTimer"):
+  """Starts the candidate evaluator pool of `config.executor`."""
+  with timer.phase("pool_start"):
+    if config.executor == "ray":
+      from akd_tf.search import ray_pool  # pylint: disable=g-import-not-at-top
+      pool = ray_pool.RayPool(
+          eval_config, config.num_workers, address=config.ray_address,
+          cpus_per_candidate=config.cpus_per_candidate,
+          gpus_per_candidate=config.gpus_per_candidate, data=data)
+    else:
+      pool = evaluate.LocalPool(eval_config, config.num_workers)
+    pool.start()
+  return pool
+
+
+def _plot(records, target_ms: float, model_dir: str,
+          timer: "_PhaseTimer") -> None:
+  """Writes pareto.png and reward.png."""
   with timer.phase("plots"):
-    report.plot_pareto(records, config.reward.target_ms,
+    report.plot_pareto(records, target_ms,
                        os.path.join(model_dir, "pareto.png"))
     report.plot_rewards(records, os.path.join(model_dir, "reward.png"))
+
+
+def _best(records, log: Callable[[str], None]
+          ) -> Optional[history.CandidateRecord]:
+  """The best record, logged (or the first error when every one failed)."""
   best = report.best_record(records)
-  final = None
   if best is None:
     log(f"all {len(records)} candidates failed; first error: "
         f"{records[0].error if records else 'none'}")
   else:
     log(f"best: reward {best.reward:.4f}, accuracy {best.accuracy:.4f}, "
         f"latency {best.latency_ms:.3f} ms, {list(best.blocks)}")
-    with timer.phase("final"):
-      final = finalize.finalize(best, config, global_params, teacher,
-                                os.path.join(model_dir, "best"), log)
-  return SearchResult(records=tuple(records), best=best, final=final,
-                      wall_seconds=time.time() - start, evaluated=evaluated,
-                      phase_seconds=dict(timer.seconds))
-
-
-def _make_pool(config: SearchConfig, eval_config: evaluate.EvalConfig,
-               data: data_lib.Data):
-  """The candidate evaluator pool of `config.executor`."""
-  if config.executor == "ray":
-    from akd_tf.search import ray_pool  # pylint: disable=g-import-not-at-top
-    return ray_pool.RayPool(
-        eval_config, config.num_workers, address=config.ray_address,
-        cpus_per_candidate=config.cpus_per_candidate,
-        gpus_per_candidate=config.gpus_per_candidate, data=data)
-  return evaluate.LocalPool(eval_config, config.num_workers)
+  return best
 
 
 def _teacher_logits_path(config, data, model_dir) -> Optional[str]:
@@ -446,74 +513,105 @@ def _write_teacher_logits(config, teacher, data, path: Optional[str]) -> None:
   os.replace(path + ".tmp.npy", path)
 
 
-def _search_steps(config, controller, controller_dir, pool, candidate_timer,
-                  log_file, records, model_dir, timer, log) -> int:
+def _search_steps(config: SearchConfig, state: _SearchState, pool,
+                  candidate_timer: evaluate.CandidateTimer, model_dir: str,
+                  timer: "_PhaseTimer", log: Callable[[str], None]) -> int:
   """Runs (and replays) the controller steps; returns evaluations run.
 
   Each batch's latencies are measured here, by `candidate_timer`, while the
   workers wait for the batch, so no training runs beside the timing.
   """
   by_step = {}
-  for record in records:
+  for record in state.records:
     by_step.setdefault(record.step, {})[record.index] = record
-  known = {r.actions: r for r in records}
+  known = {r.actions: r for r in state.records}
   batch_sizes = _batch_sizes(config)
   board = _TensorBoard(os.path.join(model_dir, "tensorboard"))
   evaluated = 0
   loop_start = time.time()
-  for step in range(controller.step, len(batch_sizes)):
+  for step in range(state.controller.step, len(batch_sizes)):
     with timer.phase("sample"):
-      actions = [controller.sample() for _ in range(batch_sizes[step])]
+      actions = [state.controller.sample() for _ in range(batch_sizes[step])]
     done = by_step.get(step, {})
-    for index, record in done.items():
-      if index >= len(actions) or record.actions != actions[index]:
-        raise ValueError(
-            f"history step {step} candidate {index} does not replay: the "
-            f"controller now samples other actions; {model_dir} was "
-            "written by another controller or seed")
-    todo = []
-    for index, acts in enumerate(actions):
-      if index in done:
-        continue
-      if acts in known:  # Sampled before: reuse, do not train it again.
-        reused = dataclasses.replace(
-            known[acts], step=step, index=index, timings={},
-            worker=f"reused:{known[acts].step}/{known[acts].index}")
-        log_file.append(reused)
-        done[index] = reused
-        records.append(reused)
-      else:
-        todo.append(evaluate.CandidateTask(step, index, acts))
-    with timer.phase("latency"):
-      timed = [candidate_timer.time(task) for task in todo]
-    results = itertools.chain(
-        (t for t in timed if isinstance(t, history.CandidateRecord)),
-        pool.evaluate([t for t in timed
-                       if isinstance(t, evaluate.CandidateTask)]))
-    while True:
-      with timer.phase("wait_for_workers"):
-        record = next(results, None)
-      if record is None:
-        break
+    _check_replay(step, actions, done, model_dir)
+    todo = _reuse_known(step, actions, done, known, state)
+    for record in _finished(todo, candidate_timer, pool, timer):
       with timer.phase("bookkeeping"):
-        log_file.append(record)
-        done[record.index] = record
-        records.append(record)
-        known.setdefault(record.actions, record)
+        _append(record, done, known, state)
         evaluated += 1
-        _log_candidate(log, record, len(records), config.num_candidates,
+        _log_candidate(log, record, len(state.records), config.num_candidates,
                        time.time() - loop_start, evaluated)
-        board.scalars(len(records), _candidate_scalars(record))
+        board.scalars(len(state.records), _candidate_scalars(record))
     with timer.phase("controller_update"):
       # A failure is given as None (whatever its record holds): the
       # controller has its own penalty for it.
-      stats = controller.update(
+      stats = state.controller.update(
           [(done[i].actions, done[i].reward if done[i].ok else None)
            for i in range(len(actions))])
-      controller.save(controller_dir)
+      state.controller.save(state.controller_dir)
     with timer.phase("bookkeeping"):
       board.scalars(step, {f"controller/{k}": v for k, v in stats.items()})
   return evaluated
+
+
+def _check_replay(step: int, actions, done: dict, model_dir: str) -> None:
+  """Raises ValueError if the history's candidates of `step` are not what
+  the controller samples again."""
+  for index, record in done.items():
+    if index >= len(actions) or record.actions != actions[index]:
+      raise ValueError(
+          f"history step {step} candidate {index} does not replay: the "
+          f"controller now samples other actions; {model_dir} was "
+          "written by another controller or seed")
+
+
+def _reuse_known(step: int, actions, done: dict, known: dict,
+                 state: _SearchState) -> List[evaluate.CandidateTask]:
+  """Records again the step's candidates that were evaluated before;
+  returns the tasks of the others."""
+  todo = []
+  for index, acts in enumerate(actions):
+    if index in done:
+      continue
+    if acts in known:  # Sampled before: reuse, do not train it again.
+      first = known[acts]
+      reused = dataclasses.replace(
+          first, step=step, index=index, timings={},
+          worker=f"reused:{first.step}/{first.index}")
+      _append(reused, done, known, state)
+    else:
+      todo.append(evaluate.CandidateTask(step, index, acts))
+  return todo
+
+
+def _finished(todo, candidate_timer: evaluate.CandidateTimer, pool,
+              timer: "_PhaseTimer") -> Iterator[history.CandidateRecord]:
+  """Times the tasks here, then yields each record as it finishes.
+
+  A candidate whose timing failed is a record already; the others go to
+  the pool. Waiting counts as phase 'wait_for_workers'.
+  """
+  with timer.phase("latency"):
+    timed = [candidate_timer.time(task) for task in todo]
+  results = itertools.chain(
+      (t for t in timed if isinstance(t, history.CandidateRecord)),
+      pool.evaluate([t for t in timed
+                     if isinstance(t, evaluate.CandidateTask)]))
+  while True:
+    with timer.phase("wait_for_workers"):
+      record = next(results, None)
+    if record is None:
+      return
+    yield record
+
+
+def _append(record: history.CandidateRecord, done: dict, known: dict,
+            state: _SearchState) -> None:
+  """Writes `record` to the history and to the step's bookkeeping."""
+  state.log_file.append(record)
+  done[record.index] = record
+  state.records.append(record)
+  known.setdefault(record.actions, record)
 
 
 class _PhaseTimer:
