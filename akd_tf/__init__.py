@@ -2,6 +2,7 @@
 
 Subpackages, lowest first (each imports only those before it):
   config_checks  (module) the validation loop of every config dataclass
+  jsonl          (module) crash-safe JSON-lines appends, shared by processes
   space          block strings, the MnasNet search space, the Keras builder
   distill        data, teachers, the Distiller, training jobs
   latency        TFLite conversion, LiteRT timing, the device command, the

@@ -9,16 +9,18 @@ from akd_tf.space import builder
 from latency_testing import FAST, tiny_spec
 
 
-def test_cache_skips_a_torn_line_and_fences_it(tmp_path):
+def test_cache_skips_a_torn_line_and_cuts_it_off(tmp_path):
   path = tmp_path / "latency.jsonl"
   cache = cache_lib.LatencyCache(str(path))
   cache.put("a", {"value": 1})
   with open(path, "a") as f:
     f.write('{"key": "b", "val')
+  assert cache_lib.LatencyCache(str(path)).get("b") is None
   cache.put("c", {"value": 3})
   reread = cache_lib.LatencyCache(str(path))
   assert reread.get("a")["value"] == 1 and reread.get("c")["value"] == 3
   assert reread.get("b") is None
+  assert len(path.read_text().splitlines()) == 2
 
 
 def test_cache_key_depends_on_shape_threads_machine_and_software():

@@ -199,3 +199,13 @@ def test_lost_worker_costs_a_retry_then_fails(tmp_path, max_retries, status):
     assert not records[0].worker.endswith(f":{killed[0]}")
   else:
     assert "worker process died" in records[0].error
+
+
+def test_error_text_names_the_type_and_can_keep_only_the_last_line():
+  error = RuntimeError("Traceback (most recent call last):\n  File x\n\n"
+                       "ValueError: bad block\n")
+  assert evaluate.error_text(error) == f"RuntimeError: {error}"
+  assert evaluate.error_text(error, last_line=True) == (
+      "RuntimeError: ValueError: bad block")
+  assert evaluate.error_text(ValueError("x" * 50), max_chars=20) == (
+      "ValueError: xxxxxxxx...")

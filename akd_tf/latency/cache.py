@@ -8,7 +8,6 @@ student twice.
 Public names: LatencyCache, cache_key, machine_id, software_id.
 """
 
-import fcntl
 import functools
 import hashlib
 import importlib.metadata
@@ -17,6 +16,7 @@ import os
 import platform
 from typing import Optional
 
+from akd_tf import jsonl
 from akd_tf.space import arch
 from akd_tf.space import builder
 
@@ -79,11 +79,12 @@ def cache_key(spec: arch.ArchSpec, settings: dict, source: str,
 class LatencyCache:
   """A JSON-lines file of measured latencies, shared by processes.
 
-  Each `put` appends one line in a single `write` under an exclusive
-  `flock` and fsyncs it, so a killed search keeps every measurement it
-  reported and concurrent searches never interleave lines. A torn last line
-  left by a killed writer is skipped on reading and fenced off by a newline
-  before the next append. `get` re-reads lines other processes appended.
+  Each `put` appends one line with `akd_tf.jsonl.append` (one `write` under
+  an exclusive `flock`, fsync'd), so a killed search keeps every
+  measurement it reported and concurrent searches never interleave lines.
+  A torn last line left by a killed writer is skipped on reading and cut
+  off before the next append. `get` re-reads lines other processes
+  appended.
 
   Args:
     path: The cache file; created (with its directory) on the first `put`.
@@ -119,17 +120,6 @@ class LatencyCache:
   def put(self, key: str, record: dict) -> None:
     """Appends `record` (JSON-serializable) under `key`, durably."""
     record = dict(record, key=key)
-    line = (json.dumps(record, sort_keys=True) + "\n").encode()
-    directory = os.path.dirname(os.path.abspath(self.path))
-    os.makedirs(directory, exist_ok=True)
-    fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
-    try:
-      fcntl.flock(fd, fcntl.LOCK_EX)
-      size = os.fstat(fd).st_size
-      if size and os.pread(fd, 1, size - 1) != b"\n":
-        line = b"\n" + line
-      os.write(fd, line)
-      os.fsync(fd)
-    finally:
-      os.close(fd)
+    os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+    jsonl.append(self.path, record)
     self._entries[key] = record

@@ -18,7 +18,7 @@ it in the driver before dispatching a batch, so timing never shares the CPU
 with a candidate's training.
 
 Public names: EvalConfig, CandidateTask, CandidateTimer, CandidateEvaluator,
-LocalPool, failed_record, set_worker_threads.
+LocalPool, failed_record, error_text, set_worker_threads.
 """
 
 import concurrent.futures
@@ -44,7 +44,8 @@ from akd_tf.space import profile
 from akd_tf.space import search_space
 
 __all__ = ["CandidateEvaluator", "CandidateTask", "CandidateTimer",
-           "EvalConfig", "LocalPool", "failed_record", "set_worker_threads"]
+           "EvalConfig", "LocalPool", "error_text", "failed_record",
+           "set_worker_threads"]
 
 _ERROR_CHARS = 600
 
@@ -113,9 +114,22 @@ class CandidateTask:
   latency_seconds: float = 0.0
 
 
-def _error_text(error: BaseException) -> str:
-  text = f"{type(error).__name__}: {error}"
-  return text if len(text) <= _ERROR_CHARS else text[:_ERROR_CHARS] + "..."
+def error_text(error: BaseException, last_line: bool = False,
+               max_chars: int = _ERROR_CHARS) -> str:
+  """'<type>: <message>' of a failed candidate's error, cut to `max_chars`.
+
+  Args:
+    error: The exception.
+    last_line: Keep only the message's last non-blank line (a Ray task's
+      error carries the worker's traceback before the error itself).
+    max_chars: Longest text kept; a longer one ends with '...'.
+  """
+  message = str(error)
+  if last_line:
+    lines = [line for line in message.splitlines() if line.strip()]
+    message = lines[-1] if lines else ""
+  text = f"{type(error).__name__}: {message}"
+  return text if len(text) <= max_chars else text[:max_chars] + "..."
 
 
 def _is_out_of_memory(error: BaseException) -> bool:
@@ -162,13 +176,13 @@ class _Attempt:
     if isinstance(error, distiller.CandidateDiverged):
       self.timings["train"] = error.train_seconds
       return self.record(history.STATUS_FAILED,
-                         f"diverged: {_error_text(error)}")
+                         f"diverged: {error_text(error)}")
     if _is_out_of_memory(error):
       return self.record(history.STATUS_FAILED, f"out of memory during "
-                         f"{self.phase}: {_error_text(error)}")
+                         f"{self.phase}: {error_text(error)}")
     last = traceback.extract_tb(error.__traceback__)[-1]
     return self.record(history.STATUS_FAILED,
-                       f"{self.phase} failed: {_error_text(error)} "
+                       f"{self.phase} failed: {error_text(error)} "
                        f"(at {os.path.basename(last.filename)}:{last.lineno})")
 
   def decode(self, space: search_space.SearchSpace,

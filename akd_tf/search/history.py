@@ -14,6 +14,8 @@ import json
 import os
 from typing import List, Optional, Tuple
 
+from akd_tf import jsonl
+
 __all__ = ["CandidateRecord", "History", "STATUS_FAILED", "STATUS_OK"]
 
 STATUS_OK = "ok"
@@ -100,7 +102,6 @@ class History:
 
   def __init__(self, path: str):
     self.path = path
-    self._tail_checked = False
 
   def read(self) -> List[CandidateRecord]:
     """Returns the records in file order, dropping a torn last line.
@@ -126,22 +127,7 @@ class History:
                          f"({error})") from None
     return records
 
-  def _drop_torn_tail(self) -> None:
-    """Truncates the file after its last complete line."""
-    with open(self.path, "rb+") as f:
-      data = f.read()
-      if data and not data.endswith(b"\n"):
-        f.truncate(data.rfind(b"\n") + 1)
-
   def append(self, record: CandidateRecord) -> None:
-    """Appends `record` durably: written in one call and fsync'd."""
-    if not self._tail_checked and os.path.exists(self.path):
-      self._drop_torn_tail()
-    self._tail_checked = True
-    line = (json.dumps(record.get_config(), sort_keys=True) + "\n").encode()
-    fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    try:
-      os.write(fd, line)
-      os.fsync(fd)
-    finally:
-      os.close(fd)
+    """Appends `record` durably: written in one call and fsync'd
+    (`akd_tf.jsonl.append`, which also cuts a torn last line off first)."""
+    jsonl.append(self.path, record.get_config())

@@ -106,12 +106,6 @@ def _evaluate_candidate(setup_refs, task: evaluate.CandidateTask
   return _evaluator_for(setup_refs[0]).evaluate(task)
 
 
-def _error_text(error: BaseException) -> str:
-  lines = [line for line in str(error).splitlines() if line.strip()]
-  text = f"{type(error).__name__}: {lines[-1] if lines else ''}"
-  return text if len(text) <= _ERROR_CHARS else text[:_ERROR_CHARS] + "..."
-
-
 class RayPool:
   """Evaluates candidates as Ray tasks, at most `num_workers` at a time.
 
@@ -241,9 +235,11 @@ class RayPool:
         try:
           record = ray.get(ref)
         except ray.exceptions.RayError as error:
+          reason = evaluate.error_text(error, last_line=True,
+                                       max_chars=_ERROR_CHARS)
           record = evaluate.failed_record(
               task, self.config, f"Ray task failed after {self.max_retries} "
-              f"retries: {_error_text(error)}")
+              f"retries: {reason}")
         yield record
     finally:
       self._cancel_in_flight()
