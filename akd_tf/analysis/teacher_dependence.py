@@ -382,69 +382,120 @@ def permutation_test(runs_a: Sequence[SearchRun], runs_b: Sequence[SearchRun],
       the same statistic) or with a controller seed in both groups (paired
       searches, not independent ones).
   """
+  _check_test_arguments(runs_a, runs_b, num_permutations, level)
+  runs = list(runs_a) + list(runs_b)
+  space = _space(runs)
+  one_hot, search_ids = _one_hot(space, runs, top_k)
+  candidates = _candidate_units(one_hot, search_ids, runs_a, runs_b)
+  searches = _search_units(one_hot, search_ids, len(runs_a))
+  if level == "auto":
+    level = "search" if searches.min_p <= 0.05 else "candidate"
+  if level == "search":
+    _check_independent_searches(runs_a, runs_b, searches)
+  units = searches if level == "search" else candidates
+  starts = np.cumsum((0,) + space.num_choices[:-1])
+  observed, distances, exceed = _permute(units, starts, num_permutations,
+                                         seed)
+  return PermutationResult(
+      group_a=_label_of(runs_a), group_b=_label_of(runs_b),
+      statistic=observed, p_value=(1 + exceed) / (1 + num_permutations),
+      num_permutations=num_permutations, n_a=candidates.in_a,
+      n_b=candidates.in_b, searches_a=searches.in_a,
+      searches_b=searches.in_b, level=level, min_p_value=float(units.min_p),
+      distances={n: float(v)
+                 for n, v in zip(space.decision_names(), distances)})
+
+
+@dataclasses.dataclass(frozen=True)
+class _Units:
+  """What a permutation test reassigns between the two groups.
+
+  Attributes:
+    counts: Per unit, how often each choice occurs among its candidates.
+    sizes: Per unit, its number of candidates.
+    in_a: Units of the first group (they come first).
+    in_b: Units of the second group.
+  """
+
+  counts: np.ndarray
+  sizes: np.ndarray
+  in_a: int
+  in_b: int
+
+  @property
+  def min_p(self) -> float:
+    """The smallest p-value an exact test of these units can give."""
+    return ((2 if self.in_a == self.in_b else 1) /
+            math.comb(self.in_a + self.in_b, self.in_a))
+
+
+def _check_test_arguments(runs_a, runs_b, num_permutations, level) -> None:
   if level not in LEVELS:
     raise ValueError(f"level='{level}' is not one of {LEVELS}")
   if num_permutations < 1:
     raise ValueError(f"num_permutations={num_permutations} must be >= 1")
   if not runs_a or not runs_b:
     raise ValueError("permutation_test needs searches in both groups")
-  runs = list(runs_a) + list(runs_b)
-  space = _space(runs)
-  one_hot, search_ids = _one_hot(space, runs, top_k)
+
+
+def _candidate_units(one_hot, search_ids, runs_a, runs_b) -> _Units:
+  """Every top candidate a unit of its own.
+
+  Raises:
+    ValueError: a group has no successful candidate.
+  """
   in_a = search_ids < len(runs_a)
   n_a, n_b = int(in_a.sum()), int((~in_a).sum())
   if not n_a or not n_b:
     raise ValueError(f"group '{_label_of(runs_a if not n_a else runs_b)}' "
                      "has no successful candidate")
-  # Searches without a successful candidate carry no information.
-  sizes = np.bincount(search_ids, minlength=len(runs)).astype(float)
-  kept = sizes > 0
-  searches_a = int(kept[:len(runs_a)].sum())
-  searches_b = int(kept[len(runs_a):].sum())
-  min_p_search = ((2 if searches_a == searches_b else 1) /
-                  math.comb(searches_a + searches_b, searches_a))
-  if level == "auto":
-    level = "search" if min_p_search <= 0.05 else "candidate"
-  if level == "search":
-    if searches_a == searches_b == 1:
-      raise ValueError("level='search' needs more than one search in a "
-                       "group: with one each, p is always 1")
-    shared = sorted({r.seed for r in runs_a} & {r.seed for r in runs_b})
-    if shared:
-      raise ValueError(
-          f"level='search': searches of '{_label_of(runs_a)}' and "
-          f"'{_label_of(runs_b)}' share controller seeds {shared}; same-seed "
-          "searches are paired, not independent as this test assumes: run "
-          "one group with other seeds, or permute candidates")
-    counts = np.stack([one_hot[search_ids == i].sum(axis=0)
-                       for i in np.flatnonzero(kept)])
-    sizes = sizes[kept]
-    units, unit_a, min_p = len(sizes), searches_a, min_p_search
-  else:
-    counts, sizes = one_hot, np.ones(len(one_hot))
-    units, unit_a = len(one_hot), n_a
-    min_p = (2 if n_a == n_b else 1) / math.comb(n_a + n_b, n_a)
-  starts = np.cumsum((0,) + space.num_choices[:-1])
-  args = (counts, sizes, counts.sum(axis=0), sizes.sum(), starts)
-  observed_mask = np.zeros((1, units))
-  observed_mask[0, :unit_a] = 1.0
+  return _Units(one_hot, np.ones(len(one_hot)), n_a, n_b)
+
+
+def _search_units(one_hot, search_ids, num_runs_a: int) -> _Units:
+  """Every search a unit; searches without a successful candidate carry no
+  information and are left out."""
+  sizes = np.bincount(search_ids,
+                      minlength=search_ids.max() + 1).astype(float)
+  kept = np.flatnonzero(sizes > 0)
+  counts = np.stack([one_hot[search_ids == i].sum(axis=0) for i in kept])
+  return _Units(counts, sizes[kept], int(np.sum(kept < num_runs_a)),
+                int(np.sum(kept >= num_runs_a)))
+
+
+def _check_independent_searches(runs_a, runs_b, searches: _Units) -> None:
+  """Raises ValueError when whole searches cannot be permuted: one search
+  per group, or searches of both groups sharing a controller seed."""
+  if searches.in_a == searches.in_b == 1:
+    raise ValueError("level='search' needs more than one search in a "
+                     "group: with one each, p is always 1")
+  shared = sorted({r.seed for r in runs_a} & {r.seed for r in runs_b})
+  if shared:
+    raise ValueError(
+        f"level='search': searches of '{_label_of(runs_a)}' and "
+        f"'{_label_of(runs_b)}' share controller seeds {shared}; same-seed "
+        "searches are paired, not independent as this test assumes: run "
+        "one group with other seeds, or permute candidates")
+
+
+def _permute(units: _Units, starts, num_permutations: int, seed: int):
+  """The observed statistic, its per-decision distances, and how many of
+  `num_permutations` random reassignments reach it."""
+  total = units.in_a + units.in_b
+  args = (units.counts, units.sizes, units.counts.sum(axis=0),
+          units.sizes.sum(), starts)
+  observed_mask = np.zeros((1, total))
+  observed_mask[0, :units.in_a] = 1.0
   observed, per_decision = _statistics(observed_mask, *args)
   rng = np.random.default_rng(seed)
   exceed = 0
   for begin in range(0, num_permutations, _CHUNK):
     rows = min(_CHUNK, num_permutations - begin)
-    masks = (rng.random((rows, units)).argsort(axis=1) < unit_a).astype(float)
+    masks = (rng.random((rows, total)).argsort(axis=1) <
+             units.in_a).astype(float)
     permuted, _ = _statistics(masks, *args)
     exceed += int(np.sum(permuted >= observed[0] - 1e-12))
-  names = space.decision_names()
-  return PermutationResult(
-      group_a=_label_of(runs_a), group_b=_label_of(runs_b),
-      statistic=float(observed[0]),
-      p_value=(1 + exceed) / (1 + num_permutations),
-      num_permutations=num_permutations, n_a=n_a, n_b=n_b,
-      searches_a=searches_a, searches_b=searches_b, level=level,
-      min_p_value=float(min_p),
-      distances={n: float(v) for n, v in zip(names, per_decision[0])})
+  return float(observed[0]), per_decision[0], exceed
 
 
 def format_top_choices(distributions: dict, group: str) -> str:
