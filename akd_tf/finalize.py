@@ -33,6 +33,7 @@ from akd_tf import export as export_lib
 from akd_tf import history
 from akd_tf import profile
 from akd_tf import teacher as teacher_lib
+from akd_tf import training
 
 __all__ = ["FinalResult", "finalize"]
 
@@ -77,10 +78,12 @@ def _train(model, data, config, teacher, log) -> distill.CandidateResult:
                                         teacher_output=config.teacher_output)
   log(f"final training: {config.final.epochs} epochs on {data.train.size} "
       f"images, kd_alpha {config.final.kd_alpha}")
+  progress = training.EtaLogger(lambda line: log(f"final training: {line}"))
   return distill.train_candidate(model, data.train, data.minival,
                                  config.final, teacher=teacher,
                                  teacher_logits=logits,
-                                 teacher_output=config.teacher_output)
+                                 teacher_output=config.teacher_output,
+                                 callbacks=[progress])
 
 
 def _export(model, spec, model_path, config, out_dir, log) -> float:
