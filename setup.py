@@ -7,7 +7,12 @@ setuptools.setup(
     version="0.1.0",
     description=("Search the MnasNet space for the student that distills best "
                  "from a given teacher under a latency target (AKD, CVPR 2020)."),
-    packages=setuptools.find_packages(include=["akd_tf", "akd_tf.*"]),
+    # The search presets ship as package data: akd_tf.presets is the
+    # repository's flags/ folder (akd-search --preset=NAME reads them).
+    packages=(setuptools.find_packages(include=["akd_tf", "akd_tf.*"]) +
+              ["akd_tf.presets"]),
+    package_dir={"akd_tf.presets": "flags"},
+    package_data={"akd_tf.presets": ["*.cfg"]},
     python_requires=">=3.11",
     install_requires=[
         # `tensorflow`, not `tensorflow-cpu`: tf_keras (pulled by

@@ -2,12 +2,14 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 
 from akd_tf.search import history
+from akd_tf.search import reward
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -19,7 +21,7 @@ def _run(args):
                         timeout=600, check=False, cwd=ROOT)
 
 
-_CONFIG_FROM_FLAGS = r"""
+_CONFIGS_FROM_FLAGS = r"""
 import json, sys
 from absl import app, flags
 from akd_tf.cli import flag_configs, search
@@ -28,11 +30,19 @@ for argv in json.loads(sys.argv[1]):
   flags.FLAGS.unparse_flags()
   try:
     flags.FLAGS(["akd-search"] + argv)
-    out.append(flag_configs.search_config_from_flags().teacher_output)
+    out.append(flag_configs.search_config_from_flags().get_config())
   except (app.UsageError, flags.Error) as error:
     out.append(str(error))
 print(json.dumps(out))
 """
+
+
+def _configs_from_flags(argvs):
+  """The SearchConfig (as a dict) or the error message of each argv, parsed
+  in one process."""
+  proc = _run([sys.executable, "-c", _CONFIGS_FROM_FLAGS, json.dumps(argvs)])
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def test_teacher_output_flag_reaches_the_search_config():
@@ -41,12 +51,79 @@ def test_teacher_output_flag_reaches_the_search_config():
            (["--teacher_output=probs"],
             "--teacher_output=probs: value should be one of "
             "<logits|probabilities>")]
-  proc = _run([sys.executable, "-c", _CONFIG_FROM_FLAGS,
-               json.dumps([argv for argv, _ in cases])])
-  assert proc.returncode == 0, proc.stderr[-3000:]
   for (argv, expected), got in zip(
-      cases, json.loads(proc.stdout.strip().splitlines()[-1])):
+      cases, _configs_from_flags([argv for argv, _ in cases])):
+    got = got["teacher_output"] if isinstance(got, dict) else got
     assert expected in got, (argv, got)
+
+
+# A bad value of each flag a config checks, and the flag the error names.
+_BAD_FLAGS = [
+    (["--num_candidates=0"], "num_candidates"),
+    (["--num_workers=0"], "num_workers"),
+    (["--candidates_per_step=-1"], "candidates_per_step"),
+    (["--threads_per_worker=-1"], "threads_per_worker"),
+    (["--proxy_epochs=0"], "proxy_epochs"),
+    (["--final_epochs=0"], "final_epochs"),
+    (["--proxy_batch_size=0"], "proxy_batch_size"),
+    (["--final_batch_size=0"], "final_batch_size"),
+    (["--proxy_learning_rate=0"], "proxy_learning_rate"),
+    (["--final_learning_rate=-1"], "final_learning_rate"),
+    (["--kd_alpha=1.5"], "kd_alpha"),
+    (["--kd_alpha=0"], "kd_alpha"),  # --reward_accuracy=kd needs KD.
+    (["--kd_temperature=0"], "kd_temperature"),
+    (["--bn_recalibration_images=-1"], "bn_recalibration_images"),
+    (["--bn_momentum=1"], "bn_momentum"),
+    (["--width_multiplier=0"], "width_multiplier"),
+    (["--head_size=0"], "head_size"),
+    (["--stem_strides=3"], "stem_strides"),
+    (["--dropout_rate=1"], "dropout_rate"),
+    (["--drop_connect_rate=-0.1"], "drop_connect_rate"),
+    (["--image_size=-1"], "image_size"),
+    (["--proxy_train_size=-1"], "proxy_train_size"),
+    (["--minival_size=-1"], "minival_size"),
+    (["--final_train_size=-1"], "final_train_size"),
+    (["--teacher_epochs=0"], "teacher_epochs"),
+    (["--teacher=/nonexistent.keras"], "teacher"),
+    (["--target_ms=0"], "target_ms"),
+    (["--reward=mnas"], "reward"),
+    (["--reward=mnas", "--reward_alpha=0.1", "--reward_beta=-0.1"],
+     "reward_alpha"),
+    (["--reward_alpha=-0.1"], "reward_alpha"),  # soft fixes its exponents.
+    (["--latency_threads=0"], "latency_threads"),
+    (["--latency_runs=0"], "latency_runs"),
+    (["--latency_repeats=0"], "latency_repeats"),
+    (["--latency_pause_ms=-1"], "latency_pause_ms"),
+    (["--latency=command"], "latency_command"),
+    (["--controller_learning_rate=0"], "controller_learning_rate"),
+    (["--entropy_weight=-1"], "entropy_weight"),
+    (["--baseline_decay=1"], "baseline_decay"),
+    (["--cpus_per_candidate=2"], "cpus_per_candidate"),
+    (["--dataset=folder:"], "dataset"),
+    (["--dataset=folder:/nonexistent/akd_images"], "dataset"),
+]
+
+
+def test_each_bad_flag_gives_one_error_naming_that_flag():
+  results = _configs_from_flags([argv for argv, _ in _BAD_FLAGS])
+  for (argv, flag), error in zip(_BAD_FLAGS, results):
+    assert isinstance(error, str), (argv, "was accepted")
+    blamed = re.findall(r"--(\w+)=", error.split(": ", 1)[0])
+    assert blamed == [flag], (argv, error)
+
+
+def test_reward_mnas_takes_its_exponents_from_flags():
+  mnas, abs_reward = _configs_from_flags([
+      ["--reward=mnas", "--reward_alpha=0", "--reward_beta=-0.07",
+       "--target_ms=2"],
+      ["--reward=abs", "--reward_beta=-0.2"]])
+  assert mnas["reward"] == {"kind": "mnas", "target_ms": 2.0, "alpha": 0.0,
+                            "beta": -0.07}
+  config = reward.RewardConfig(**mnas["reward"])
+  assert reward.compute_reward(config, 0.8, 1.0) == 0.8
+  assert reward.compute_reward(config, 0.8, 4.0) == pytest.approx(
+      0.8 * 2 ** -0.07)
+  assert abs_reward["reward"]["beta"] == -0.2
 
 
 def test_unknown_teacher_output_is_a_usage_error(tmp_path):
@@ -89,3 +166,17 @@ def test_softmax_teacher_searches_with_teacher_output_probabilities(
       str(tmp_path / "search" / "history.jsonl")).read()
   assert record.ok, record.error
   assert (tmp_path / "search" / "best" / "student.keras").exists()
+
+
+def test_unreadable_image_of_a_folder_dataset_is_a_clear_error(tmp_path):
+  images = tmp_path / "images"
+  for name in ("cat", "dog"):
+    (images / name).mkdir(parents=True)
+  (images / "cat" / "broken.png").write_bytes(b"not a png")
+  (images / "dog" / "broken.jpg").write_bytes(b"not a jpeg")
+  proc = _search(tmp_path, "resnet_wide", f"--dataset=folder:{images}")
+  assert proc.returncode == 1
+  assert (f"akd-search: error: dataset 'folder:{images}': cannot read "
+          f"{images}/cat/broken.png as an image") in proc.stderr
+  assert "Traceback" not in proc.stderr
+  assert not (tmp_path / "search" / "search_config.json").exists()

@@ -145,7 +145,10 @@ def test_take_keeps_the_first_examples_with_a_new_fingerprint(digits):
   assert data.take(digits.train, 10**6) is digits.train
 
 
-def test_tfds_dataset_loads_offline_with_minival_from_train(tmp_path):
+@pytest.fixture(name="tiny_tfds", scope="module")
+def fixture_tiny_tfds(tmp_path_factory):
+  """The data_dir of 'akd_tiny_images', a tensorflow-datasets dataset of 50
+  training and 20 test 6x6x1 images, each of them different."""
   pytest.importorskip("importlib_resources")  # tfds needs it to prepare.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
@@ -156,23 +159,56 @@ def test_tfds_dataset_loads_offline_with_minival_from_train(tmp_path):
         "image": rng.integers(0, 256, (n, 6, 6, 1), dtype=np.uint8),
         "label": np.arange(n) % 3})
 
+  data_dir = str(tmp_path_factory.mktemp("tfds"))
   tfds.dataset_builders.store_as_tfds_dataset(
       name="akd_tiny_images", version="1.0.0",
       features=tfds.features.FeaturesDict({
           "image": tfds.features.Image(shape=(6, 6, 1)),
           "label": tfds.features.ClassLabel(num_classes=3)}),
       split_datasets={"train": images(50, 0), "test": images(20, 1)},
-      data_dir=str(tmp_path))
+      data_dir=data_dir)
+  return data_dir
+
+
+def test_tfds_dataset_loads_offline_with_minival_from_train(tiny_tfds):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   loaded = data.load_data(data.DataConfig(
-      "akd_tiny_images", data_dir=str(tmp_path), minival_size=10,
+      "akd_tiny_images", data_dir=tiny_tfds, minival_size=10,
       image_size=8))
   assert loaded.input_shape == (8, 8, 1)
   assert loaded.num_classes == 3
   assert (loaded.train.size, loaded.minival.size, loaded.test.size) == (
       40, 10, 20)
+  assert loaded.train_pool_size == 50
   x, y = next(iter(data.make_dataset(loaded.train, 40)))
   assert x.shape == (40, 8, 8, 1) and x.dtype == tf.float32
   assert 0.0 <= float(tf.reduce_min(x)) and float(tf.reduce_max(x)) <= 1.0
   assert set(y.numpy()) <= {0, 1, 2}
   with pytest.raises(FileNotFoundError, match="not prepared.*tfds build"):
-    data.load_data(data.DataConfig("mnist", data_dir=str(tmp_path)))
+    data.load_data(data.DataConfig("mnist", data_dir=tiny_tfds))
+
+
+def _image_set(split):
+  images, _ = data.arrays(split)
+  return {image.tobytes() for image in images}
+
+
+def test_tfds_minival_is_a_seeded_random_hold_out(tiny_tfds):
+  def config(seed, **changes):
+    return data.DataConfig("akd_tiny_images", data_dir=tiny_tfds,
+                           minival_size=10, seed=seed, **changes)
+
+  first, again, other = (data.load_data(config(s)) for s in (0, 0, 1))
+  minival, train = _image_set(first.minival), _image_set(first.train)
+  assert len(minival) == 10 and len(train) == 40
+  assert not minival & train
+  assert minival == _image_set(again.minival)
+  assert first.fingerprint == again.fingerprint
+  assert minival != _image_set(other.minival)
+  assert first.minival.fingerprint != other.minival.fingerprint
+  assert first.fingerprint != other.fingerprint
+  assert _image_set(first.test) == _image_set(other.test)
+  # train_size takes training images only.
+  small = data.load_data(config(1, train_size=15))
+  assert small.train.size == 15
+  assert not _image_set(small.train) & _image_set(other.minival)

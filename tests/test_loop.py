@@ -7,6 +7,7 @@ digits with a tiny proxy task, so a candidate takes seconds.
 import dataclasses
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -46,10 +47,10 @@ def search_args(model_dir, cache_dir, *extra):
       f"--num_candidates={NUM_CANDIDATES}", f"--seed={SEED}", *extra]
 
 
-def run_to_end(model_dir, cache_dir, *extra):
+def run_to_end(model_dir, cache_dir, *extra, env=None):
   result = subprocess.run(search_args(model_dir, cache_dir, *extra),
                           capture_output=True, text=True, timeout=900,
-                          check=False)
+                          check=False, env=env)
   return result
 
 
@@ -224,7 +225,8 @@ def test_too_few_candidates_for_reinforce_are_warned_about_at_start(
 
 @pytest.mark.parametrize("flag, message", [
     ("--reward_accuracy=acc", "--reward_accuracy=acc: value should be one of"),
-    ("--target_ms=0", "--reward=soft, --target_ms=0.0: latency target 0.0"),
+    ("--target_ms=0",
+     "akd-search: error: --target_ms=0.0: latency target 0.0"),
     ("--kd_alpha=1.5", "alpha=1.5 must be in [0, 1]"),
     ("--teacher=/nonexistent.keras", "--teacher=/nonexistent.keras: neither"),
     ("--latency=command", "--latency_command"),
@@ -234,3 +236,27 @@ def test_bad_flags_are_clear_errors(tmp_path, cache_dir, flag, message):
   assert result.returncode != 0
   assert message in result.stderr
   assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_progress_lines_count_steps_and_time_teacher_and_final_training(
+    tmp_path):
+  env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+  result = run_to_end(tmp_path / "search", str(tmp_path / "fresh_cache"),
+                      "--num_candidates=2", "--final_epochs=3", env=env)
+  assert result.returncode == 0, result.stderr[-3000:]
+  lines = result.stderr.splitlines()
+  # Neither the app nor its worker process prints TensorFlow's start-up.
+  assert "oneDNN custom operations" not in result.stderr
+  # The built-in teacher and the winner's final training log their epochs.
+  assert any("teacher resnet_wide training: epoch 2/2 took" in line
+             for line in lines), result.stderr[-3000:]
+  assert any("final training: epoch 3/3 took" in line for line in lines)
+  candidates = [line for line in lines if "] step " in line]
+  assert [re.search(r"\[\d/2\] step \d candidate \d:", line).group(0)
+          for line in candidates] == ["[1/2] step 0 candidate 0:",
+                                      "[2/2] step 1 candidate 0:"]
+  # Once no candidate is left, the ETA is the final training's.
+  eta, final = re.search(r"ETA ([\d.]+ \w+), final training ([\d.]+ \w+) "
+                         r"of it\)", candidates[-1]).groups()
+  assert eta == final and final != "0 s", candidates[-1]

@@ -20,6 +20,8 @@ import os
 from absl import app
 from absl import flags
 
+from akd_tf.cli import entry
+
 MODEL_DIRS = flags.DEFINE_list(
     "model_dirs", None, "Comma-separated --model_dir of akd-search runs.")
 TOP_K = flags.DEFINE_integer(
@@ -38,6 +40,8 @@ TEACHERS = flags.DEFINE_list(
 OUTPUT_DIR = flags.DEFINE_string(
     "output_dir", "analysis",
     "Where analysis.json and choices.png are written.")
+
+GROUPS = (entry.module_group("akd-analyze", globals()),)
 
 
 def _load_runs(model_dirs):
@@ -131,7 +135,7 @@ def _level_note(test) -> str:
 
 def run():
   """Console-script entry point."""
-  app.run(main)
+  entry.run(main, "akd-analyze", __doc__, GROUPS)
 
 
 if __name__ == "__main__":

@@ -13,11 +13,15 @@ from absl import app
 from absl import flags
 
 from akd_tf.cli import common
+from akd_tf.cli import entry
 
 JSON = flags.DEFINE_bool("json", False, "Print one JSON line instead of a "
                          "table.")
 SUMMARY = flags.DEFINE_bool("summary", False,
                             "Also print the Keras layer summary.")
+
+GROUPS = (entry.module_group("akd-arch", globals()),
+          entry.module_group("architecture", vars(common)))
 
 
 def main(argv):
@@ -46,7 +50,7 @@ def main(argv):
 
 def run():
   """Console-script entry point."""
-  app.run(main)
+  entry.run(main, "akd-arch", __doc__, GROUPS)
 
 
 if __name__ == "__main__":

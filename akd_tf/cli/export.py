@@ -28,6 +28,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from akd_tf.cli import entry
+
 MODEL = flags.DEFINE_string(
     "model", None,
     "The student's .keras file (the search writes best/student.keras); an "
@@ -46,8 +48,9 @@ QUANTIZE = flags.DEFINE_enum(
     "post-training quantization; qat: also quantization-aware training.")
 DATASET = flags.DEFINE_string(
     "dataset", "fashion_mnist",
-    "The data the student was trained on: calibration and QAT images come "
-    "from its training split, verification images from its test split.")
+    "The data the student was trained on (a name as akd-train takes, or "
+    "folder:PATH): calibration and QAT images come from its training "
+    "split, verification images from its test split.")
 DATA_DIR = flags.DEFINE_string("data_dir", None, "Folder of the data.")
 IMAGE_SIZE = flags.DEFINE_integer(
     "image_size", None, "Resize the images (default: native size).")
@@ -67,6 +70,8 @@ SEED = flags.DEFINE_integer("seed", 0, "Seed of the calibration subset and "
 THREADS = flags.DEFINE_integer("threads", 1, "LiteRT threads when timing.")
 REPEATS = flags.DEFINE_integer("repeats", 5,
                                "Timing rounds of 20 invokes per .tflite.")
+
+GROUPS = (entry.module_group("akd-export", globals()),)
 
 
 def _usage(flag_name, message):
@@ -151,7 +156,7 @@ def main(argv):
 
 def run():
   """Console-script entry point."""
-  app.run(main)
+  entry.run(main, "akd-export", __doc__, GROUPS)
 
 
 if __name__ == "__main__":

@@ -7,12 +7,15 @@ names the flag for any bad value.
 
 import dataclasses
 import os
+import re
+from typing import Dict
 
 from absl import app
 from absl import flags
 
 from akd_tf.distill import data as data_lib
 from akd_tf.distill import distiller
+from akd_tf.distill import image_folder
 from akd_tf.distill import teacher as teacher_lib
 from akd_tf.latency import device
 from akd_tf.latency import measurer
@@ -27,7 +30,9 @@ FLAGS = flags.FLAGS
 def define_data_flags():
   flags.DEFINE_string("dataset", "fashion_mnist",
                       "'fashion_mnist' (Debian's package), 'digits' "
-                      "(scikit-learn) or a tensorflow-datasets name.")
+                      "(scikit-learn), 'folder:PATH' (your images: one "
+                      "sub-folder per class, and a test/ sub-folder or 20% "
+                      "held out for testing) or a tensorflow-datasets name.")
   flags.DEFINE_string("data_dir", None, "Where the dataset lies (default: "
                       "the dataset's standard place).")
   flags.DEFINE_bool("download", False, "Let tensorflow-datasets download a "
@@ -73,7 +78,15 @@ def define_teacher_flags():
 
 
 def define_search_flags():
-  """Defines proxy, final, reward, controller and latency flags."""
+  """Defines the controller, reward, training, latency and run flags."""
+  define_controller_flags()
+  define_reward_flags()
+  define_training_flags()
+  define_latency_flags()
+  define_run_flags()
+
+
+def define_controller_flags():
   flags.DEFINE_enum("reward_accuracy", "kd", ["kd", "ce"],
                     "Accuracy in the reward: 'kd' KD-trained (AKD) or 'ce' "
                     "plainly trained (the NAS+KD baseline).")
@@ -81,17 +94,31 @@ def define_search_flags():
                     list(controller_lib.CONTROLLER_KINDS),
                     "REINFORCE LSTM policy or random search.")
   flags.DEFINE_integer("num_candidates", 20, "Candidates to evaluate.")
-  flags.DEFINE_integer("num_workers", 1, "Worker processes evaluating "
-                       "candidates in parallel.")
   flags.DEFINE_integer("candidates_per_step", 0, "Candidates per controller "
                        "update (0: --num_workers).")
-  flags.DEFINE_integer("threads_per_worker", 0, "TensorFlow threads per "
-                       "worker (0: TensorFlow's default).")
   flags.DEFINE_integer("seed", 0, "Seed of the controller and of training.")
   flags.DEFINE_float("controller_learning_rate", 0.0035,
                      "Adam learning rate of the controller.")
   flags.DEFINE_float("entropy_weight", 1e-3, "Entropy bonus of the policy.")
   flags.DEFINE_float("baseline_decay", 0.95, "Moving-average baseline decay.")
+
+
+def define_reward_flags():
+  flags.DEFINE_enum("reward", "soft", list(reward_lib.REWARD_KINDS),
+                    "soft: ACC*(LAT/T)^-0.07; hard: ACC, *(LAT/T)^-1 over T; "
+                    "mnas: ACC*(LAT/T)^w with w = --reward_alpha at or under "
+                    "T, --reward_beta over T; abs: ACC + beta*|LAT/T - 1| "
+                    "(beta -0.07 or --reward_beta).")
+  flags.DEFINE_float("target_ms", 1.0, "Latency target T in milliseconds.")
+  flags.DEFINE_float("reward_alpha", None, "--reward=mnas: the exponent w at "
+                     "or under the target (<= 0; 0 ignores latency there).")
+  flags.DEFINE_float("reward_beta", None, "--reward=mnas: the exponent w over "
+                     "the target (<= 0); --reward=abs: the slope beta (<= 0, "
+                     "default -0.07).")
+
+
+def define_training_flags():
+  """The candidates' proxy training and the winner's final training."""
   flags.DEFINE_integer("proxy_epochs", 1, "Epochs of each candidate.")
   flags.DEFINE_integer("proxy_batch_size", 128, "Batch size of candidates.")
   flags.DEFINE_float("proxy_learning_rate", 2e-3, "Learning rate of "
@@ -110,13 +137,13 @@ def define_search_flags():
                        "training and built-in teacher (0: all).")
   flags.DEFINE_float("final_learning_rate", 2e-3, "Final learning rate.")
   flags.DEFINE_integer("final_batch_size", 128, "Final batch size.")
-  flags.DEFINE_enum("reward", "soft", list(reward_lib.REWARD_KINDS),
-                    "soft: ACC*(LAT/T)^-0.07; hard: ACC, *(LAT/T)^-1 over T; "
-                    "abs: ACC + beta*|LAT/T - 1|.")
-  flags.DEFINE_float("target_ms", 1.0, "Latency target T in milliseconds.")
+
+
+def define_latency_flags():
   flags.DEFINE_enum("latency", "measured", list(measurer.MODES),
-                    "measured: TFLite + LiteRT here; lut: lookup table; "
-                    "command: --latency_command (e.g. adb on a phone).")
+                    "measured: TFLite + LiteRT here; lut: lookup table (kept "
+                    "in --model_dir); command: --latency_command (e.g. adb "
+                    "on a phone).")
   flags.DEFINE_string("latency_command", None, "Command template timing "
                       "{tflite} on a device (--latency=command).")
   flags.DEFINE_integer("latency_threads", 1, "LiteRT interpreter threads.")
@@ -126,10 +153,14 @@ def define_search_flags():
                        " fastest invoke of all rounds.")
   flags.DEFINE_float("latency_pause_ms", 20.0, "Sleep between rounds, so "
                      "they sample more moments of a shared machine.")
-  flags.DEFINE_bool("export", True, "Export the winner as akd-export "
-                    "--quantize=none does: best/saved_model (image -> "
-                    "logits), best/student_float.tflite and "
-                    "best/export_report.json, verified on the test split.")
+
+
+def define_run_flags():
+  """Where candidates run, and the winner's export."""
+  flags.DEFINE_integer("num_workers", 1, "Worker processes evaluating "
+                       "candidates in parallel.")
+  flags.DEFINE_integer("threads_per_worker", 0, "TensorFlow threads per "
+                       "worker (0: TensorFlow's default).")
   flags.DEFINE_enum("executor", "local", ["local", "ray"],
                     "Where candidates are evaluated: 'local' worker "
                     "processes, or 'ray' tasks on a Ray cluster (pip install "
@@ -142,15 +173,51 @@ def define_search_flags():
                      "reserves for each candidate.")
   flags.DEFINE_float("gpus_per_candidate", 0.0, "--executor=ray: GPUs Ray "
                      "reserves for each candidate (0.5 shares a GPU by two).")
+  flags.DEFINE_bool("export", True, "Export the winner as akd-export "
+                    "--quantize=none does: best/saved_model (image -> "
+                    "logits), best/student_float.tflite and "
+                    "best/export_report.json, verified on the test split.")
 
 
-def _build(flag_names, factory, **kwargs):
-  """Calls `factory(**kwargs)`, turning ValueError into a UsageError."""
+def _flag_text(name: str) -> str:
+  value = FLAGS[name].value
+  return f"--{name}={','.join(value) if isinstance(value, list) else value}"
+
+
+def _build(flag_of: Dict[str, str], factory, **kwargs):
+  """Calls `factory(**kwargs)`, turning a ValueError into a UsageError that
+  names the flags the error is about.
+
+  Args:
+    flag_of: The words a config's error message uses for its settings
+      (field names, as in 'epochs=0 must be >= 1') -> the flag that sets
+      each. The flags whose words the message names are blamed, in the
+      message's order (only those given on the command line, when some
+      were); when it names none, every flag of `flag_of` is.
+    factory: Builds the config.
+    **kwargs: Its arguments.
+  """
   try:
     return factory(**kwargs)
   except ValueError as error:
-    names = ", ".join(f"--{n}={FLAGS[n].value}" for n in flag_names)
-    raise app.UsageError(f"{names}: {error}") from None
+    message = str(error)
+    found = []
+    for word, flag in flag_of.items():
+      match = re.search(rf"\b{word}\b", message)
+      if match:
+        found.append((match.start(), flag))
+    blamed = list(dict.fromkeys(flag for _, flag in sorted(found))) or list(
+        dict.fromkeys(flag_of.values()))
+    given = [name for name in blamed if FLAGS[name].present]
+    blamed = given or blamed
+    names = ", ".join(_flag_text(name) for name in blamed)
+    raise app.UsageError(f"{names}: {message}") from None
+
+
+def _require(flag_name: str, ok: bool, condition: str) -> None:
+  """Raises a UsageError '--flag=value: must be <condition>' unless ok."""
+  if not ok:
+    raise app.UsageError(f"{_flag_text(flag_name)}: must be {condition}")
 
 
 def _data_config(f) -> data_lib.DataConfig:
@@ -158,7 +225,17 @@ def _data_config(f) -> data_lib.DataConfig:
   if f.dataset in ("fashion_mnist",) and f.data_dir and not os.path.isdir(
       f.data_dir):
     raise app.UsageError(f"--data_dir={f.data_dir}: no such directory")
-  return _build(["proxy_train_size", "minival_size", "image_size"],
+  for name in ("image_size", "proxy_train_size", "minival_size"):
+    _require(name, FLAGS[name].value >= 0, ">= 0 (0: the default)")
+  if image_folder.is_folder_dataset(f.dataset):
+    try:
+      image_folder.class_folders(image_folder.folder_path(f.dataset))
+    except (OSError, ValueError) as error:
+      raise app.UsageError(f"--dataset={f.dataset}: " + str(error).removeprefix(
+          f"dataset '{f.dataset}': ")) from None
+  return _build({"dataset": "dataset", "data_dir": "data_dir",
+                 "image_size": "image_size", "train_size": "proxy_train_size",
+                 "minival_size": "minival_size", "seed": "data_seed"},
                 data_lib.DataConfig, dataset=f.dataset, data_dir=f.data_dir,
                 image_size=f.image_size or None,
                 train_size=f.proxy_train_size or None,
@@ -169,8 +246,11 @@ def _data_config(f) -> data_lib.DataConfig:
 def _global_params(f) -> arch.GlobalParams:
   """The students' settings (num_classes comes from the data later)."""
   return _build(
-      ["bn_momentum", "width_multiplier", "activation", "head_size",
-       "stem_strides", "dropout_rate", "drop_connect_rate"], arch.GlobalParams,
+      {"batch_norm_momentum": "bn_momentum",
+       "depth_multiplier": "width_multiplier", "activation": "activation",
+       "head_size": "head_size", "stem_strides": "stem_strides",
+       "dropout_rate": "dropout_rate",
+       "drop_connect_rate": "drop_connect_rate"}, arch.GlobalParams,
       num_classes=1, batch_norm_momentum=f.bn_momentum,
       depth_multiplier=f.width_multiplier, activation=f.activation,
       head_size=f.head_size, stem_strides=f.stem_strides,
@@ -179,15 +259,21 @@ def _global_params(f) -> arch.GlobalParams:
 
 def _train_configs(f):
   """Returns (the candidates' proxy recipe, the winner's final recipe)."""
-  proxy = _build(["proxy_epochs", "proxy_batch_size", "proxy_learning_rate",
-                  "kd_alpha", "kd_temperature", "bn_recalibration_images"],
+  proxy = _build({"epochs": "proxy_epochs", "batch_size": "proxy_batch_size",
+                  "learning_rate": "proxy_learning_rate",
+                  "optimizer": "optimizer", "alpha": "kd_alpha",
+                  "temperature": "kd_temperature",
+                  "bn_momentum": "bn_momentum",
+                  "bn_recalibration_images": "bn_recalibration_images"},
                  distiller.TrainConfig,
                  epochs=f.proxy_epochs, batch_size=f.proxy_batch_size,
                  learning_rate=f.proxy_learning_rate, optimizer=f.optimizer,
                  kd_alpha=f.kd_alpha, kd_temperature=f.kd_temperature,
                  seed=f.seed, bn_momentum=f.bn_momentum,
                  bn_recalibration_images=f.bn_recalibration_images)
-  final = _build(["final_epochs", "final_learning_rate", "final_batch_size"],
+  final = _build({"epochs": "final_epochs",
+                  "learning_rate": "final_learning_rate",
+                  "batch_size": "final_batch_size"},
                  lambda **changes: dataclasses.replace(proxy, **changes),
                  epochs=f.final_epochs, learning_rate=f.final_learning_rate,
                  batch_size=f.final_batch_size)
@@ -197,23 +283,36 @@ def _train_configs(f):
 def _latency_config(f) -> timing.LatencyConfig:
   """The timing setup (and a check of the device command's template)."""
   config = _build(
-      ["latency_threads", "latency_runs", "latency_repeats",
-       "latency_pause_ms"],
+      {"threads": "latency_threads", "runs": "latency_runs",
+       "repeats": "latency_repeats", "pause_ms": "latency_pause_ms"},
       timing.LatencyConfig, threads=f.latency_threads, runs=f.latency_runs,
       repeats=f.latency_repeats, pause_ms=f.latency_pause_ms)
   if f.latency == "command":
-    _build(["latency_command"], device.check_command_template,
+    _build({"template": "latency_command"}, device.check_command_template,
            template=f.latency_command)
   return config
 
 
 def _controller_config(f) -> controller_lib.ControllerConfig:
   return _build(
-      ["controller_learning_rate", "entropy_weight", "baseline_decay"],
+      {"learning_rate": "controller_learning_rate",
+       "entropy_weight": "entropy_weight", "baseline_decay": "baseline_decay"},
       controller_lib.ControllerConfig,
       learning_rate=f.controller_learning_rate,
       entropy_weight=f.entropy_weight, baseline_decay=f.baseline_decay,
       seed=f.seed)
+
+
+def _reward_config(f) -> reward_lib.RewardConfig:
+  if f.reward == "mnas" and (f.reward_alpha is None or f.reward_beta is None):
+    raise app.UsageError(
+        "--reward=mnas: give MnasNet's exponents --reward_alpha (at or "
+        "under the target) and --reward_beta (over it); --reward=soft is "
+        "-0.07 and -0.07, --reward=hard 0 and -1")
+  return _build({"kind": "reward", "target": "target_ms",
+                 "alpha": "reward_alpha", "beta": "reward_beta"},
+                reward_lib.RewardConfig, kind=f.reward, target_ms=f.target_ms,
+                alpha=f.reward_alpha, beta=f.reward_beta)
 
 
 def _check_teacher_and_executor(f) -> None:
@@ -223,12 +322,25 @@ def _check_teacher_and_executor(f) -> None:
     raise app.UsageError(
         f"--teacher={f.teacher}: neither a built-in teacher "
         f"{teacher_lib.TEACHERS} nor an existing .keras file or SavedModel")
+  _require("teacher_epochs", f.teacher_epochs >= 1, ">= 1")
   if f.executor == "ray":
     from akd_tf.search import ray_pool  # pylint: disable=g-import-not-at-top
     try:
       ray_pool.import_ray()
     except ImportError as error:
       raise app.UsageError(f"--executor=ray: {error}") from None
+
+
+# The words of SearchConfig's error messages -> the flags that set them.
+_SEARCH_FLAG_OF = {
+    "num_candidates": "num_candidates", "num_workers": "num_workers",
+    "candidates_per_step": "candidates_per_step",
+    "threads_per_worker": "threads_per_worker",
+    "reward_accuracy": "reward_accuracy", "kd_alpha": "kd_alpha",
+    "controller": "controller", "teacher_output": "teacher_output",
+    "latency_mode": "latency", "executor": "executor",
+    "ray_address": "ray_address", "cpus_per_candidate": "cpus_per_candidate",
+    "gpus_per_candidate": "gpus_per_candidate"}
 
 
 def search_config_from_flags():
@@ -242,22 +354,19 @@ def search_config_from_flags():
   data = _data_config(f)
   global_params = _global_params(f)
   proxy, final = _train_configs(f)
-  reward = _build(["reward", "target_ms"], reward_lib.RewardConfig,
-                  kind=f.reward, target_ms=f.target_ms)
+  reward = _reward_config(f)
   latency_config = _latency_config(f)
   controller_config = _controller_config(f)
   _check_teacher_and_executor(f)
-  recipe = _build(["teacher_epochs"], teacher_lib.TeacherRecipe,
-                  epochs=f.teacher_epochs, seed=f.seed)
+  _require("final_train_size", f.final_train_size >= 0, ">= 0 (0: all)")
+  recipe = teacher_lib.TeacherRecipe(epochs=f.teacher_epochs, seed=f.seed)
   return _build(
-      ["num_candidates", "num_workers", "candidates_per_step",
-       "reward_accuracy", "kd_alpha", "executor", "ray_address",
-       "cpus_per_candidate", "gpus_per_candidate"], loop.SearchConfig,
+      _SEARCH_FLAG_OF, loop.SearchConfig,
       data=data, global_params=global_params, proxy=proxy, final=final,
       reward=reward, final_train_size=f.final_train_size or None,
       reward_accuracy=f.reward_accuracy, controller=f.controller,
       controller_config=controller_config, num_candidates=f.num_candidates,
-      candidates_per_step=f.candidates_per_step or f.num_workers,
+      candidates_per_step=f.candidates_per_step or max(1, f.num_workers),
       num_workers=f.num_workers, threads_per_worker=f.threads_per_worker,
       teacher=f.teacher, teacher_output=f.teacher_output,
       teacher_recipe=recipe, cache_dir=f.cache_dir,

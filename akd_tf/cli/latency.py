@@ -22,6 +22,7 @@ from absl import flags
 from absl import logging
 
 from akd_tf.cli import common
+from akd_tf.cli import entry
 
 LATENCY = flags.DEFINE_enum(
     "latency", "measured", ["measured", "lut", "command"],
@@ -49,6 +50,9 @@ LATENCY_CACHE = flags.DEFINE_string(
 LUT_PATH = flags.DEFINE_string(
     "lut_path", None, "Latency table of --latency=lut (created if missing).")
 JSON = flags.DEFINE_bool("json", False, "Print one JSON line.")
+
+GROUPS = (entry.module_group("akd-latency", globals()),
+          entry.module_group("architecture", vars(common)))
 
 
 def latency_config_from_flags():
@@ -112,7 +116,7 @@ def main(argv):
 
 def run():
   """Console-script entry point."""
-  app.run(main)
+  entry.run(main, "akd-latency", __doc__, GROUPS)
 
 
 if __name__ == "__main__":

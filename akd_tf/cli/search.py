@@ -1,6 +1,7 @@
 """akd-search: search the MnasNet space for the student that distills best.
 
-  akd-search --flagfile=flags/fashion_mnist_quick.cfg --model_dir=runs/quick
+  akd-search --preset=fashion_mnist_quick --model_dir=runs/quick
+  akd-search --flagfile=my_search.cfg --model_dir=runs/mine
 
 Trains (or reuses) the teacher, runs the controller's search with KD-trained
 accuracy in the reward (--reward_accuracy=kd, AKD) or plain accuracy
@@ -18,20 +19,38 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from akd_tf.cli import entry
 from akd_tf.cli import flag_configs
+from akd_tf.cli import presets
 from akd_tf.search import controller as controller_lib
 
 MODEL_DIR = flags.DEFINE_string(
     "model_dir", None, "Where the search writes (and resumes) everything.")
-flag_configs.define_data_flags()
-flag_configs.define_student_flags()
-flag_configs.define_teacher_flags()
-flag_configs.define_search_flags()
+PRESET = flags.DEFINE_enum(
+    "preset", None, presets.names(),
+    "A search preset shipped with akd_tf (the repository's flags/NAME.cfg): "
+    "the same as --flagfile=<its installed path>, so flags after it "
+    "override it. Command line only.")
+GROUPS = (
+    entry.module_group("akd-search", globals()),
+    entry.defined_group("data", flag_configs.define_data_flags),
+    entry.defined_group("teacher", flag_configs.define_teacher_flags),
+    entry.defined_group("students", flag_configs.define_student_flags),
+    entry.defined_group("controller", flag_configs.define_controller_flags),
+    entry.defined_group("reward", flag_configs.define_reward_flags),
+    entry.defined_group("training", flag_configs.define_training_flags),
+    entry.defined_group("latency", flag_configs.define_latency_flags),
+    entry.defined_group("workers and export", flag_configs.define_run_flags),
+)
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if PRESET.value is not None:
+    raise app.UsageError(
+        f"--preset={PRESET.value} works on the command line only; inside a "
+        f"flagfile write --flagfile={presets.path(PRESET.value)}")
   if not MODEL_DIR.value:
     raise app.UsageError("--model_dir is required: where the search writes "
                          "its history, checkpoints and the best student")
@@ -73,7 +92,8 @@ def run():
   # retracing warnings would bury the one progress line per candidate.
   logging.set_verbosity(logging.WARNING)
   std_logging.getLogger("tensorflow").setLevel(std_logging.ERROR)
-  app.run(main)
+  entry.run(main, "akd-search", __doc__, GROUPS,
+            argv=presets.expand_preset_flags(sys.argv))
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from absl import logging
 import tensorflow as tf
 
 from akd_tf.cli import common
+from akd_tf.cli import entry
 from akd_tf.distill import data as data_lib
 from akd_tf.distill import distiller
 from akd_tf.distill import teacher as teacher_lib
@@ -53,7 +54,8 @@ TEACHER_OUTPUT = flags.DEFINE_enum(
 DATASET = flags.DEFINE_string(
     "dataset", "fashion_mnist",
     "fashion_mnist (offline, Debian's dataset-fashion-mnist), digits "
-    "(scikit-learn) or a tensorflow-datasets name such as imagenet2012.")
+    "(scikit-learn), folder:PATH (your images, one sub-folder per class) or "
+    "a tensorflow-datasets name such as imagenet2012.")
 DATA_DIR = flags.DEFINE_string(
     "data_dir", None,
     "Folder of the data: Fashion-MNIST's idx files or a tfds data_dir.")
@@ -105,6 +107,13 @@ CACHE_DIR = flags.DEFINE_string(
     "cache_dir", None,
     "Cache of built-in teachers and teacher logits (default "
     "<model_dir>/cache); share it between runs.")
+
+GROUPS = (
+    entry.module_group("akd-train", globals()),
+    # akd-train takes the class count and channels from --dataset.
+    entry.module_group("architecture (--role=student)", vars(common),
+                       exclude=("num_classes", "channels")),
+)
 
 
 def _usage(flag_name, message):
@@ -215,7 +224,7 @@ def main(argv):
 
 def run():
   """Console-script entry point."""
-  app.run(main)
+  entry.run(main, "akd-train", __doc__, GROUPS)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from akd_tf.deploy import export as export_lib
 from akd_tf.distill import data as data_lib
 from akd_tf.distill import distiller
 from akd_tf.distill import teacher as teacher_lib
+from akd_tf.distill import training
 from akd_tf.search import history
 from akd_tf.space import arch
 from akd_tf.space import builder
@@ -77,10 +78,12 @@ def _train(model, data, config, teacher, log) -> distiller.CandidateResult:
                                         teacher_output=config.teacher_output)
   log(f"final training: {config.final.epochs} epochs on {data.train.size} "
       f"images, kd_alpha {config.final.kd_alpha}")
+  progress = training.EtaLogger(lambda line: log(f"final training: {line}"))
   return distiller.train_candidate(model, data.train, data.minival,
                                    config.final, teacher=teacher,
                                    teacher_logits=logits,
-                                   teacher_output=config.teacher_output)
+                                   teacher_output=config.teacher_output,
+                                   callbacks=[progress])
 
 
 def _export(model, spec, model_path, config, out_dir, log) -> float:

@@ -17,9 +17,18 @@ Sources (`DataConfig.dataset`):
                    28x28x1, 10 classes, 60K train + 10K test images.
   'digits'         scikit-learn's bundled 8x8x1 digits, 10 classes, 1797
                    images (the fastest tests); a fixed 20% is the test split.
+  'folder:PATH'    the user's images, one sub-folder per class, read into
+                   memory (`akd_tf.distill.image_folder`); a test/ sub-folder or a
+                   fixed 20% is the test split.
   any other name   a tensorflow-datasets dataset (e.g. 'imagenet2012') from
                    `data_dir`, with `download=False` unless asked, since an
                    offline download hangs for minutes before failing.
+
+The mini-val split is a seeded random sample of the training set
+(`DataConfig.seed`): single images for data held in memory, up to 100
+blocks of consecutive images for tensorflow-datasets (streamed from disk;
+tfds shuffles a dataset when it prepares it, so blocks are random samples,
+and a pass over them reads the files that hold them, not the whole split).
 
 Public names: DataConfig, Split, Data, load_data, make_dataset, take,
 arrays, IMAGES_KEY, TEACHER_LOGITS_KEY, FASHION_MNIST_DIR.
@@ -35,6 +44,7 @@ import numpy as np
 import tensorflow as tf
 
 from akd_tf import config_checks
+from akd_tf.distill import image_folder
 
 __all__ = ["DataConfig", "Data", "FASHION_MNIST_DIR", "IMAGES_KEY", "Split",
            "TEACHER_LOGITS_KEY", "arrays", "load_data", "make_dataset", "take"]
@@ -49,6 +59,8 @@ _FASHION_FILES = {
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
 _MAX_DEFAULT_MINIVAL = 10000
+# The most blocks a streamed dataset's mini-val split is made of.
+_MINIVAL_BLOCKS = 100
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,10 +68,12 @@ class DataConfig:
   """Which data to load and how much of it.
 
   Attributes:
-    dataset: 'fashion_mnist', 'digits' or a tensorflow-datasets name.
+    dataset: 'fashion_mnist', 'digits', 'folder:PATH' (a folder of class
+      sub-folders) or a tensorflow-datasets name.
     data_dir: Where the data lies: the idx files for 'fashion_mnist' (default
       /usr/share/datasets/fashion-mnist), the tfds data_dir for tfds names
-      (default: tfds' own, ~/tensorflow_datasets). Unused for 'digits'.
+      (default: tfds' own, ~/tensorflow_datasets). Unused for 'digits' and
+      folders.
     image_size: Resize images to image_size x image_size; None keeps the
       native size (required for datasets whose images vary in size).
     train_size: At most this many training images (None: all that remain
@@ -84,6 +98,10 @@ class DataConfig:
   def __post_init__(self):
     checks = [(bool(self.dataset) and isinstance(self.dataset, str),
                f"dataset must be a name, got {self.dataset!r}")]
+    if isinstance(self.dataset, str):
+      checks.append((self.dataset.strip() != image_folder.FOLDER_PREFIX,
+                     f"dataset '{self.dataset}' names no folder: write "
+                     f"'{image_folder.FOLDER_PREFIX}PATH'"))
     for name in ("image_size", "train_size", "test_size", "minival_size"):
       value = getattr(self, name)
       checks.append((value is None or value >= 1,
@@ -140,6 +158,9 @@ class Data:
     num_classes: Number of classes (labels are 0..num_classes-1).
     fingerprint: Hex digest of the whole loaded data (config and examples).
     config: The `DataConfig` it was loaded with.
+    train_pool_size: Training images before the mini-val split was held
+      out and `train_size` applied: what `train_size=None` would train on,
+      plus the mini-val split.
   """
 
   name: str
@@ -150,6 +171,7 @@ class Data:
   num_classes: int
   fingerprint: str
   config: DataConfig
+  train_pool_size: Optional[int] = None
 
 
 def _digest(*parts) -> str:
@@ -247,11 +269,48 @@ def _partition(pool_size: int, config: DataConfig):
   return np.sort(train), np.sort(minival)
 
 
+def _block_partition(pool_size: int, config: DataConfig):
+  """Returns (train ranges, minival ranges) of a streamed training split,
+  each a list of [start, end) ranges in order.
+
+  The mini-val split is up to _MINIVAL_BLOCKS blocks of consecutive images
+  at places drawn with `config.seed`; training takes the images between
+  them, the first `train_size` of them when that is set.
+  """
+  minival_size = _minival_size(pool_size, config)
+  blocks = min(_MINIVAL_BLOCKS, minival_size)
+  while pool_size // -(-minival_size // blocks) < blocks:
+    blocks -= 1
+  slot = -(-minival_size // blocks)
+  starts = np.sort(np.random.default_rng(config.seed).choice(
+      pool_size // slot, blocks, replace=False)) * slot
+  sizes = np.full(blocks, minival_size // blocks)
+  sizes[:minival_size % blocks] += 1
+  minival = [(int(a), int(a + n)) for a, n in zip(starts, sizes)]
+  train, start, left = [], 0, config.train_size or pool_size
+  for a, b in minival + [(pool_size, pool_size)]:
+    take = min(a - start, left)
+    if take > 0:
+      train.append((start, start + take))
+      left -= take
+    start = b
+  return train, minival
+
+
+def _split_spec(split: str, ranges) -> str:
+  """A tfds split string reading `ranges` of `split` in order."""
+  return "+".join(f"{split}[{a}:{b}]" for a, b in ranges)
+
+
 def _load_in_memory(config: DataConfig) -> Data:
   if config.dataset == "fashion_mnist":
     arrays, scale = _load_fashion_mnist(config.data_dir)
-  else:
+  elif config.dataset == "digits":
     arrays, scale = _load_digits()
+  else:
+    arrays, _ = image_folder.load_folder(
+        image_folder.folder_path(config.dataset), config.image_size)
+    scale = 255.0
   pool_images, pool_labels = arrays["train"]
   train_idx, minival_idx = _partition(len(pool_labels), config)
   test_images, test_labels = arrays["test"]
@@ -272,7 +331,7 @@ def _load_in_memory(config: DataConfig) -> Data:
               num_classes=num_classes,
               fingerprint=_digest(train.fingerprint, minival.fingerprint,
                                   test.fingerprint),
-              config=config)
+              config=config, train_pool_size=len(pool_labels))
 
 
 def _tfds_builder(config: DataConfig):
@@ -322,17 +381,16 @@ def _load_tfds(config: DataConfig) -> Data:
   input_shape = ((size, size, image_shape[2]) if size else image_shape)
   test_name = "test" if "test" in info.splits else "validation"
   pool = info.splits["train"].num_examples
-  minival_size = _minival_size(pool, config)
-  # TFDS shuffles examples when it prepares a dataset, so the first
-  # minival_size training examples are a random sample of the training set.
-  train_end = pool if config.train_size is None else min(
-      pool, minival_size + config.train_size)
+  train_ranges, minival_ranges = _block_partition(pool, config)
   test_end = info.splits[test_name].num_examples
   if config.test_size is not None:
     test_end = min(test_end, config.test_size)
-  specs = {"train": f"train[{minival_size}:{train_end}]",
-           "minival": f"train[:{minival_size}]",
+  specs = {"train": _split_spec("train", train_ranges),
+           "minival": _split_spec("train", minival_ranges),
            "test": f"{test_name}[:{test_end}]"}
+  sizes = {"train": sum(b - a for a, b in train_ranges),
+           "minival": sum(b - a for a, b in minival_ranges),
+           "test": test_end}
 
   def preprocess(example):
     image, label = example[image_key], example[label_key]
@@ -349,14 +407,14 @@ def _load_tfds(config: DataConfig) -> Data:
   version = str(info.version)
   splits = {}
   for name, spec in specs.items():
-    n = info.splits[spec].num_examples
+    n = sizes[name]
     splits[name] = Split(name=name, size=n, source=source(spec),
                          fingerprint=_digest(config.dataset, version, spec,
                                              n, size))
   return Data(name=config.dataset, input_shape=input_shape,
               num_classes=num_classes, config=config,
               fingerprint=_digest(*(s.fingerprint for s in splits.values())),
-              **splits)
+              train_pool_size=pool, **splits)
 
 
 def load_data(config: DataConfig) -> Data:
@@ -368,7 +426,8 @@ def load_data(config: DataConfig) -> Data:
     ImportError: 'digits' without scikit-learn installed.
     ValueError: an unknown dataset name or sizes that do not fit.
   """
-  if config.dataset in _EMBEDDED:
+  if (config.dataset in _EMBEDDED or
+      image_folder.is_folder_dataset(config.dataset)):
     return _load_in_memory(config)
   return _load_tfds(config)
 

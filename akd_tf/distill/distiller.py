@@ -32,7 +32,7 @@ top1_accuracy, accuracy_of, OPTIMIZERS, LR_SCHEDULES.
 import dataclasses
 import math
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import keras
 import numpy as np
@@ -580,7 +580,8 @@ def train_candidate(student: keras.Model,
                     config: TrainConfig = TrainConfig(),
                     teacher: Optional[keras.Model] = None,
                     teacher_logits: Optional[np.ndarray] = None,
-                    teacher_output: str = "logits"
+                    teacher_output: str = "logits",
+                    callbacks: Sequence[keras.callbacks.Callback] = ()
                     ) -> CandidateResult:
   """Trains `student` (KD or plain) and measures its minival accuracy.
 
@@ -597,6 +598,7 @@ def train_candidate(student: keras.Model,
       candidates share one teacher.
     teacher_output: What `teacher` outputs, 'logits' or 'probabilities';
       checked on the first training images before it runs online.
+    callbacks: More Keras callbacks for `fit` (progress lines).
 
   Returns:
     A `CandidateResult`.
@@ -631,7 +633,8 @@ def train_candidate(student: keras.Model,
   start = time.perf_counter()
   fit = distiller.fit(train, epochs=config.epochs, verbose=config.verbose,
                       shuffle=False,
-                      callbacks=[keras.callbacks.TerminateOnNaN()])
+                      callbacks=[keras.callbacks.TerminateOnNaN(),
+                                 *callbacks])
   train_seconds = time.perf_counter() - start
   history = {k: [float(v) for v in values]
              for k, values in fit.history.items()}

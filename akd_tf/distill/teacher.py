@@ -368,8 +368,17 @@ def _compile_for_ce(model: keras.Model, learning_rate, steps: int) -> None:
 
 def train_teacher(model: keras.Model, data: data_lib.Data,
                   recipe: TeacherRecipe = TeacherRecipe(),
-                  verbose: int = 0) -> Tuple[float, float]:
+                  verbose: int = 0,
+                  callbacks: Sequence[keras.callbacks.Callback] = ()
+                  ) -> Tuple[float, float]:
   """Trains `model` with cross-entropy on data.train.
+
+  Args:
+    model: The teacher, freshly built; trained in place.
+    data: Its data.
+    recipe: How to train it.
+    verbose: Keras `fit` verbosity.
+    callbacks: Keras callbacks for `fit` (progress lines).
 
   Returns:
     (train seconds, minival accuracy).
@@ -379,7 +388,8 @@ def train_teacher(model: keras.Model, data: data_lib.Data,
   steps = recipe.epochs * data.train.num_batches(recipe.batch_size)
   _compile_for_ce(model, recipe.learning_rate, steps)
   start = time.perf_counter()
-  model.fit(train, epochs=recipe.epochs, verbose=verbose, shuffle=False)
+  model.fit(train, epochs=recipe.epochs, verbose=verbose, shuffle=False,
+            callbacks=list(callbacks))
   seconds = time.perf_counter() - start
   result = model.evaluate(data_lib.make_dataset(data.minival, 512),
                           verbose=0, return_dict=True)
@@ -392,13 +402,16 @@ def _cache_key(*parts) -> str:
 
 def get_builtin_teacher(name: str, data: data_lib.Data, cache_dir: str,
                         recipe: TeacherRecipe = TeacherRecipe(),
-                        verbose: int = 0) -> Tuple[keras.Model, TeacherInfo]:
+                        verbose: int = 0,
+                        callbacks: Sequence[keras.callbacks.Callback] = ()
+                        ) -> Tuple[keras.Model, TeacherInfo]:
   """Returns built-in teacher `name` trained on `data`, training it once.
 
   The trained model is cached as `<cache_dir>/teachers/<name>-<key>.keras`
   with a `.json` of its `TeacherInfo`; the key covers the teacher name, the
   architecture version, `data.fingerprint` and `recipe`. Training seeds
-  Python, NumPy and TensorFlow with `recipe.seed`.
+  Python, NumPy and TensorFlow with `recipe.seed`; `callbacks` go to its
+  `fit` (progress lines).
 
   Raises:
     ValueError: unknown teacher name.
@@ -416,7 +429,8 @@ def get_builtin_teacher(name: str, data: data_lib.Data, cache_dir: str,
     return model, dataclasses.replace(info, path=path, cached=True)
   keras.utils.set_random_seed(recipe.seed)
   model = build_teacher(name, data.input_shape, data.num_classes)
-  seconds, accuracy = train_teacher(model, data, recipe, verbose=verbose)
+  seconds, accuracy = train_teacher(model, data, recipe, verbose=verbose,
+                                    callbacks=callbacks)
   info = TeacherInfo(name=name, path=path, params=model.count_params(),
                      train_seconds=seconds, minival_accuracy=accuracy)
   os.makedirs(folder, exist_ok=True)

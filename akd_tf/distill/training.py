@@ -274,8 +274,11 @@ def _load_teacher(job, data, strategy, cache_dir, log):
     with strategy.scope():
       model = teacher_lib.load_teacher(job.teacher_path)
   else:
+    progress = EtaLogger(
+        lambda line: log(f"teacher {job.teacher} training: {line}"))
     model, info = teacher_lib.get_builtin_teacher(job.teacher, data,
-                                                  cache_dir)
+                                                  cache_dir,
+                                                  callbacks=[progress])
     log(f"teacher {info.name}: minival accuracy {info.minival_accuracy:.4f} "
         f"({'cached ' + info.path if info.cached else 'trained in %.0fs' % info.train_seconds})")
     if strategy.num_replicas_in_sync > 1:

@@ -52,6 +52,7 @@ from akd_tf import config_checks
 from akd_tf.distill import data as data_lib
 from akd_tf.distill import distiller
 from akd_tf.distill import teacher as teacher_lib
+from akd_tf.distill import training
 from akd_tf.latency import measurer
 from akd_tf.latency import timing
 from akd_tf.search import controller as controller_lib
@@ -277,8 +278,11 @@ def _prepare_teacher(config: SearchConfig, data: data_lib.Data,
   path = config.teacher
   if config.teacher in teacher_lib.TEACHERS:
     full = data_lib.load_data(config.final_data())
+    progress = training.EtaLogger(
+        lambda line: log(f"teacher {config.teacher} training: {line}"))
     model, info = teacher_lib.get_builtin_teacher(
-        config.teacher, full, config.cache_dir, config.teacher_recipe)
+        config.teacher, full, config.cache_dir, config.teacher_recipe,
+        callbacks=[progress])
     log(f"teacher {info.name}: {info.params:,} params, minival accuracy "
         f"{info.minival_accuracy:.4f}, "
         f"{'cached' if info.cached else f'trained in {info.train_seconds:.0f} s'}"
@@ -360,7 +364,8 @@ def run_search(config: SearchConfig, model_dir: str,
     with timer.phase("pool_start"):
       pool.wait_until_started()  # Their start would disturb the timing.
     evaluated = _search_steps(config, state, pool, candidate_timer, model_dir,
-                              timer, log)
+                              timer, log,
+                              _final_work_ratio(config, setup.data))
   finally:
     if pool is not None:
       pool.shutdown()
@@ -396,10 +401,13 @@ class _Setup:
 
 def _set_up(config: SearchConfig, model_dir: str) -> _Setup:
   """Checks a resumed config, loads the data and fixes the students."""
+  # The data first: a search that fails on its data (a wrong folder, images
+  # of mixed sizes) leaves no search_config.json that the fixed command
+  # would have to match.
+  data = data_lib.load_data(config.data)
   os.makedirs(model_dir, exist_ok=True)
   _check_resume_config(os.path.join(model_dir, "search_config.json"),
                        config.get_config())
-  data = data_lib.load_data(config.data)
   global_params = dataclasses.replace(config.global_params,
                                       num_classes=data.num_classes)
   space = search_space.SearchSpace(stem_size=config.global_params.stem_size)
@@ -513,13 +521,29 @@ def _write_teacher_logits(config, teacher, data, path: Optional[str]) -> None:
   os.replace(path + ".tmp.npy", path)
 
 
+def _final_work_ratio(config: SearchConfig, data: data_lib.Data) -> float:
+  """Image-epochs of the winner's final training per image-epoch of one
+  candidate's proxy training: the final training's ETA in candidates'
+  training times."""
+  final_images = data.train.size
+  if data.train_pool_size is not None:
+    final_images = data.train_pool_size - data.minival.size
+  if config.final_train_size is not None:
+    final_images = min(final_images, config.final_train_size)
+  return (final_images * config.final.epochs /
+          (data.train.size * config.proxy.epochs))
+
+
 def _search_steps(config: SearchConfig, state: _SearchState, pool,
                   candidate_timer: evaluate.CandidateTimer, model_dir: str,
-                  timer: "_PhaseTimer", log: Callable[[str], None]) -> int:
+                  timer: "_PhaseTimer", log: Callable[[str], None],
+                  final_work_ratio: float) -> int:
   """Runs (and replays) the controller steps; returns evaluations run.
 
   Each batch's latencies are measured here, by `candidate_timer`, while the
-  workers wait for the batch, so no training runs beside the timing.
+  workers wait for the batch, so no training runs beside the timing. The
+  ETA of each progress line adds the final training, estimated as
+  `final_work_ratio` times the mean training time of the candidates.
   """
   by_step = {}
   for record in state.records:
@@ -528,6 +552,7 @@ def _search_steps(config: SearchConfig, state: _SearchState, pool,
   batch_sizes = _batch_sizes(config)
   board = _TensorBoard(os.path.join(model_dir, "tensorboard"))
   evaluated = 0
+  train_seconds = []
   loop_start = time.time()
   for step in range(state.controller.step, len(batch_sizes)):
     with timer.phase("sample"):
@@ -539,8 +564,12 @@ def _search_steps(config: SearchConfig, state: _SearchState, pool,
       with timer.phase("bookkeeping"):
         _append(record, done, known, state)
         evaluated += 1
+        if record.ok and "train" in record.timings:
+          train_seconds.append(record.timings["train"])
+        final_seconds = (final_work_ratio * float(np.mean(train_seconds))
+                         if train_seconds else None)
         _log_candidate(log, record, len(state.records), config.num_candidates,
-                       time.time() - loop_start, evaluated)
+                       time.time() - loop_start, evaluated, final_seconds)
         board.scalars(len(state.records), _candidate_scalars(record))
     with timer.phase("controller_update"):
       # A failure is given as None (whatever its record holds): the
@@ -637,12 +666,30 @@ def _candidate_scalars(record: history.CandidateRecord) -> Dict[str, float]:
           "candidate/failed": float(not record.ok)}
 
 
-def _log_candidate(log, record, done, total, elapsed, evaluated) -> None:
+def _log_candidate(log, record, done, total, elapsed, evaluated,
+                   final_seconds) -> None:
+  """One progress line: the candidate, and the ETA of the rest of the
+  search, the winner's final training (`final_seconds`; None: no estimate
+  before a candidate has trained) included."""
   eta = elapsed / max(1, evaluated) * max(0, total - done)
+  final = ""
+  if final_seconds is not None:
+    eta += final_seconds
+    final = f", final training {_duration(final_seconds)} of it"
   if record.ok:
     what = (f"acc {record.accuracy:.4f} lat {record.latency_ms:.3f} ms "
             f"reward {record.reward:.4f}")
   else:
     what = f"FAILED ({record.error})"
-  log(f"[{done}/{total}] step {record.step}.{record.index} {what} "
-      f"({record.timings.get('total', 0.0):.1f} s, ETA {eta / 60:.1f} min)")
+  log(f"[{done}/{total}] step {record.step} candidate {record.index}: "
+      f"{what} ({record.timings.get('total', 0.0):.1f} s; ETA "
+      f"{_duration(eta)}{final})")
+
+
+def _duration(seconds: float) -> str:
+  """'45 s', '12.5 min' or '3.2 h'."""
+  if seconds < 120:
+    return f"{seconds:.0f} s"
+  if seconds < 7200:
+    return f"{seconds / 60:.1f} min"
+  return f"{seconds / 3600:.1f} h"
