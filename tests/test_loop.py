@@ -140,7 +140,9 @@ def test_exported_winner_is_verified_as_akd_export_does(tmp_path, cache_dir):
   assert report["model"] == str(best / "student.keras")
   assert set(report["artifacts"]) == {"keras", "saved_model", "tflite_float"}
   assert report["test_images"] == 359
-  assert report["float_max_abs_diff"] < 1e-4
+  # Float32 rounding of XNNPACK vs Keras on trained logits (1.7e-4 seen);
+  # a wrong export differs by the size of the logits.
+  assert report["float_max_abs_diff"] < 1e-3
   assert (best / "student_float.tflite").exists()
   metrics = json.loads((best / "metrics.json").read_text())
   assert metrics["latency_ms"] == (
