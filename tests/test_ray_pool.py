@@ -9,7 +9,6 @@ that the search still records every candidate exactly once, as the local
 executor does.
 """
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -21,13 +20,13 @@ import pytest
 
 from akd_tf.distill import data as data_lib
 from akd_tf.distill import distiller
-from akd_tf.distill import teacher as teacher_lib
 from akd_tf.latency import timing
 from akd_tf.search import controller as controller_lib
 from akd_tf.search import history
 from akd_tf.search import loop
 from akd_tf.search import reward
 from akd_tf.space import arch
+import search_testing
 
 ray = pytest.importorskip("ray")
 psutil = pytest.importorskip("psutil")
@@ -39,19 +38,9 @@ TASK_TITLE = "ray::_evaluate_candidate"
 
 def search_config(cache_dir, **changes):
   """A digits search whose candidates take seconds; one controller step."""
-  proxy = distiller.TrainConfig(epochs=1, batch_size=32, kd_alpha=0.9, seed=3)
-  return loop.SearchConfig(
-      data=data_lib.DataConfig(dataset="digits", train_size=320,
-                               minival_size=300),
-      global_params=arch.GlobalParams(num_classes=10, batch_norm_momentum=0.9,
-                                      head_size=32, depth_multiplier=0.25),
-      proxy=proxy, final=dataclasses.replace(proxy, epochs=1),
-      final_train_size=320, reward=reward.RewardConfig(target_ms=0.05),
-      teacher_recipe=teacher_lib.TeacherRecipe(epochs=2),
-      cache_dir=cache_dir, num_candidates=NUM_CANDIDATES,
-      candidates_per_step=NUM_CANDIDATES, num_workers=2,
-      latency=timing.LatencyConfig(runs=5, repeats=1, warmup=2),
-      export=False, **changes)
+  return search_testing.tiny_search_config(
+      cache_dir, num_candidates=NUM_CANDIDATES,
+      candidates_per_step=NUM_CANDIDATES, num_workers=2, **changes)
 
 
 def busy_worker(node):

@@ -1,0 +1,31 @@
+"""A search small enough for tests: scikit-learn's digits, candidates that
+train in seconds, a two-epoch built-in teacher, no export."""
+
+import dataclasses
+
+from akd_tf.distill import data as data_lib
+from akd_tf.distill import distiller
+from akd_tf.distill import teacher as teacher_lib
+from akd_tf.latency import timing
+from akd_tf.search import loop
+from akd_tf.search import reward
+from akd_tf.space import arch
+
+
+def tiny_search_config(cache_dir: str, **changes) -> loop.SearchConfig:
+  """A digits search of 2 candidates on 1 worker; `changes` override any
+  SearchConfig field."""
+  proxy = distiller.TrainConfig(epochs=1, batch_size=32, kd_alpha=0.9, seed=3)
+  settings = dict(
+      data=data_lib.DataConfig(dataset="digits", train_size=320,
+                               minival_size=300),
+      global_params=arch.GlobalParams(num_classes=10, batch_norm_momentum=0.9,
+                                      head_size=32, depth_multiplier=0.25),
+      proxy=proxy, final=dataclasses.replace(proxy, epochs=1),
+      final_train_size=320, reward=reward.RewardConfig(target_ms=0.05),
+      teacher_recipe=teacher_lib.TeacherRecipe(epochs=2),
+      cache_dir=cache_dir, num_candidates=2, num_workers=1,
+      latency=timing.LatencyConfig(runs=5, repeats=1, warmup=2),
+      export=False)
+  settings.update(changes)
+  return loop.SearchConfig(**settings)
