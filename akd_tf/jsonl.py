@@ -1,7 +1,7 @@
 """Crash-safe appends to JSON-lines files, shared by processes.
 
 `append` is the one writer of the project's append-only stores: the
-search's history (`akd_tf.search.history`) and the latency cache
+search's history (`akd_tf.nas.history`) and the latency cache
 (`akd_tf.latency.cache`). Each reads its file its own way.
 
 Public names: append.

@@ -44,7 +44,7 @@ from absl import app
 from absl import flags
 import numpy as np
 
-from akd_tf.search import controller as controller_lib
+from akd_tf.nas import controller as controller_lib
 from akd_tf.space import search_space
 
 SIGNAL_SCALE = 0.01

@@ -165,7 +165,7 @@ def _short_training(epochs_factor: int, kd: bool):
   """The search's candidate evaluation with a scaled recipe, as a score."""
 
   def score(context: ProxyContext, actions, seed: int) -> dict:
-    from akd_tf.search import evaluate  # pylint: disable=g-import-not-at-top
+    from akd_tf.nas import evaluate  # pylint: disable=g-import-not-at-top
     config = context.config
     train = dataclasses.replace(
         config.proxy, seed=seed, epochs=config.proxy.epochs * epochs_factor,

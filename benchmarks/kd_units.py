@@ -71,7 +71,7 @@ def lut_paths(cache_dir: str, latency_config) -> Tuple[str, str]:
 def builtin_teacher(config):
   """The built-in teacher of a search config, as akd-search prepares it.
 
-  The same calls as `akd_tf.search.loop._prepare_teacher` for a built-in
+  The same calls as `akd_tf.nas.loop._prepare_teacher` for a built-in
   teacher: trained on the final training data with `config.teacher_recipe`
   and cached under `config.cache_dir` (so akd_vs_nas.py's searches and this
   benchmark share it), then checked against the data.
@@ -297,7 +297,7 @@ class StandaloneUnit:
     from akd_tf.deploy import finalize
     from akd_tf.distill import data as data_lib
     from akd_tf.latency import measurer as measurer_lib
-    from akd_tf.search import history
+    from akd_tf.nas import history
     # pylint: enable=g-import-not-at-top
     config = self.config
     data = data_lib.load_data(config.final_data())
@@ -374,7 +374,7 @@ def _run_unit(unit, run_id: str) -> dict:
 
 def run_task(task: WorkerTask) -> None:
   """Worker process entry: runs the task's units, appending each record."""
-  from akd_tf.search import evaluate  # pylint: disable=g-import-not-at-top
+  from akd_tf.nas import evaluate  # pylint: disable=g-import-not-at-top
   evaluate.set_worker_threads(task.threads)
   for unit in task.units:
     record = _run_unit(unit, task.run_id)
@@ -382,7 +382,7 @@ def run_task(task: WorkerTask) -> None:
 
 
 def _init_worker(threads: int) -> None:
-  from akd_tf.search import evaluate  # pylint: disable=g-import-not-at-top
+  from akd_tf.nas import evaluate  # pylint: disable=g-import-not-at-top
   evaluate.set_worker_threads(threads)
 
 

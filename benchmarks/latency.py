@@ -52,7 +52,7 @@ from akd_tf.latency import cache
 from akd_tf.latency import convert
 from akd_tf.latency import lut
 from akd_tf.latency import timing
-from akd_tf.search import history
+from akd_tf.nas import history
 from akd_tf.space import arch
 from akd_tf.space import builder
 from akd_tf.space import search_space

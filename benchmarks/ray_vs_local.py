@@ -109,7 +109,7 @@ def main(argv):
 
 
 def _ray_version() -> str:
-  from akd_tf.search import ray_pool  # pylint: disable=g-import-not-at-top
+  from akd_tf.nas import ray_pool  # pylint: disable=g-import-not-at-top
   return ray_pool.import_ray().__version__
 
 

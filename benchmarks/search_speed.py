@@ -74,7 +74,7 @@ def phase_table(result) -> dict:
 def main(argv):
   del argv
   config = flag_configs.search_config_from_flags()
-  from akd_tf.search import loop  # pylint: disable=g-import-not-at-top
+  from akd_tf.nas import loop  # pylint: disable=g-import-not-at-top
   model_dir = MODEL_DIR.value or tempfile.mkdtemp(prefix="search_speed_")
   result = loop.run_search(config, model_dir,
                            log=lambda m: print(m, file=sys.stderr))

@@ -7,8 +7,8 @@ from akd_tf.distill import data as data_lib
 from akd_tf.distill import distiller
 from akd_tf.distill import teacher as teacher_lib
 from akd_tf.latency import timing
-from akd_tf.search import loop
-from akd_tf.search import reward
+from akd_tf.nas import loop
+from akd_tf.nas import reward
 from akd_tf.space import arch
 
 

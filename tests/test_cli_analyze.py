@@ -11,9 +11,9 @@ import numpy as np
 
 from akd_tf.distill import data
 from akd_tf.distill import distiller
-from akd_tf.search import history
-from akd_tf.search import loop
-from akd_tf.search import reward
+from akd_tf.nas import history
+from akd_tf.nas import loop
+from akd_tf.nas import reward
 from akd_tf.space import arch
 from akd_tf.space import search_space
 

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from akd_tf.search import history
-from akd_tf.search import reward
+from akd_tf.nas import history
+from akd_tf.nas import reward
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -1,4 +1,4 @@
-"""Tests of akd_tf.search.controller: sampling, REINFORCE updates, exact
+"""Tests of akd_tf.nas.controller: sampling, REINFORCE updates, exact
 resume."""
 
 import json
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from akd_tf.search import controller as controller_lib
+from akd_tf.nas import controller as controller_lib
 from akd_tf.space import search_space
 
 SPACE_CHOICES = search_space.SearchSpace().num_choices
@@ -255,7 +255,7 @@ def test_controller_restored_in_a_new_process_continues_exactly(kind,
   samples, stats = run_batches(controller, 3)
   script = textwrap.dedent(f"""
       import json
-      from akd_tf.search import controller as controller_lib
+      from akd_tf.nas import controller as controller_lib
       from akd_tf.space import search_space
       controller = controller_lib.make_controller(
           {kind!r}, search_space.SearchSpace().num_choices,
@@ -281,7 +281,7 @@ def test_controller_restored_in_a_new_process_continues_exactly(kind,
 
 def test_checkpoint_survives_sigkill_during_saves(tmp_path):
   script = textwrap.dedent(f"""
-      from akd_tf.search import controller as controller_lib
+      from akd_tf.nas import controller as controller_lib
       controller = controller_lib.make_controller(
           "reinforce", {SMALL_CHOICES!r}, controller_lib.ControllerConfig())
       while True:

@@ -1,4 +1,4 @@
-"""Tests of akd_tf.search.evaluate: one candidate end to end, failures, lost
+"""Tests of akd_tf.nas.evaluate: one candidate end to end, failures, lost
 workers."""
 
 import dataclasses
@@ -16,9 +16,9 @@ import pytest
 from akd_tf.distill import data as data_lib
 from akd_tf.distill import distiller
 from akd_tf.latency import timing
-from akd_tf.search import evaluate
-from akd_tf.search import history
-from akd_tf.search import reward
+from akd_tf.nas import evaluate
+from akd_tf.nas import history
+from akd_tf.nas import reward
 from akd_tf.space import arch
 from akd_tf.space import search_space
 

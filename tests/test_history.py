@@ -1,11 +1,11 @@
-"""Tests of akd_tf.search.history: durable appends, torn lines, round trips."""
+"""Tests of akd_tf.nas.history: durable appends, torn lines, round trips."""
 
 import subprocess
 import sys
 
 import pytest
 
-from akd_tf.search import history
+from akd_tf.nas import history
 
 
 def make_record(step, index=0, status=history.STATUS_OK):
@@ -59,7 +59,7 @@ def test_appends_from_a_killed_process_survive(tmp_path):
   path = tmp_path / "history.jsonl"
   code = (
       "import os, signal\n"
-      "from akd_tf.search import history\n"
+      "from akd_tf.nas import history\n"
       f"log = history.History({str(path)!r})\n"
       "for i in range(5):\n"
       "  log.append(history.CandidateRecord(step=i, index=0, actions=(0,),\n"

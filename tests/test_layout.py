@@ -2,7 +2,7 @@
 
 Layers, lowest first (README "Layout"):
 
-  akd_tf (config_checks, jsonl) <- space <- distill, latency <- search
+  akd_tf (config_checks, jsonl) <- space <- distill, latency <- nas
   <- deploy, analysis <- cli
 
 A module may import its own subpackage and any lower layer; distill and
@@ -23,14 +23,14 @@ LAYERS = {
     "akd_tf": 0, "config_checks": 0, "jsonl": 0,
     "space": 1,
     "distill": 2, "latency": 2,
-    "search": 3,
+    "nas": 3,
     "deploy": 4, "analysis": 4,
     "cli": 5,
 }
 
 
 def unit_of(module: str) -> str:
-  """'akd_tf.search.loop' -> 'search'; 'akd_tf.config_checks' ->
+  """'akd_tf.nas.loop' -> 'search'; 'akd_tf.config_checks' ->
   'config_checks'; 'akd_tf' -> 'akd_tf'."""
   parts = module.split(".")
   return parts[1] if len(parts) > 1 else parts[0]
@@ -98,24 +98,24 @@ def test_no_module_imports_a_higher_or_sibling_layer():
 
 
 @pytest.mark.parametrize("module, source", [
-    ("akd_tf.search.loop", "from akd_tf.deploy import finalize\n"),
+    ("akd_tf.nas.loop", "from akd_tf.deploy import finalize\n"),
     ("akd_tf.space.builder",
      "def f():\n  from akd_tf.latency import timing\n"),
     ("akd_tf.distill.training", "import akd_tf.latency.timing\n"),
     ("akd_tf.deploy.export", "from akd_tf import analysis\n"),
     ("akd_tf.config_checks", "from akd_tf.space import arch\n"),
-    ("akd_tf.search.evaluate", "from ..cli import flag_configs\n"),
+    ("akd_tf.nas.evaluate", "from ..cli import flag_configs\n"),
 ])
 def test_an_upward_or_sideways_import_is_caught(module, source):
   assert violations(module, source)
 
 
 @pytest.mark.parametrize("module, source", [
-    ("akd_tf.search.loop", "from akd_tf.search import evaluate\n"),
-    ("akd_tf.deploy.pipeline", "from akd_tf.search import loop\n"),
+    ("akd_tf.nas.loop", "from akd_tf.nas import evaluate\n"),
+    ("akd_tf.deploy.pipeline", "from akd_tf.nas import loop\n"),
     ("akd_tf.cli.search", "from akd_tf.deploy import pipeline\n"),
     ("akd_tf.latency.timing", "from akd_tf import config_checks\n"),
-    ("akd_tf.search.ray_pool", "from . import evaluate\n"),
+    ("akd_tf.nas.ray_pool", "from . import evaluate\n"),
 ])
 def test_a_downward_import_is_allowed(module, source):
   assert not violations(module, source)

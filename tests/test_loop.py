@@ -19,10 +19,10 @@ import tensorflow as tf
 
 from akd_tf.distill import data as data_lib
 from akd_tf.distill import distiller
-from akd_tf.search import controller as controller_lib
-from akd_tf.search import history
-from akd_tf.search import loop
-from akd_tf.search import reward
+from akd_tf.nas import controller as controller_lib
+from akd_tf.nas import history
+from akd_tf.nas import loop
+from akd_tf.nas import reward
 from akd_tf.space import arch
 from akd_tf.space import search_space
 

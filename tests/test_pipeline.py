@@ -5,7 +5,7 @@ import json
 import os
 
 from akd_tf.deploy import pipeline
-from akd_tf.search import loop
+from akd_tf.nas import loop
 from search_testing import tiny_search_config
 
 

@@ -4,7 +4,7 @@ import numpy as np
 
 from akd_tf.analysis import plots
 from akd_tf.analysis import teacher_dependence as dependence
-from akd_tf.search import history
+from akd_tf.nas import history
 from akd_tf.space import search_space
 
 SPACE = search_space.SearchSpace()

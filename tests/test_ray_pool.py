@@ -1,4 +1,4 @@
-"""Tests of akd_tf.search.ray_pool: searches on real Ray, node loss, missing
+"""Tests of akd_tf.nas.ray_pool: searches on real Ray, node loss, missing
 Ray.
 
 The node-loss test starts a Ray cluster of three nodes on this machine
@@ -21,10 +21,10 @@ import pytest
 from akd_tf.distill import data as data_lib
 from akd_tf.distill import distiller
 from akd_tf.latency import timing
-from akd_tf.search import controller as controller_lib
-from akd_tf.search import history
-from akd_tf.search import loop
-from akd_tf.search import reward
+from akd_tf.nas import controller as controller_lib
+from akd_tf.nas import history
+from akd_tf.nas import loop
+from akd_tf.nas import reward
 from akd_tf.space import arch
 import search_testing
 
@@ -133,8 +133,8 @@ def test_lost_node_costs_a_retry_and_history_matches_local(
 
 
 def test_started_ray_pool_reuses_one_evaluator_per_worker_process(tmp_path):
-  from akd_tf.search import evaluate  # pylint: disable=g-import-not-at-top
-  from akd_tf.search import ray_pool  # pylint: disable=g-import-not-at-top
+  from akd_tf.nas import evaluate  # pylint: disable=g-import-not-at-top
+  from akd_tf.nas import ray_pool  # pylint: disable=g-import-not-at-top
   from akd_tf.space import search_space  # pylint: disable=g-import-not-at-top
   space = search_space.SearchSpace()
   config = evaluate.EvalConfig(
@@ -176,7 +176,7 @@ def test_ray_executor_without_ray_names_the_install_command(tmp_path):
 
 
 def test_pool_without_ray_raises_the_install_hint(monkeypatch):
-  from akd_tf.search import ray_pool  # pylint: disable=g-import-not-at-top
+  from akd_tf.nas import ray_pool  # pylint: disable=g-import-not-at-top
   monkeypatch.setitem(sys.modules, "ray", None)
   with pytest.raises(ImportError, match=r"pip install -e \.\[ray\]"):
     ray_pool.RayPool(None, num_workers=1)

@@ -1,7 +1,7 @@
-"""Tests of akd_tf.search.report: best record, Pareto front, plots."""
+"""Tests of akd_tf.nas.report: best record, Pareto front, plots."""
 
-from akd_tf.search import history
-from akd_tf.search import report
+from akd_tf.nas import history
+from akd_tf.nas import report
 
 
 def make(step, accuracy, latency_ms, reward, status=history.STATUS_OK):

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from akd_tf.search import reward
+from akd_tf.nas import reward
 
 
 @pytest.mark.parametrize("kind", ["soft", "hard", "abs"])

@@ -1,5 +1,5 @@
 """Tests of akd_tf.analysis.teacher_dependence on search histories written by
-akd_tf.search.history."""
+akd_tf.nas.history."""
 
 import dataclasses
 import json
@@ -12,9 +12,9 @@ import pytest
 from akd_tf.analysis import teacher_dependence as dependence
 from akd_tf.distill import data
 from akd_tf.distill import distiller
-from akd_tf.search import history
-from akd_tf.search import loop
-from akd_tf.search import reward
+from akd_tf.nas import history
+from akd_tf.nas import loop
+from akd_tf.nas import reward
 from akd_tf.space import arch
 from akd_tf.space import search_space
 

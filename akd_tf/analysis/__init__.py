@@ -1,6 +1,6 @@
 """Analysis of finished searches and of rankings.
 
-Imports `akd_tf.space` and `akd_tf.search` (histories), never deploy or the
+Imports `akd_tf.space` and `akd_tf.nas` (histories), never deploy or the
 CLI.
 
   teacher_dependence  load_search, top_candidates, choice_distributions,

@@ -58,7 +58,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from akd_tf.search import history
+from akd_tf.nas import history
 from akd_tf.space import search_space
 
 __all__ = ["DISTRIBUTION_DECISIONS", "LEVELS", "NAS_GROUP",

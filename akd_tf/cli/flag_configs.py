@@ -20,8 +20,8 @@ from akd_tf.distill import teacher as teacher_lib
 from akd_tf.latency import device
 from akd_tf.latency import measurer
 from akd_tf.latency import timing
-from akd_tf.search import controller as controller_lib
-from akd_tf.search import reward as reward_lib
+from akd_tf.nas import controller as controller_lib
+from akd_tf.nas import reward as reward_lib
 from akd_tf.space import arch
 
 FLAGS = flags.FLAGS
@@ -324,7 +324,7 @@ def _check_teacher_and_executor(f) -> None:
         f"{teacher_lib.TEACHERS} nor an existing .keras file or SavedModel")
   _require("teacher_epochs", f.teacher_epochs >= 1, ">= 1")
   if f.executor == "ray":
-    from akd_tf.search import ray_pool  # pylint: disable=g-import-not-at-top
+    from akd_tf.nas import ray_pool  # pylint: disable=g-import-not-at-top
     try:
       ray_pool.import_ray()
     except ImportError as error:
@@ -349,7 +349,7 @@ def search_config_from_flags():
   Raises:
     app.UsageError: a flag value is invalid; the message names the flag.
   """
-  from akd_tf.search import loop  # pylint: disable=g-import-not-at-top
+  from akd_tf.nas import loop  # pylint: disable=g-import-not-at-top
   f = FLAGS
   data = _data_config(f)
   global_params = _global_params(f)

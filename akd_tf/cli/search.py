@@ -22,7 +22,7 @@ from absl import logging
 from akd_tf.cli import entry
 from akd_tf.cli import flag_configs
 from akd_tf.cli import presets
-from akd_tf.search import controller as controller_lib
+from akd_tf.nas import controller as controller_lib
 
 MODEL_DIR = flags.DEFINE_string(
     "model_dir", None, "Where the search writes (and resumes) everything.")

@@ -1,7 +1,7 @@
 """Deployment: verified export, quantization-aware training, the winner.
 
 Imports `akd_tf.space`, `akd_tf.distill`, `akd_tf.latency` and
-`akd_tf.search`. Kept free of imports itself: `python -m
+`akd_tf.nas`. Kept free of imports itself: `python -m
 akd_tf.deploy.export_qat` runs in a child process that must switch to
 legacy Keras before Keras loads.
 

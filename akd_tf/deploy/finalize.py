@@ -30,7 +30,7 @@ from akd_tf.distill import data as data_lib
 from akd_tf.distill import distiller
 from akd_tf.distill import teacher as teacher_lib
 from akd_tf.distill import training
-from akd_tf.search import history
+from akd_tf.nas import history
 from akd_tf.space import arch
 from akd_tf.space import builder
 from akd_tf.space import profile
@@ -107,7 +107,7 @@ def finalize(best: history.CandidateRecord, config,
 
   Args:
     best: The winning record.
-    config: The `akd_tf.search.loop.SearchConfig` (final recipe, data,
+    config: The `akd_tf.nas.loop.SearchConfig` (final recipe, data,
       export switch).
     global_params: The students' settings, num_classes matching the data.
     teacher: The teacher the winner distills from.

@@ -1,7 +1,7 @@
 """What akd-search runs: the search, then the winner trained and exported.
 
   search_and_export(config, model_dir, log)
-      `akd_tf.search.loop.run_search`, then `finalize.finalize` of its best
+      `akd_tf.nas.loop.run_search`, then `finalize.finalize` of its best
       record into <model_dir>/best
 
 The search does not know about deployment: it returns its best record, the
@@ -21,7 +21,7 @@ from typing import Callable
 
 from akd_tf.deploy import finalize
 from akd_tf.distill import teacher as teacher_lib
-from akd_tf.search import loop
+from akd_tf.nas import loop
 
 __all__ = ["search_and_export"]
 

@@ -1,7 +1,7 @@
 """The AKD search loop: sample, evaluate, reward, update; resume.
 
 One step of the search samples a batch of candidates from the controller,
-evaluates them in parallel (`akd_tf.search.evaluate`), appends every finished
+evaluates them in parallel (`akd_tf.nas.evaluate`), appends every finished
 evaluation to `history.jsonl` as soon as it is finished, then gives the
 batch's rewards to the controller and checkpoints it. AKD and the paper's
 NAS+KD baseline differ only in the accuracy that enters the reward:
@@ -55,11 +55,11 @@ from akd_tf.distill import teacher as teacher_lib
 from akd_tf.distill import training
 from akd_tf.latency import measurer
 from akd_tf.latency import timing
-from akd_tf.search import controller as controller_lib
-from akd_tf.search import evaluate
-from akd_tf.search import history
-from akd_tf.search import report
-from akd_tf.search import reward as reward_lib
+from akd_tf.nas import controller as controller_lib
+from akd_tf.nas import evaluate
+from akd_tf.nas import history
+from akd_tf.nas import report
+from akd_tf.nas import reward as reward_lib
 from akd_tf.space import arch
 from akd_tf.space import search_space
 
@@ -344,7 +344,7 @@ def run_search(config: SearchConfig, model_dir: str,
   """
   start = time.time()
   if config.executor == "ray":
-    from akd_tf.search import ray_pool  # pylint: disable=g-import-not-at-top
+    from akd_tf.nas import ray_pool  # pylint: disable=g-import-not-at-top
     ray_pool.import_ray()  # Before the teacher: fail in seconds.
   timer = _PhaseTimer()
   setup = _set_up(config, model_dir)
@@ -465,7 +465,7 @@ def _start_pool(config: SearchConfig, eval_config: evaluate.EvalConfig,
   """Starts the candidate evaluator pool of `config.executor`."""
   with timer.phase("pool_start"):
     if config.executor == "ray":
-      from akd_tf.search import ray_pool  # pylint: disable=g-import-not-at-top
+      from akd_tf.nas import ray_pool  # pylint: disable=g-import-not-at-top
       pool = ray_pool.RayPool(
           eval_config, config.num_workers, address=config.ray_address,
           cpus_per_candidate=config.cpus_per_candidate,

@@ -37,8 +37,8 @@ import os
 from typing import Dict, Iterator, Optional, Sequence
 
 from akd_tf.distill import data as data_lib
-from akd_tf.search import evaluate
-from akd_tf.search import history
+from akd_tf.nas import evaluate
+from akd_tf.nas import history
 
 __all__ = ["DEFAULT_MAX_RETRIES", "INSTALL_HINT", "RayPool", "import_ray"]
 
@@ -90,7 +90,7 @@ def _evaluator_for(setup_ref) -> evaluate.CandidateEvaluator:
 def _warm_up() -> int:
   """A task that only starts a worker process.
 
-  Loading it imports this module, and with it akd_tf.search.evaluate, Keras and
+  Loading it imports this module, and with it akd_tf.nas.evaluate, Keras and
   TensorFlow, which is most of a worker's start.
   """
   return os.getpid()

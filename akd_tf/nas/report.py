@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 from matplotlib import pyplot  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np
 
-from akd_tf.search import history  # pylint: disable=wrong-import-position
+from akd_tf.nas import history  # pylint: disable=wrong-import-position
 
 __all__ = ["best_record", "moving_average", "pareto_front", "plot_pareto",
            "plot_rewards"]

@@ -1,4 +1,4 @@
-"""The architecture search: controllers, rewards, history, evaluation, loop.
+"""Neural architecture search: controllers, rewards, history, evaluation, loop.
 
 Imports `akd_tf.space`, `akd_tf.distill` and `akd_tf.latency`, never deploy
 or analysis.

@@ -36,8 +36,8 @@ from akd_tf.distill import distiller
 from akd_tf.distill import teacher as teacher_lib
 from akd_tf.latency import measurer as measurer_lib
 from akd_tf.latency import timing
-from akd_tf.search import history
-from akd_tf.search import reward as reward_lib
+from akd_tf.nas import history
+from akd_tf.nas import reward as reward_lib
 from akd_tf.space import arch
 from akd_tf.space import builder
 from akd_tf.space import profile
