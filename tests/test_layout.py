@@ -2,8 +2,8 @@
 
 Layers, lowest first (README "Layout"):
 
-  akd_tf (config_checks, jsonl) <- space <- distill, latency <- nas
-  <- deploy, analysis <- cli
+  akd_tf (config_checks, jsonl) <- space <- distill, latency <- oneshot
+  <- nas <- deploy, analysis <- cli
 
 A module may import its own subpackage and any lower layer; distill and
 latency do not import each other, nor do deploy and analysis. Imports are
@@ -23,9 +23,10 @@ LAYERS = {
     "akd_tf": 0, "config_checks": 0, "jsonl": 0,
     "space": 1,
     "distill": 2, "latency": 2,
-    "nas": 3,
-    "deploy": 4, "analysis": 4,
-    "cli": 5,
+    "oneshot": 3,
+    "nas": 4,
+    "deploy": 5, "analysis": 5,
+    "cli": 6,
 }
 
 
@@ -105,6 +106,8 @@ def test_no_module_imports_a_higher_or_sibling_layer():
     ("akd_tf.deploy.export", "from akd_tf import analysis\n"),
     ("akd_tf.config_checks", "from akd_tf.space import arch\n"),
     ("akd_tf.nas.evaluate", "from ..cli import flag_configs\n"),
+    ("akd_tf.oneshot.scorer", "from akd_tf.nas import evaluate\n"),
+    ("akd_tf.distill.data", "from akd_tf.oneshot import supernet\n"),
 ])
 def test_an_upward_or_sideways_import_is_caught(module, source):
   assert violations(module, source)
@@ -116,6 +119,8 @@ def test_an_upward_or_sideways_import_is_caught(module, source):
     ("akd_tf.cli.search", "from akd_tf.deploy import pipeline\n"),
     ("akd_tf.latency.timing", "from akd_tf import config_checks\n"),
     ("akd_tf.nas.ray_pool", "from . import evaluate\n"),
+    ("akd_tf.nas.evaluate", "from akd_tf.oneshot import scorer\n"),
+    ("akd_tf.oneshot.trainer", "from akd_tf.distill import distiller\n"),
 ])
 def test_a_downward_import_is_allowed(module, source):
   assert not violations(module, source)
