@@ -103,3 +103,19 @@ def test_scorer_names_the_decision_out_of_range(scorer):
   actions[0] = 4
   with pytest.raises(ValueError, match=r"action 0 \(block0/conv_op\) = 4"):
     scorer.score(actions)
+
+
+def test_score_of_block_strings_is_the_score_of_their_path(scorer):
+  actions = SPACE.sample(21)
+  blocks = arch.encode_blocks(SPACE.decode(actions))
+  by_blocks = scorer.score_blocks(blocks)
+  by_path = scorer.score(actions)
+  assert (by_blocks.accuracy, by_blocks.loss) == pytest.approx(
+      (by_path.accuracy, by_path.loss), rel=1e-6)
+
+
+def test_score_blocks_names_a_block_outside_the_space(scorer):
+  blocks = list(arch.encode_blocks(SPACE.decode(SPACE.sample(0))))
+  blocks[0] = blocks[0].replace("_k3_", "_k7_").replace("_k5_", "_k7_")
+  with pytest.raises(ValueError, match="kernel"):
+    scorer.score_blocks(blocks)

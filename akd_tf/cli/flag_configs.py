@@ -22,6 +22,7 @@ from akd_tf.latency import measurer
 from akd_tf.latency import timing
 from akd_tf.nas import controller as controller_lib
 from akd_tf.nas import reward as reward_lib
+from akd_tf.oneshot import scorer as scorer_lib
 from akd_tf.space import arch
 
 FLAGS = flags.FLAGS
@@ -82,6 +83,7 @@ def define_search_flags():
   define_controller_flags()
   define_reward_flags()
   define_training_flags()
+  define_oneshot_flags()
   define_latency_flags()
   define_run_flags()
 
@@ -137,6 +139,31 @@ def define_training_flags():
                        "training and built-in teacher (0: all).")
   flags.DEFINE_float("final_learning_rate", 2e-3, "Final learning rate.")
   flags.DEFINE_integer("final_batch_size", 128, "Final batch size.")
+
+
+def define_oneshot_flags():
+  """The candidates' proxy: trained each, or scored through a supernet."""
+  flags.DEFINE_enum("proxy", "train", ["train", "oneshot"],
+                    "train: each candidate trained on the proxy task "
+                    "(--proxy_*); oneshot: one supernet of the whole space "
+                    "trained once (cached under --cache_dir), each candidate "
+                    "scored by its path's mini-val accuracy with "
+                    "BatchNormalization recomputed, in about a second.")
+  flags.DEFINE_integer("supernet_steps", 1000, "--proxy=oneshot: updates of "
+                       "the supernet (batch, optimizer, learning rate and "
+                       "loss of --proxy_*, --kd_*).")
+  flags.DEFINE_enum("supernet_sampling", "sandwich", ["uniform", "sandwich"],
+                    "--proxy=oneshot: paths of each update: uniform ones, or "
+                    "the largest and the smallest plus uniform ones "
+                    "(sandwich rule).")
+  flags.DEFINE_integer("supernet_paths_per_step", 4, "--proxy=oneshot: paths "
+                       "whose gradients make one update (>= 2 for "
+                       "sandwich).")
+  flags.DEFINE_integer("supernet_warmup_steps", 0, "--proxy=oneshot: first "
+                       "updates that train the largest path alone.")
+  flags.DEFINE_integer("oneshot_calibration_images", 512, "--proxy=oneshot: "
+                       "training images each candidate's BatchNormalization "
+                       "statistics are recomputed on.")
 
 
 def define_latency_flags():
@@ -340,7 +367,10 @@ _SEARCH_FLAG_OF = {
     "controller": "controller", "teacher_output": "teacher_output",
     "latency_mode": "latency", "executor": "executor",
     "ray_address": "ray_address", "cpus_per_candidate": "cpus_per_candidate",
-    "gpus_per_candidate": "gpus_per_candidate"}
+    "gpus_per_candidate": "gpus_per_candidate", "proxy_mode": "proxy",
+    "steps": "supernet_steps", "sampling": "supernet_sampling",
+    "paths_per_step": "supernet_paths_per_step",
+    "warmup_steps": "supernet_warmup_steps"}
 
 
 def search_config_from_flags():
@@ -360,6 +390,10 @@ def search_config_from_flags():
   _check_teacher_and_executor(f)
   _require("final_train_size", f.final_train_size >= 0, ">= 0 (0: all)")
   recipe = teacher_lib.TeacherRecipe(epochs=f.teacher_epochs, seed=f.seed)
+  oneshot = _build({"calibration_images": "oneshot_calibration_images"},
+                   scorer_lib.OneShotConfig,
+                   calibration_images=f.oneshot_calibration_images,
+                   calibration_seed=f.seed)
   return _build(
       _SEARCH_FLAG_OF, loop.SearchConfig,
       data=data, global_params=global_params, proxy=proxy, final=final,
@@ -374,4 +408,8 @@ def search_config_from_flags():
       latency_command=f.latency_command, export=f.export,
       executor=f.executor, ray_address=f.ray_address,
       cpus_per_candidate=f.cpus_per_candidate,
-      gpus_per_candidate=f.gpus_per_candidate)
+      gpus_per_candidate=f.gpus_per_candidate, proxy_mode=f.proxy,
+      supernet_steps=f.supernet_steps,
+      supernet_sampling=f.supernet_sampling,
+      supernet_paths_per_step=f.supernet_paths_per_step,
+      supernet_warmup_steps=f.supernet_warmup_steps, oneshot=oneshot)

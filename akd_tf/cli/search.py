@@ -39,6 +39,7 @@ GROUPS = (
     entry.defined_group("controller", flag_configs.define_controller_flags),
     entry.defined_group("reward", flag_configs.define_reward_flags),
     entry.defined_group("training", flag_configs.define_training_flags),
+    entry.defined_group("one-shot proxy", flag_configs.define_oneshot_flags),
     entry.defined_group("latency", flag_configs.define_latency_flags),
     entry.defined_group("workers and export", flag_configs.define_run_flags),
 )

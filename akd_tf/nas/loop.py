@@ -32,6 +32,12 @@ executor 'local') or as Ray tasks on a cluster (`ray_pool.RayPool`, executor
 'ray'); either way the controller and the history stay here and the history
 is the same.
 
+With `proxy_mode='oneshot'` the driver first trains (or loads from
+`cache_dir`) one supernet of the whole space by the proxy recipe's loss
+(KD for AKD, cross-entropy for the NAS+KD baseline), phase 'supernet';
+the workers then score candidates through it instead of training them
+(`akd_tf.nas.evaluate`).
+
 Public names: SearchConfig, SearchResult, run_search, EXECUTORS,
 REWARD_ACCURACIES.
 """
@@ -60,6 +66,9 @@ from akd_tf.nas import evaluate
 from akd_tf.nas import history
 from akd_tf.nas import report
 from akd_tf.nas import reward as reward_lib
+from akd_tf.oneshot import cache as supernet_cache
+from akd_tf.oneshot import scorer as scorer_lib
+from akd_tf.oneshot import trainer as supernet_trainer
 from akd_tf.space import arch
 from akd_tf.space import search_space
 
@@ -115,6 +124,15 @@ class SearchConfig:
       'ray://HOST:PORT'); None starts a local Ray instance. 'ray' only.
     cpus_per_candidate: CPUs Ray reserves for each candidate ('ray' only).
     gpus_per_candidate: GPUs Ray reserves for each candidate ('ray' only).
+    proxy_mode: 'train' (each candidate trained by the proxy recipe) or
+      'oneshot' (scored through a supernet trained once).
+    supernet_steps: Updates of the supernet ('oneshot'; batch size,
+      optimizer, learning rate, loss and seed are the proxy recipe's).
+    supernet_sampling: Its path rule, 'uniform' or 'sandwich'
+      (`akd_tf.oneshot.sampling`).
+    supernet_paths_per_step: Paths per update.
+    supernet_warmup_steps: First updates on the largest path alone.
+    oneshot: How a candidate's path is scored.
   """
 
   data: data_lib.DataConfig
@@ -144,6 +162,12 @@ class SearchConfig:
   ray_address: Optional[str] = None
   cpus_per_candidate: float = 1.0
   gpus_per_candidate: float = 0.0
+  proxy_mode: str = "train"
+  supernet_steps: int = 1000
+  supernet_sampling: str = "sandwich"
+  supernet_paths_per_step: int = 4
+  supernet_warmup_steps: int = 0
+  oneshot: scorer_lib.OneShotConfig = scorer_lib.OneShotConfig()
 
   def __post_init__(self):
     ray_settings_ok = self.executor == "ray" or (
@@ -182,8 +206,13 @@ class SearchConfig:
          f"cpus_per_candidate={self.cpus_per_candidate} must be > 0"),
         (self.gpus_per_candidate >= 0,
          f"gpus_per_candidate={self.gpus_per_candidate} must be >= 0"),
+        (self.proxy_mode in evaluate.PROXY_MODES,
+         f"proxy_mode='{self.proxy_mode}' is not one of "
+         f"{evaluate.PROXY_MODES}"),
     )
     config_checks.require(checks, "SearchConfig")
+    if self.proxy_mode == "oneshot":
+      self.supernet_recipe()  # Its own checks, with its field names.
 
   def get_config(self) -> dict:
     """A JSON-serializable description (sub-configs as dicts)."""
@@ -194,6 +223,19 @@ class SearchConfig:
     if self.reward_accuracy == "ce":
       return dataclasses.replace(self.proxy, kd_alpha=0.0)
     return self.proxy
+
+  def supernet_recipe(self) -> supernet_trainer.SupernetTrainConfig:
+    """How the one-shot supernet is trained: the proxy recipe's loss.
+
+    Raises:
+      ValueError: a supernet setting out of range (see
+        `SupernetTrainConfig`).
+    """
+    return supernet_trainer.SupernetTrainConfig.from_train_config(
+        self.proxy_recipe(), self.supernet_steps,
+        sampling=self.supernet_sampling,
+        paths_per_step=self.supernet_paths_per_step,
+        warmup_steps=self.supernet_warmup_steps)
 
   def final_data(self) -> data_lib.DataConfig:
     """The data of final training: same mini-val split, more images."""
@@ -213,7 +255,8 @@ class SearchResult:
     wall_seconds: Wall time of the call that returned it.
     evaluated: Evaluations this call ran (the rest came from the history).
     phase_seconds: Driver wall seconds per phase ('teacher',
-      'teacher_logits', 'pool_start' (starting Ray included), 'sample',
+      'teacher_logits', 'supernet' (one-shot only), 'pool_start' (starting
+      Ray included), 'sample',
       'latency' (the batches' candidates timed here), 'wait_for_workers',
       'bookkeeping', 'controller_update', 'plots'; 'final' when the winner
       was trained) and of the whole candidate loop ('loop', the pool's
@@ -355,6 +398,9 @@ def run_search(config: SearchConfig, model_dir: str,
     pool = _start_pool(config, setup.make_eval_config(), setup.data, timer)
   try:
     teacher_path = _prepare_teacher_and_logits(config, setup, timer, log)
+    if config.proxy_mode == "oneshot":
+      with timer.phase("supernet"):
+        _train_supernet(config, setup, log)
     state = _resume(config, setup.space, model_dir, log)
     eval_config = setup.make_eval_config(teacher_path=teacher_path)
     if pool is None:
@@ -420,7 +466,11 @@ def _set_up(config: SearchConfig, model_dir: str) -> _Setup:
       latency_cache_path=os.path.join(model_dir, "latency_cache.jsonl"),
       lut_path=config.lut_path or os.path.join(model_dir, "latency_lut.json"),
       latency_command=config.latency_command, teacher_logits_path=logits_path,
-      teacher_output=config.teacher_output, threads=config.threads_per_worker)
+      teacher_output=config.teacher_output, threads=config.threads_per_worker,
+      proxy_mode=config.proxy_mode,
+      supernet=(config.supernet_recipe() if config.proxy_mode == "oneshot"
+                else None),
+      scorer=config.oneshot, cache_dir=config.cache_dir)
   return _Setup(data, global_params, space, logits_path, make_eval_config)
 
 
@@ -433,6 +483,36 @@ def _prepare_teacher_and_logits(config: SearchConfig, setup: _Setup,
   with timer.phase("teacher_logits"):
     _write_teacher_logits(config, teacher, setup.data, setup.logits_path)
   return teacher_path
+
+
+def _train_supernet(config: SearchConfig, setup: _Setup,
+                    log: Callable[[str], None]) -> None:
+  """Trains the one-shot supernet into the cache, or finds it there.
+
+  A training killed before its end resumes from its last checkpoint when
+  the search is run again.
+  """
+  recipe = config.supernet_recipe()
+  logits = (np.load(setup.logits_path) if setup.logits_path is not None
+            else None)
+  start = time.time()
+
+  def progress(result):
+    done = result["step"] + 1
+    if done % 100 == 0 or done == recipe.steps:
+      elapsed = time.time() - start
+      log(f"supernet step {done}/{recipe.steps}: loss {result['loss']:.4f} "
+          f"({_duration(elapsed)}; ETA "
+          f"{_duration(elapsed / done * (recipe.steps - done))})")
+
+  _, info = supernet_cache.get_trained_supernet(
+      setup.space, setup.global_params, setup.data.input_shape,
+      setup.data.train, recipe, config.cache_dir, teacher_logits=logits,
+      on_step=progress)
+  log(f"supernet: {info.params:,} params, {recipe.steps} steps "
+      f"({recipe.sampling}, {recipe.paths_per_step} paths per step), "
+      + ("cached" if info.cached else
+         f"trained in {info.train_seconds:.0f} s") + f" ({info.path})")
 
 
 @dataclasses.dataclass

@@ -96,7 +96,8 @@ def get_trained_supernet(
     input_shape: Sequence[int], train: data_lib.Split,
     config: trainer_lib.SupernetTrainConfig, cache_dir: str,
     teacher_logits: Optional[np.ndarray] = None,
-    on_step: Optional[Callable[[Dict[str, float]], None]] = None
+    on_step: Optional[Callable[[Dict[str, float]], None]] = None,
+    train_if_missing: bool = True
 ) -> Tuple[supernet_lib.Supernet, SupernetInfo]:
   """Returns the supernet trained on `train` by `config`, training it once.
 
@@ -115,10 +116,13 @@ def get_trained_supernet(
     teacher_logits: The teacher's cached logits on `train`, in its order
       (`akd_tf.distill.teacher.teacher_logits`); needed when kd_alpha > 0.
     on_step: Called with every training step's result.
+    train_if_missing: False: raise instead of training (a search's workers
+      load the supernet its driver trained).
 
   Raises:
     ValueError: see `SupernetTrainer` and `Supernet`.
     FloatingPointError: training diverged.
+    FileNotFoundError: not cached, and train_if_missing is False.
   """
   key = cache_key(space, global_params, input_shape, train, config,
                   teacher_logits)
@@ -132,6 +136,10 @@ def get_trained_supernet(
     with open(info_path) as f:
       info = SupernetInfo(**json.load(f))
     return supernet, dataclasses.replace(info, path=path, cached=True)
+  if not train_if_missing:
+    raise FileNotFoundError(f"no trained supernet {path}: train it first "
+                            "(the search's driver does, before the workers "
+                            "score candidates)")
   images, labels = data_lib.arrays(train)
   trainer = trainer_lib.SupernetTrainer(supernet, config, images, labels,
                                         teacher_logits)

@@ -92,6 +92,23 @@ class SupernetTrainConfig:
       if not ok:
         raise ValueError(f"SupernetTrainConfig: {message}")
 
+  @classmethod
+  def from_train_config(cls, config: distiller.TrainConfig, steps: int,
+                        **changes) -> "SupernetTrainConfig":
+    """A candidate's recipe (`TrainConfig`) run for `steps` updates.
+
+    Args:
+      config: The candidates' proxy recipe (batch size, optimizer,
+        learning rate and schedule, KD alpha and temperature, seed).
+      steps: Updates of the supernet.
+      **changes: Other fields (sampling, paths_per_step, ...).
+    """
+    return cls(steps=steps, batch_size=config.batch_size,
+               learning_rate=config.learning_rate,
+               optimizer=config.optimizer, lr_schedule=config.lr_schedule,
+               kd_alpha=config.kd_alpha, kd_temperature=config.kd_temperature,
+               seed=config.seed, **changes)
+
   def train_config(self) -> distiller.TrainConfig:
     """The `TrainConfig` with this recipe's loss and optimizer."""
     return distiller.TrainConfig(
