@@ -164,6 +164,56 @@ def test_a_ce_step_on_a_path_is_the_stand_alone_students_step(digits):
              for w, b in zip(student.weights, before)) > 1e-3
 
 
+def test_a_step_of_several_paths_applies_the_sum_of_their_gradients(digits):
+  # Plain SGD at a constant rate, no dropout: a step moves the weights by
+  # -lr x the gradient, so one step of two paths must move them by the sum
+  # of what a step of each path alone moves them.
+  config = trainer_lib.SupernetTrainConfig(
+      steps=10, batch_size=32, optimizer="sgd", learning_rate=0.05,
+      lr_schedule="constant", kd_alpha=0.0)
+  params = dataclasses.replace(PARAMS, dropout_rate=0.0)
+  paths = [(2, 1, 1, 0, 2, 1), (1, 0, 0, 1, 0, 0)]
+
+  def stepped(step_paths):
+    tf.keras.utils.set_random_seed(0)
+    net = supernet_lib.Supernet(ONE_BLOCK, params, digits.input_shape)
+    before = [v.numpy().copy() for v in net.trainable_variables]
+    trainer = trainer_lib.SupernetTrainer(
+        net, config, digits.train.images, digits.train.labels)
+    trainer.train_step(step_paths)
+    return [v.numpy() - b for v, b in zip(net.trainable_variables, before)]
+
+  both = stepped(paths)
+  first, second = stepped(paths[:1]), stepped(paths[1:])
+  for got, a, b in zip(both, first, second):
+    np.testing.assert_allclose(got, a + b, rtol=0, atol=1e-6)
+  assert max(np.abs(a).max() for a in first) > 1e-3
+  assert max(np.abs(b).max() for b in second) > 1e-3
+
+
+def test_sandwich_paths_are_the_largest_the_smallest_then_uniform():
+  paths = sampling.step_paths(SPACE, "sandwich", 4, 0, 0, 5)
+  assert paths[:2] == [sampling.largest_path(SPACE),
+                       sampling.smallest_path(SPACE)]
+  assert len(paths) == 4 and paths[2] != paths[3]
+  largest = SPACE.decode(paths[0])
+  assert all(b.expand_ratio == 6 and b.kernel_size == 5 for b in largest)
+  smallest = SPACE.decode(paths[1])
+  assert all(b.expand_ratio == 1 and b.kernel_size == 3 and not b.se_ratio
+             for b in smallest)
+
+
+def test_warmup_steps_train_the_largest_path_alone():
+  warm = lambda step: sampling.step_paths(SPACE, "sandwich", 4, 3, 0, step)
+  assert warm(2) == [sampling.largest_path(SPACE)]
+  assert len(warm(3)) == 4
+
+
+def test_a_sandwich_of_one_path_names_paths_per_step():
+  with pytest.raises(ValueError, match="paths_per_step=1 must be >= 1"):
+    trainer_lib.SupernetTrainConfig(sampling="sandwich", paths_per_step=1)
+
+
 def test_kd_training_without_teacher_logits_names_kd_alpha(digits):
   with pytest.raises(ValueError, match="kd_alpha=0.9 needs the teacher"):
     _trainer(digits, trainer_lib.SupernetTrainConfig(kd_alpha=0.9))

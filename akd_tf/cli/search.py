@@ -71,6 +71,10 @@ def main(argv):
   _progress(f"{len(result.records)} candidates ({len(result.records) - ok} "
             f"failed), {result.evaluated} evaluated in this run, "
             f"{result.wall_seconds / 60:.1f} min")
+  _progress("phases: " + ", ".join(
+      f"{name} {seconds:.1f} s"
+      for name, seconds in sorted(result.phase_seconds.items(),
+                                  key=lambda item: -item[1])))
   if result.best is None:
     print("akd-search: error: every candidate failed; see "
           f"{MODEL_DIR.value}/history.jsonl", file=sys.stderr)

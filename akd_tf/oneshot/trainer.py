@@ -192,10 +192,14 @@ class SupernetTrainer:
                                                   correct])
 
     count = tf.shape(paths)[0]
+    # One path at a time: each writes BatchNormalization statistics in
+    # place, and iterations run in parallel by default (four paths per
+    # step then corrupted the heap: "malloc_consolidate(): invalid chunk
+    # size").
     _, gradients, totals = tf.while_loop(
         lambda i, *_: i < count, body,
         (tf.constant(0), [tf.zeros_like(v) for v in variables],
-         tf.zeros([4])))
+         tf.zeros([4])), parallel_iterations=1)
     self.optimizer.apply_gradients(zip(gradients, variables))
     self.step.assign_add(1)
     return totals / tf.cast(count, tf.float32)
