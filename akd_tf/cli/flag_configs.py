@@ -21,6 +21,7 @@ from akd_tf.latency import device
 from akd_tf.latency import measurer
 from akd_tf.latency import timing
 from akd_tf.nas import controller as controller_lib
+from akd_tf.nas import loop
 from akd_tf.nas import reward as reward_lib
 from akd_tf.space import arch
 
@@ -137,6 +138,20 @@ def define_training_flags():
                        "training and built-in teacher (0: all).")
   flags.DEFINE_float("final_learning_rate", 2e-3, "Final learning rate.")
   flags.DEFINE_integer("final_batch_size", 128, "Final batch size.")
+  flags.DEFINE_enum("strategy", "one_device", list(loop.FINAL_STRATEGIES),
+                    "tf.distribute strategy of the winner's final training "
+                    "(candidates train one per worker): one_device (first "
+                    "GPU or CPU), mirrored (all local GPUs, or --logical_cpus"
+                    "), tpu (with --tpu). --final_batch_size and "
+                    "--final_learning_rate are per replica. The final "
+                    "training backs up its state every epoch in "
+                    "<model_dir>/best and resumes when the command is run "
+                    "again.")
+  flags.DEFINE_string("tpu", None, "TPU name or grpc address for "
+                      "--strategy=tpu ('local' on a TPU VM).")
+  flags.DEFINE_integer("logical_cpus", 0, "Split the CPU into this many "
+                       "logical devices (>= 2), so that --strategy=mirrored "
+                       "can be tried without GPUs.")
 
 
 def define_latency_flags():
@@ -340,7 +355,8 @@ _SEARCH_FLAG_OF = {
     "controller": "controller", "teacher_output": "teacher_output",
     "latency_mode": "latency", "executor": "executor",
     "ray_address": "ray_address", "cpus_per_candidate": "cpus_per_candidate",
-    "gpus_per_candidate": "gpus_per_candidate"}
+    "gpus_per_candidate": "gpus_per_candidate", "strategy": "strategy",
+    "tpu": "tpu"}
 
 
 def search_config_from_flags():
@@ -349,7 +365,6 @@ def search_config_from_flags():
   Raises:
     app.UsageError: a flag value is invalid; the message names the flag.
   """
-  from akd_tf.nas import loop  # pylint: disable=g-import-not-at-top
   f = FLAGS
   data = _data_config(f)
   global_params = _global_params(f)
@@ -359,6 +374,11 @@ def search_config_from_flags():
   controller_config = _controller_config(f)
   _check_teacher_and_executor(f)
   _require("final_train_size", f.final_train_size >= 0, ">= 0 (0: all)")
+  _require("logical_cpus", f.logical_cpus == 0 or f.logical_cpus >= 2,
+           "0 or >= 2")
+  _require("tpu", f.strategy != "tpu" or bool(f.tpu),
+           "the TPU's name or grpc address ('local' on a TPU VM) with "
+           "--strategy=tpu")
   recipe = teacher_lib.TeacherRecipe(epochs=f.teacher_epochs, seed=f.seed)
   return _build(
       _SEARCH_FLAG_OF, loop.SearchConfig,
@@ -374,4 +394,5 @@ def search_config_from_flags():
       latency_command=f.latency_command, export=f.export,
       executor=f.executor, ray_address=f.ray_address,
       cpus_per_candidate=f.cpus_per_candidate,
-      gpus_per_candidate=f.gpus_per_candidate)
+      gpus_per_candidate=f.gpus_per_candidate, strategy=f.strategy,
+      tpu=f.tpu)

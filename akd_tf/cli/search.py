@@ -7,8 +7,10 @@ Trains (or reuses) the teacher, runs the controller's search with KD-trained
 accuracy in the reward (--reward_accuracy=kd, AKD) or plain accuracy
 (--reward_accuracy=ce, the NAS+KD baseline), then trains the winner by KD and
 exports it under <model_dir>/best. Rerunning the same command resumes a
-killed search where it stopped. --executor=ray evaluates candidates as Ray
-tasks (on a cluster with --ray_address=auto) instead of local processes.
+killed search where it stopped, and a killed final training from its last
+finished epoch. --strategy distributes the final training (mirrored: all
+local GPUs). --executor=ray evaluates candidates as Ray tasks (on a cluster
+with --ray_address=auto) instead of local processes.
 """
 
 import logging as std_logging
@@ -22,6 +24,7 @@ from absl import logging
 from akd_tf.cli import entry
 from akd_tf.cli import flag_configs
 from akd_tf.cli import presets
+from akd_tf.distill import training
 from akd_tf.nas import controller as controller_lib
 
 MODEL_DIR = flags.DEFINE_string(
@@ -55,6 +58,8 @@ def main(argv):
     raise app.UsageError("--model_dir is required: where the search writes "
                          "its history, checkpoints and the best student")
   config = flag_configs.search_config_from_flags()
+  if flags.FLAGS.logical_cpus:
+    training.split_cpu(flags.FLAGS.logical_cpus)
   if config.controller == "reinforce":
     warning = controller_lib.budget_warning(config.num_candidates)
     if warning:

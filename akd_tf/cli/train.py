@@ -26,7 +26,6 @@ import os
 from absl import app
 from absl import flags
 from absl import logging
-import tensorflow as tf
 
 from akd_tf.cli import common
 from akd_tf.cli import entry
@@ -198,9 +197,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if LOGICAL_CPUS.value >= 2:
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration()] * LOGICAL_CPUS.value)
+    training.split_cpu(LOGICAL_CPUS.value)
   _check_flags()
   job = _job_from_flags()
   strategy = training.make_strategy(job.strategy, job.tpu)

@@ -13,11 +13,13 @@
      whole training state every epoch (a killed run resumes from the last
      finished epoch when started again with the same model_dir), writing
      TensorBoard logs and logging progress with an ETA;
-  5. saves `<model_dir>/<role>.keras` (and `arch.json` for a student) and
+  5. recomputes the BatchNormalization statistics over the recipe's
+     `bn_recalibration_images` training images, when there are any;
+  6. saves `<model_dir>/<role>.keras` (and `arch.json` for a student) and
      `result.json` with minival and test accuracy.
 
 Public names: STRATEGIES, ROLES, TrainJob, JobResult, JobInputError,
-make_strategy, EtaLogger, fit_resumable, run_job.
+split_cpu, make_strategy, EtaLogger, fit_resumable, run_job.
 """
 
 import dataclasses
@@ -38,10 +40,29 @@ from akd_tf.space import arch as arch_lib
 from akd_tf.space import builder
 
 __all__ = ["EtaLogger", "JobInputError", "JobResult", "ROLES", "STRATEGIES",
-           "TrainJob", "fit_resumable", "make_strategy", "run_job"]
+           "TrainJob", "fit_resumable", "make_strategy", "run_job",
+           "split_cpu"]
 
 STRATEGIES = ("one_device", "mirrored", "multi_worker", "tpu")
 ROLES = ("teacher", "student")
+
+
+def split_cpu(count: int) -> None:
+  """Splits the CPU into `count` logical devices, so that strategy
+  'mirrored' can be tried without GPUs.
+
+  Call it before any other TensorFlow work: TensorFlow fixes its devices
+  when it first uses them.
+
+  Raises:
+    ValueError: count < 2.
+    RuntimeError: TensorFlow has already set up its devices.
+  """
+  if count < 2:
+    raise ValueError(f"{count} logical CPUs: give 2 or more")
+  cpu = tf.config.list_physical_devices("CPU")[0]
+  tf.config.set_logical_device_configuration(
+      cpu, [tf.config.LogicalDeviceConfiguration()] * count)
 
 
 def make_strategy(name: str, tpu: Optional[str] = None
@@ -497,6 +518,12 @@ def run_job(job: TrainJob,
                                   strategy, data)
   seconds = _fit(job, model, distiller, train, minival, mode, config,
                  callbacks, log)
+  if config.bn_recalibration_images:
+    used = distiller_lib.recalibrate_batch_norm(
+        model, data.train, config.bn_recalibration_images,
+        job.train.eval_batch_size)
+    log(f"BatchNormalization statistics recomputed over {used} training "
+        "images")
   _save_model(model, model_path)
   minival_acc, test_acc = _accuracies(model_path, (data.minival, data.test),
                                       job.train.eval_batch_size)

@@ -33,7 +33,7 @@ executor 'local') or as Ray tasks on a cluster (`ray_pool.RayPool`, executor
 is the same.
 
 Public names: SearchConfig, SearchResult, run_search, EXECUTORS,
-REWARD_ACCURACIES.
+FINAL_STRATEGIES, REWARD_ACCURACIES.
 """
 
 import contextlib
@@ -63,14 +63,18 @@ from akd_tf.nas import reward as reward_lib
 from akd_tf.space import arch
 from akd_tf.space import search_space
 
-__all__ = ["EXECUTORS", "REWARD_ACCURACIES", "SearchConfig", "SearchResult",
+__all__ = ["EXECUTORS", "FINAL_STRATEGIES", "REWARD_ACCURACIES", "SearchConfig", "SearchResult",
            "run_search"]
 
 REWARD_ACCURACIES = ("kd", "ce")
 EXECUTORS = ("local", "ray")
+# The winner's final training runs on this machine's devices; several
+# workers ('multi_worker') would each run the whole search.
+FINAL_STRATEGIES = tuple(s for s in training.STRATEGIES if s != "multi_worker")
 _RESUMABLE_CHANGES = ("num_candidates", "num_workers", "final", "export",
                       "final_train_size", "executor", "ray_address",
-                      "cpus_per_candidate", "gpus_per_candidate")
+                      "cpus_per_candidate", "gpus_per_candidate", "strategy",
+                      "tpu")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +88,9 @@ class SearchConfig:
       taken from the data.
     proxy: Proxy training recipe. Its kd_alpha is used for AKD; the NAS
       baseline ('ce') trains candidates with kd_alpha = 0.
-    final: KD recipe of the winner's final training.
+    final: KD recipe of the winner's final training (run by
+      `akd_tf.distill.training.run_job`: resumable, TensorBoard logs); its
+      batch size and learning rate are per replica of `strategy`.
     final_train_size: Training images of the final training and of the
       built-in teacher's (None: all but the mini-validation split).
     reward: How accuracy and latency make the reward.
@@ -115,6 +121,11 @@ class SearchConfig:
       'ray://HOST:PORT'); None starts a local Ray instance. 'ray' only.
     cpus_per_candidate: CPUs Ray reserves for each candidate ('ray' only).
     gpus_per_candidate: GPUs Ray reserves for each candidate ('ray' only).
+    strategy: The tf.distribute strategy of the winner's final training, one
+      of FINAL_STRATEGIES (`akd_tf.distill.training.make_strategy`); the
+      candidates' proxy trainings run one per worker.
+    tpu: The TPU's name or address for strategy 'tpu' ('local' on a TPU
+      VM).
   """
 
   data: data_lib.DataConfig
@@ -144,6 +155,8 @@ class SearchConfig:
   ray_address: Optional[str] = None
   cpus_per_candidate: float = 1.0
   gpus_per_candidate: float = 0.0
+  strategy: str = "one_device"
+  tpu: Optional[str] = None
 
   def __post_init__(self):
     ray_settings_ok = self.executor == "ray" or (
@@ -182,6 +195,14 @@ class SearchConfig:
          f"cpus_per_candidate={self.cpus_per_candidate} must be > 0"),
         (self.gpus_per_candidate >= 0,
          f"gpus_per_candidate={self.gpus_per_candidate} must be >= 0"),
+        (self.strategy in FINAL_STRATEGIES,
+         f"strategy='{self.strategy}' is not one of {FINAL_STRATEGIES}: the "
+         "winner trains on this machine's devices (train it on several "
+         "workers with akd-train --strategy=multi_worker "
+         "--arch_json=<model_dir>/best/arch.json)"),
+        ((self.strategy == "tpu") == bool(self.tpu),
+         "strategy='tpu' needs tpu (its name or address, 'local' on a TPU "
+         "VM), and tpu applies to strategy='tpu' only"),
     )
     config_checks.require(checks, "SearchConfig")
 
