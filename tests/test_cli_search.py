@@ -57,6 +57,15 @@ def test_teacher_output_flag_reaches_the_search_config():
     assert expected in got, (argv, got)
 
 
+def test_strategy_flags_reach_the_search_config():
+  default, mirrored, tpu = _configs_from_flags([
+      [], ["--strategy=mirrored", "--logical_cpus=2"],
+      ["--strategy=tpu", "--tpu=local"]])
+  assert (default["strategy"], default["tpu"]) == ("one_device", None)
+  assert mirrored["strategy"] == "mirrored"
+  assert (tpu["strategy"], tpu["tpu"]) == ("tpu", "local")
+
+
 # A bad value of each flag a config checks, and the flag the error names.
 _BAD_FLAGS = [
     (["--num_candidates=0"], "num_candidates"),
@@ -101,6 +110,10 @@ _BAD_FLAGS = [
     (["--cpus_per_candidate=2"], "cpus_per_candidate"),
     (["--dataset=folder:"], "dataset"),
     (["--dataset=folder:/nonexistent/akd_images"], "dataset"),
+    (["--strategy=multi_worker"], "strategy"),
+    (["--strategy=tpu"], "tpu"),
+    (["--tpu=local"], "tpu"),
+    (["--logical_cpus=1"], "logical_cpus"),
 ]
 
 
