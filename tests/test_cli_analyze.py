@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from akd_tf.distill import data
 from akd_tf.distill import distiller
@@ -153,3 +154,7 @@ def test_a_bad_model_dir_exits_with_the_message_not_a_traceback(tmp_path):
   assert proc.returncode != 0
   assert "--model_dirs:" in proc.stderr and "no such directory" in proc.stderr
   assert "Traceback" not in proc.stderr
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

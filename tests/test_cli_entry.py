@@ -200,3 +200,7 @@ def test_usage_error_is_one_line_naming_the_flag(tmp_path):
   assert errors == ["akd-search: error: --num_candidates=0: SearchConfig: "
                     "num_candidates=0 must be >= 1"], proc.stderr
   assert "akd-search controller:" not in proc.stderr
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

@@ -193,3 +193,7 @@ def test_unreadable_image_of_a_folder_dataset_is_a_clear_error(tmp_path):
           f"{images}/cat/broken.png as an image") in proc.stderr
   assert "Traceback" not in proc.stderr
   assert not (tmp_path / "search" / "search_config.json").exists()
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

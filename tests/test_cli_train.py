@@ -204,3 +204,7 @@ def test_train_job_rejects_inconsistent_roles():
   with pytest.raises(ValueError, match="strategy 'gpus'"):
     training.TrainJob(role="teacher", teacher="cnn_deep", model_dir="m",
                       data=data.DataConfig(), train=config, strategy="gpus")
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

@@ -3,6 +3,7 @@ pipelines."""
 
 import gzip
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -212,3 +213,7 @@ def test_tfds_minival_is_a_seeded_random_hold_out(tiny_tfds):
   small = data.load_data(config(1, train_size=15))
   assert small.train.size == 15
   assert not _image_set(small.train) & _image_set(other.minival)
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

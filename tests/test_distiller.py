@@ -409,3 +409,7 @@ def test_bn_recalibration_sets_the_exact_mean_statistics():
   np.testing.assert_allclose(layer.moving_mean.numpy(), [np.mean(per_batch)],
                              rtol=1e-5)
   assert layer.momentum == 0.99
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

@@ -209,3 +209,7 @@ def test_error_text_names_the_type_and_can_keep_only_the_last_line():
       "RuntimeError: ValueError: bad block")
   assert evaluate.error_text(ValueError("x" * 50), max_chars=20) == (
       "ValueError: xxxxxxxx...")
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

@@ -149,3 +149,7 @@ def test_export_rejects_data_of_another_input_shape(student, tmp_path):
 def test_export_config_rejects_unknown_quantization(tmp_path):
   with pytest.raises(ValueError, match="quantize='fp16' is not one of"):
     export.ExportConfig(output_dir=str(tmp_path), quantize="fp16")
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

@@ -168,3 +168,7 @@ def test_final_training_of_another_winner_starts_afresh(tmp_path,
   assert sum("already trained" in line for line in lines) == 1
   student = keras.saving.load_model(os.path.join(out_dir, "student.keras"))
   assert final.params == student.count_params()
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

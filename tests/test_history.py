@@ -69,3 +69,7 @@ def test_appends_from_a_killed_process_survive(tmp_path):
                           timeout=60)
   assert result.returncode == -9
   assert [r.step for r in history.History(str(path)).read()] == list(range(5))
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

@@ -13,6 +13,7 @@ test needs no TensorFlow.
 
 import ast
 import os
+import sys
 
 import pytest
 
@@ -119,3 +120,7 @@ def test_an_upward_or_sideways_import_is_caught(module, source):
 ])
 def test_a_downward_import_is_allowed(module, source):
   assert not violations(module, source)
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

@@ -262,3 +262,7 @@ def test_progress_lines_count_steps_and_time_teacher_and_final_training(
   eta, final = re.search(r"ETA ([\d.]+ \w+), final training ([\d.]+ \w+) "
                          r"of it\)", candidates[-1]).groups()
   assert eta == final and final != "0 s", candidates[-1]
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

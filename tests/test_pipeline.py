@@ -3,6 +3,9 @@ which trains it from the search's teacher and writes best/."""
 
 import json
 import os
+import sys
+
+import pytest
 
 from akd_tf.deploy import pipeline
 from akd_tf.nas import loop
@@ -29,3 +32,7 @@ def test_search_stops_at_its_best_record_and_deploy_trains_it(tmp_path):
   with open(os.path.join(final.out_dir, "metrics.json")) as f:
     assert json.load(f)["test_accuracy"] == final.test_accuracy
   assert os.path.exists(os.path.join(final.out_dir, "student.keras"))
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

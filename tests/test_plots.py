@@ -1,6 +1,9 @@
 """Tests of akd_tf.analysis.plots on the choice distributions of two groups."""
 
+import sys
+
 import numpy as np
+import pytest
 
 from akd_tf.analysis import plots
 from akd_tf.analysis import teacher_dependence as dependence
@@ -33,3 +36,7 @@ def test_choice_distributions_plot_is_a_png(tmp_path):
   plots.plot_choice_distributions(distributions, str(path), title="two")
   assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
   assert path.stat().st_size > 20000
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

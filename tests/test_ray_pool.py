@@ -210,3 +210,7 @@ def test_ray_settings_are_resumable_changes(tmp_path):
   with pytest.raises(ValueError, match=r"other settings of "
                      r"\['controller_config'\]"):
     check(str(path), other_seed)
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

@@ -1,5 +1,9 @@
 """Tests of akd_tf.nas.report: best record, Pareto front, plots."""
 
+import sys
+
+import pytest
+
 from akd_tf.nas import history
 from akd_tf.nas import report
 
@@ -49,3 +53,7 @@ def test_plots_of_an_all_failed_search_still_render(tmp_path):
   path = tmp_path / "reward.png"
   report.plot_rewards(RECORDS[4:], str(path))
   assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

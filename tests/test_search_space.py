@@ -1,6 +1,7 @@
 """Tests of akd_tf.space.search_space: actions <-> blocks, size, sampling."""
 
 import math
+import sys
 
 import pytest
 
@@ -82,3 +83,7 @@ def test_encode_rejects_block_outside_space(space):
 def test_config_round_trip(space):
   assert search_space.SearchSpace.from_config(
       space.get_config()).num_choices == space.num_choices
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

@@ -1,6 +1,7 @@
 """Tests of akd_tf.distill.teacher: loading, checks, built-ins, caches."""
 
 import os
+import sys
 
 import keras
 import numpy as np
@@ -232,3 +233,7 @@ def test_teacher_logits_cache_is_keyed_by_teacher_output(digits, tmp_path):
                                  teacher_output="probabilities")
   assert not (log_p == 7.0).any()
   assert len(list((tmp_path / "teacher_logits").iterdir())) == 2
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

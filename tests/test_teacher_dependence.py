@@ -4,6 +4,7 @@ akd_tf.nas.history."""
 import dataclasses
 import json
 import math
+import sys
 import time
 
 import numpy as np
@@ -289,3 +290,7 @@ def test_clustered_searches_of_one_teacher_fool_only_the_candidate_level():
                                              level="search")
   assert candidate.p_value < 0.01
   assert search_level.p_value > 0.1
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPOCHS = 6
 
@@ -95,3 +97,7 @@ def test_akd_train_resumes_when_killed_while_writing_its_backup(tmp_path):
   epochs_run = [line for line in second.stderr.splitlines()
                 if " took " in line]
   assert f"epoch {EPOCHS}/{EPOCHS} took" in epochs_run[-1]
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))
