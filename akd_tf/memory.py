@@ -13,17 +13,22 @@ of TensorFlow and Keras outlive a candidate unless released:
     under the default strategy too. That gradient function's closure holds
     the traced step's tensors, so the registry keeps the whole training
     graph alive, and through its captures the student's and the optimizer's
-    variables: measured about 225 MB per candidate, never given back.
+    variables: measured 190-260 MB per candidate, never given back.
     Swish (`tf.nn.silu`) is a custom gradient too, so every trace of a
     swish student registers more: its conversion to TFLite, its
     evaluation, its BN recalibration. Known to TensorFlow since 2019
-    (tensorflow/tensorflow#27492, #97697; the open keras-team/tf-keras#898
+    (tensorflow/tensorflow#27492; the open keras-team/tf-keras#898
     purges these entries in `clear_session`). `scoped_custom_gradients`
     removes the entries registered inside its block.
   - What is freed but not given back: Keras' global state (names in use,
     the default graph, kernel caches), garbage cycles, and the free pages
     of the C heap. `release_unused_memory` releases them between
     candidates.
+
+With both, a worker still grew by a few MB per candidate (about 7 MB, then
+3 MB, in benchmarks/memory.py) while its count of Python objects stayed
+put: what is left is on TensorFlow's native side, and the pools' periodic
+replacement of a worker (`candidates_per_worker`) bounds it.
 
 Public names: scoped_custom_gradients, release_unused_memory.
 """

@@ -14,8 +14,9 @@ and 200 (and the last) and the line
 
   worker RSS growth 10 -> 200 = X%
 
-and adds the run, under `--label`, to benchmarks/results/memory.json (runs
-of other labels already there are kept).
+It adds the run, under `--label`, to benchmarks/results/memory.json (runs
+of other labels already there are kept), after every candidate: a run
+stopped early keeps its figures, marked "complete": false.
 
 The figures before a fix come from the same script run on the older akd_tf,
 which the spawned worker imports too:
@@ -81,12 +82,46 @@ def _worker(driver: psutil.Process) -> psutil.Process:
   return workers[0]
 
 
-def measure_search(config) -> dict:
+def summarize(samples, complete: bool) -> dict:
+  """A run from its samples: growth from candidate 10 (or the first sample,
+  in a run stopped before it) to the last."""
+  first = next((s for s in samples if s["candidates"] == CHECKPOINTS[0]),
+               samples[0])
+  last = samples[-1]
+  span = max(1, last["candidates"] - first["candidates"])
+  run = {"complete": complete, "candidates": last["candidates"],
+         "worker_processes": len({s["worker_pid"] for s in samples}),
+         "growth_from": first["candidates"]}
+  for who in ("worker", "driver"):
+    run[f"{who}_growth"] = last[f"{who}_mb"] / first[f"{who}_mb"] - 1
+    run[f"{who}_mb_per_candidate"] = (
+        last[f"{who}_mb"] - first[f"{who}_mb"]) / span
+  run["samples"] = samples
+  return run
+
+
+def write_run(label: str, run: dict) -> None:
+  """Puts `run` under `label` in memory.json, keeping the other labels."""
+  results = {}
+  if os.path.exists(RESULTS):
+    with open(RESULTS) as f:
+      results = json.load(f)
+  results[label] = run
+  os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
+  with open(RESULTS + ".tmp", "w") as f:
+    json.dump(results, f, indent=2)
+    f.write("\n")
+  os.replace(RESULTS + ".tmp", RESULTS)
+
+
+def measure_search(config, label: str, about: dict) -> dict:
   """Runs `config` in a fresh directory, reading RSS after each candidate.
 
   A candidate's progress line comes once its record is back from the
   worker, which then waits while the driver times the next candidate, so
-  the worker is read between candidates.
+  the worker is read between candidates. memory.json is written after
+  every candidate, so a run stopped early keeps its figures
+  ("complete": false).
 
   Returns:
     The run: its samples (every candidate's), growth and wall time.
@@ -94,53 +129,42 @@ def measure_search(config) -> dict:
   from akd_tf.nas import loop  # pylint: disable=g-import-not-at-top
   driver = psutil.Process()
   samples = []
+  start = time.perf_counter()
 
   def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
     if _CANDIDATE_LINE.match(message):
       worker = _worker(driver)
       samples.append({"candidates": len(samples) + 1,
+                      "seconds": round(time.perf_counter() - start, 1),
                       "worker_mb": round(_rss_mb(worker), 1),
                       "driver_mb": round(_rss_mb(driver), 1),
                       "worker_pid": worker.pid})
-      print(f"rss {samples[-1]}", file=sys.stderr, flush=True)
+      write_run(label, {**summarize(samples, complete=False), **about})
 
-  model_dir = tempfile.mkdtemp(prefix="memory_")
-  start = time.perf_counter()
-  result = loop.run_search(config, model_dir, log=log)
-  wall = time.perf_counter() - start
-  first = next(s for s in samples if s["candidates"] == CHECKPOINTS[0])
-  last = samples[-1]
-  span = max(1, last["candidates"] - first["candidates"])
-  return {
-      "candidates": last["candidates"],
-      "failed": sum(not r.ok for r in result.records),
-      "worker_processes": len({s["worker_pid"] for s in samples}),
-      "wall_seconds": round(wall, 1),
-      "worker_growth": last["worker_mb"] / first["worker_mb"] - 1,
-      "driver_growth": last["driver_mb"] / first["driver_mb"] - 1,
-      "worker_mb_per_candidate":
-          (last["worker_mb"] - first["worker_mb"]) / span,
-      "driver_mb_per_candidate":
-          (last["driver_mb"] - first["driver_mb"]) / span,
-      "samples": samples,
-  }
+  result = loop.run_search(config, tempfile.mkdtemp(prefix="memory_"),
+                           log=log)
+  run = {**summarize(samples, complete=True), **about,
+         "failed": sum(not r.ok for r in result.records)}
+  write_run(label, run)
+  return run
 
 
 def print_run(label: str, run: dict) -> None:
   """The checkpoints' table and the growth lines of one run."""
+  last = run["samples"][-1]
   print(f"\n{label}: {run['candidates']} candidates ({run['failed']} "
         f"failed) on {run['worker_processes']} worker process(es), "
-        f"{run['wall_seconds'] / 60:.1f} min")
+        f"{last['seconds'] / 60:.1f} min")
   print(f"{'after candidate':>15s} {'worker RSS MB':>14s} "
         f"{'driver RSS MB':>14s}")
-  last = run["samples"][-1]["candidates"]
   for sample in run["samples"]:
-    if sample["candidates"] in CHECKPOINTS or sample["candidates"] == last:
+    if (sample["candidates"] in CHECKPOINTS or sample is last or
+        sample["candidates"] == run["growth_from"]):
       print(f"{sample['candidates']:15d} {sample['worker_mb']:14.0f} "
             f"{sample['driver_mb']:14.0f}")
   for who in ("driver", "worker"):
-    print(f"{who} RSS growth {CHECKPOINTS[0]} -> {last} = "
+    print(f"{who} RSS growth {run['growth_from']} -> {run['candidates']} = "
           f"{run[f'{who}_growth']:.1%} "
           f"({run[f'{who}_mb_per_candidate']:+.1f} MB per candidate)")
 
@@ -148,29 +172,20 @@ def print_run(label: str, run: dict) -> None:
 def main(argv):
   del argv
   config = flag_configs.search_config_from_flags()
-  if config.num_candidates < CHECKPOINTS[0] or config.num_workers != 1:
-    raise app.UsageError(f"this benchmark measures one worker over at least "
-                         f"{CHECKPOINTS[0]} candidates: --num_workers=1 "
-                         f"--num_candidates>={CHECKPOINTS[0]}")
+  if config.num_workers != 1:
+    raise app.UsageError("this benchmark measures one worker: "
+                         "--num_workers=1")
   if "candidates_per_worker" in {f.name for f in dataclasses.fields(config)}:
     # The worker is measured, not replaced.
     config = dataclasses.replace(config, candidates_per_worker=0)
   has_release = importlib.util.find_spec("akd_tf.memory") is not None
   label = LABEL.value or ("after" if has_release else "before")
-  run = measure_search(config)
-  run.update(akd_tf=os.path.dirname(importlib.util.find_spec(
-      "akd_tf").origin), flags=_ARGS, date=time.strftime("%Y-%m-%d %H:%M"),
-             machine=platform.node(), cpus=os.cpu_count())
+  about = {"akd_tf": os.path.dirname(importlib.util.find_spec(
+      "akd_tf").origin), "flags": _ARGS,
+           "date": time.strftime("%Y-%m-%d %H:%M"),
+           "machine": platform.node(), "cpus": os.cpu_count()}
+  run = measure_search(config, label, about)
   print_run(label, run)
-  results = {}
-  if os.path.exists(RESULTS):
-    with open(RESULTS) as f:
-      results = json.load(f)
-  results[label] = run
-  os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-  with open(RESULTS, "w") as f:
-    json.dump(results, f, indent=2)
-    f.write("\n")
   print(f"wrote {RESULTS} ['{label}']")
 
 
