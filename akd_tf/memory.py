@@ -25,8 +25,8 @@ of TensorFlow and Keras outlive a candidate unless released:
     of the C heap. `release_unused_memory` releases them between
     candidates.
 
-With both, a worker still grew by a few MB per candidate (about 7 MB, then
-3 MB, in benchmarks/memory.py) while its count of Python objects stayed
+With both, a worker still grew by about 6 MB per candidate (against 190
+before, in benchmarks/memory.py) while its count of Python objects stayed
 put: what is left is on TensorFlow's native side, and the pools' periodic
 replacement of a worker (`candidates_per_worker`) bounds it.
 

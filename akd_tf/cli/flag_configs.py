@@ -166,8 +166,8 @@ def define_run_flags():
       "candidates_per_worker", evaluate.DEFAULT_CANDIDATES_PER_WORKER,
       "Replace a worker process by a fresh one after it has evaluated this "
       "many candidates (0: never). A backstop against memory growth: a "
-      "worker still grows by about 7 MB per candidate (README, Memory), so "
-      "50 caps that near 350 MB for one worker start per 50 candidates. "
+      "worker still grows by about 6 MB per candidate (README, Memory), so "
+      "50 caps that near 300 MB for one worker start per 50 candidates. "
       "Results do not depend on it.")
   flags.DEFINE_enum("executor", "local", ["local", "ray"],
                     "Where candidates are evaluated: 'local' worker "

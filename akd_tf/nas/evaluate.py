@@ -55,9 +55,9 @@ __all__ = ["CandidateEvaluator", "CandidateTask", "CandidateTimer",
 
 _ERROR_CHARS = 600
 # Measured (benchmarks/memory.py): a worker releasing each candidate still
-# grew by about 7 MB per candidate (not Python objects; TensorFlow's native
+# grew by about 6 MB per candidate (not Python objects; TensorFlow's native
 # side), against about 190 MB before. Replacing it every 50 candidates caps
-# that at about 350 MB above a 1 GB worker, for one worker start (importing
+# that at about 300 MB above a 1 GB worker, for one worker start (importing
 # TensorFlow, loading the data: seconds) per 50 candidates of ~30 s each.
 DEFAULT_CANDIDATES_PER_WORKER = 50
 
