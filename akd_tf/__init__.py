@@ -3,6 +3,7 @@
 Subpackages, lowest first (each imports only those before it):
   config_checks  (module) the validation loop of every config dataclass
   jsonl          (module) crash-safe JSON-lines appends, shared by processes
+  memory         (module) what a long-lived process releases of each candidate
   space          block strings, the MnasNet search space, the Keras builder
   distill        data, teachers, the Distiller, training jobs
   latency        TFLite conversion, LiteRT timing, the device command, the

@@ -33,7 +33,8 @@ BUILD = os.path.join(ROOT, "BUILD")
 PIP_NAMES = {
     "absl": "absl-py", "ai_edge_litert": "ai-edge-litert",
     "hypothesis": "hypothesis", "keras": "keras", "matplotlib": "matplotlib",
-    "numpy": "numpy", "pandas": "pandas", "pytest": "pytest", "ray": "ray",
+    "numpy": "numpy", "pandas": "pandas", "psutil": "psutil",
+    "pytest": "pytest", "ray": "ray",
     "scipy": "scipy", "sklearn": "scikit-learn", "tensorflow": "tensorflow",
     "tensorflow_datasets": "tensorflow-datasets",
     "tensorflow_model_optimization": "tensorflow-model-optimization",

@@ -72,6 +72,7 @@ _BAD_FLAGS = [
     (["--num_workers=0"], "num_workers"),
     (["--candidates_per_step=-1"], "candidates_per_step"),
     (["--threads_per_worker=-1"], "threads_per_worker"),
+    (["--candidates_per_worker=-1"], "candidates_per_worker"),
     (["--proxy_epochs=0"], "proxy_epochs"),
     (["--final_epochs=0"], "final_epochs"),
     (["--proxy_batch_size=0"], "proxy_batch_size"),

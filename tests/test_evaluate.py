@@ -201,6 +201,41 @@ def test_lost_worker_costs_a_retry_then_fails(tmp_path, max_retries, status):
     assert "worker process died" in records[0].error
 
 
+@pytest.mark.slow
+def test_fresh_and_used_workers_score_a_candidate_the_same(tmp_path):
+  # candidates_per_worker=1 gives every candidate a fresh worker process;
+  # 0 evaluates the second candidate after the first in the same one, which
+  # released the first (akd_tf.memory) and cleared Keras' state.
+  config = dataclasses.replace(
+      make_config(tmp_path, learning_rate=1e-2, epochs=2),
+      data=data_lib.DataConfig(dataset="digits", train_size=1000,
+                               minival_size=200))
+  first, second = SPACE.sample(3), SPACE.sample(0)
+  runs = {}
+  for candidates_per_worker in (1, 0):
+    pool = evaluate.LocalPool(config, num_workers=1,
+                              candidates_per_worker=candidates_per_worker)
+    try:
+      runs[candidates_per_worker] = [
+          record for step, actions in enumerate((first, second))
+          for record in pool.evaluate([evaluate.CandidateTask(step, 0,
+                                                              actions)])]
+    finally:
+      pool.shutdown()
+  (before_fresh, fresh), (before_used, used) = runs[1], runs[0]
+  assert fresh.worker != before_fresh.worker
+  assert used.worker == before_used.worker
+  assert fresh.ok and used.ok, (fresh.error, used.error)
+  assert (fresh.accuracy, fresh.params, fresh.macs) == (
+      used.accuracy, used.params, used.macs)
+
+
+def test_negative_candidates_per_worker_is_refused(tmp_path):
+  with pytest.raises(ValueError, match="candidates_per_worker=-1 must be"):
+    evaluate.LocalPool(make_config(tmp_path), num_workers=1,
+                       candidates_per_worker=-1)
+
+
 def test_error_text_names_the_type_and_can_keep_only_the_last_line():
   error = RuntimeError("Traceback (most recent call last):\n  File x\n\n"
                        "ValueError: bad block\n")

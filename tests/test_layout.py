@@ -2,7 +2,7 @@
 
 Layers, lowest first (README "Layout"):
 
-  akd_tf (config_checks, jsonl) <- space <- distill, latency <- nas
+  akd_tf (config_checks, jsonl, memory) <- space <- distill, latency <- nas
   <- deploy, analysis <- cli
 
 A module may import its own subpackage and any lower layer; distill and
@@ -21,7 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(ROOT, "akd_tf")
 # Layer of every subpackage and top-level module of akd_tf.
 LAYERS = {
-    "akd_tf": 0, "config_checks": 0, "jsonl": 0,
+    "akd_tf": 0, "config_checks": 0, "jsonl": 0, "memory": 0,
     "space": 1,
     "distill": 2, "latency": 2,
     "nas": 3,

@@ -200,6 +200,7 @@ def test_search_saved_before_a_setting_existed_resumes(tmp_path):
   # A setting added since the search was written did what its default does.
   saved = _config().get_config()
   del saved["teacher_output"]
+  del saved["candidates_per_worker"]
   del saved["proxy"]["bn_recalibration_images"]
   path = tmp_path / "search_config.json"
   path.write_text(json.dumps(saved))
@@ -209,6 +210,17 @@ def test_search_saved_before_a_setting_existed_resumes(tmp_path):
   with pytest.raises(ValueError, match=r"other settings of \['teacher_output'"):
     loop._check_resume_config(  # pylint: disable=protected-access
         str(path), _config(teacher_output="probabilities").get_config())
+
+
+def test_candidates_per_worker_is_a_resumable_change(tmp_path):
+  # Which process evaluates a candidate does not change its record.
+  path = str(tmp_path / "search_config.json")
+  loop._check_resume_config(  # pylint: disable=protected-access
+      path, _config().get_config())
+  loop._check_resume_config(  # pylint: disable=protected-access
+      path, _config(candidates_per_worker=0).get_config())
+  with open(path) as f:
+    assert json.load(f)["candidates_per_worker"] == 0
 
 
 def test_too_few_candidates_for_reinforce_are_warned_about_at_start(

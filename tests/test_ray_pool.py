@@ -132,7 +132,9 @@ def test_lost_node_costs_a_retry_and_history_matches_local(
     assert 0.0 <= record.accuracy <= 1.0 and record.latency_ms > 0
 
 
-def test_started_ray_pool_reuses_one_evaluator_per_worker_process(tmp_path):
+def _evaluate_two_on_one_worker(tmp_path, **pool_options):
+  """Two digits candidates on a started one-worker RayPool; their tasks
+  and records."""
   from akd_tf.nas import evaluate  # pylint: disable=g-import-not-at-top
   from akd_tf.nas import ray_pool  # pylint: disable=g-import-not-at-top
   from akd_tf.space import search_space  # pylint: disable=g-import-not-at-top
@@ -148,18 +150,29 @@ def test_started_ray_pool_reuses_one_evaluator_per_worker_process(tmp_path):
       latency=timing.LatencyConfig(runs=5, repeats=1, warmup=2),
       latency_cache_path=str(tmp_path / "latency.jsonl"))
   tasks = [evaluate.CandidateTask(0, i, space.sample(i)) for i in range(2)]
-  pool = ray_pool.RayPool(config, num_workers=1)
+  pool = ray_pool.RayPool(config, num_workers=1, **pool_options)
   pool.start()
   try:
     records = list(pool.evaluate(tasks))
   finally:
     pool.shutdown()
+  return tasks, records
+
+
+def test_started_ray_pool_reuses_one_evaluator_per_worker_process(tmp_path):
+  tasks, records = _evaluate_two_on_one_worker(tmp_path)
   assert not ray.is_initialized(), "the pool left its Ray instance running"
   assert [(r.key, r.actions) for r in records] == [
       ((t.step, t.index), t.actions) for t in tasks]
   assert all(r.ok for r in records), [r.error for r in records]
   assert records[0].worker == records[1].worker  # One process, set up once.
   assert records[1].latency_source == "measured"
+
+
+def test_ray_pool_replaces_a_worker_after_candidates_per_worker(tmp_path):
+  _, records = _evaluate_two_on_one_worker(tmp_path, candidates_per_worker=1)
+  assert all(r.ok for r in records), [r.error for r in records]
+  assert records[0].worker != records[1].worker
 
 
 def test_ray_executor_without_ray_names_the_install_command(tmp_path):

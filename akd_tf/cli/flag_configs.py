@@ -21,6 +21,7 @@ from akd_tf.latency import device
 from akd_tf.latency import measurer
 from akd_tf.latency import timing
 from akd_tf.nas import controller as controller_lib
+from akd_tf.nas import evaluate
 from akd_tf.nas import loop
 from akd_tf.nas import reward as reward_lib
 from akd_tf.space import arch
@@ -176,6 +177,13 @@ def define_run_flags():
                        "candidates in parallel.")
   flags.DEFINE_integer("threads_per_worker", 0, "TensorFlow threads per "
                        "worker (0: TensorFlow's default).")
+  flags.DEFINE_integer(
+      "candidates_per_worker", evaluate.DEFAULT_CANDIDATES_PER_WORKER,
+      "Replace a worker process by a fresh one after it has evaluated this "
+      "many candidates (0: never). A backstop against memory growth: a "
+      "worker still grows by about 6 MB per candidate (README, Memory), so "
+      "50 caps that near 300 MB for one worker start per 50 candidates. "
+      "Results do not depend on it.")
   flags.DEFINE_enum("executor", "local", ["local", "ray"],
                     "Where candidates are evaluated: 'local' worker "
                     "processes, or 'ray' tasks on a Ray cluster (pip install "
@@ -351,6 +359,7 @@ _SEARCH_FLAG_OF = {
     "num_candidates": "num_candidates", "num_workers": "num_workers",
     "candidates_per_step": "candidates_per_step",
     "threads_per_worker": "threads_per_worker",
+    "candidates_per_worker": "candidates_per_worker",
     "reward_accuracy": "reward_accuracy", "kd_alpha": "kd_alpha",
     "controller": "controller", "teacher_output": "teacher_output",
     "latency_mode": "latency", "executor": "executor",
@@ -388,6 +397,7 @@ def search_config_from_flags():
       controller_config=controller_config, num_candidates=f.num_candidates,
       candidates_per_step=f.candidates_per_step or max(1, f.num_workers),
       num_workers=f.num_workers, threads_per_worker=f.threads_per_worker,
+      candidates_per_worker=f.candidates_per_worker,
       teacher=f.teacher, teacher_output=f.teacher_output,
       teacher_recipe=recipe, cache_dir=f.cache_dir,
       latency_mode=f.latency, latency=latency_config,

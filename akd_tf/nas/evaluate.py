@@ -11,16 +11,21 @@ a failed conversion, out of memory, any other error) becomes a failed
 TensorFlow runtime); each worker loads the data and the cached teacher logits
 once. A worker that dies mid-candidate (killed, or by the kernel's OOM
 killer) costs that candidate a retry in a rebuilt pool, and after
-`max_retries` it is recorded as failed; the search goes on.
+`max_retries` it is recorded as failed; the search goes on. A worker gives
+back what a candidate used once it is scored (`akd_tf.memory`), so it stays
+flat over a long search; as a backstop the pool replaces its workers after
+`candidates_per_worker` candidates each.
 
 `CandidateTimer` measures a candidate's latency on its own; the search runs
 it in the driver before dispatching a batch, so timing never shares the CPU
 with a candidate's training.
 
 Public names: EvalConfig, CandidateTask, CandidateTimer, CandidateEvaluator,
-LocalPool, failed_record, error_text, set_worker_threads.
+LocalPool, failed_record, error_text, set_worker_threads,
+DEFAULT_CANDIDATES_PER_WORKER.
 """
 
+import collections
 import concurrent.futures
 import dataclasses
 import multiprocessing
@@ -31,6 +36,7 @@ from typing import Iterator, Optional, Sequence, Tuple, Union
 
 import keras
 
+from akd_tf import memory
 from akd_tf.distill import data as data_lib
 from akd_tf.distill import distiller
 from akd_tf.distill import teacher as teacher_lib
@@ -44,10 +50,16 @@ from akd_tf.space import profile
 from akd_tf.space import search_space
 
 __all__ = ["CandidateEvaluator", "CandidateTask", "CandidateTimer",
-           "EvalConfig", "LocalPool", "error_text", "failed_record",
-           "set_worker_threads"]
+           "DEFAULT_CANDIDATES_PER_WORKER", "EvalConfig", "LocalPool",
+           "error_text", "failed_record", "set_worker_threads"]
 
 _ERROR_CHARS = 600
+# Measured (benchmarks/memory.py): a worker releasing each candidate still
+# grew by about 6 MB per candidate (not Python objects; TensorFlow's native
+# side), against about 190 MB before. Replacing it every 50 candidates caps
+# that at about 300 MB above a 1 GB worker, for one worker start (importing
+# TensorFlow, loading the data: seconds) per 50 candidates of ~30 s each.
+DEFAULT_CANDIDATES_PER_WORKER = 50
 
 
 @dataclasses.dataclass(frozen=True)
@@ -234,8 +246,18 @@ class CandidateTimer:
     """Returns `task` with its latency, or its failed record; never raises.
 
     A candidate that cannot be decoded, converted or timed fails here and
-    is not trained.
+    is not trained. What the timing built (the model, its converted graph)
+    is released before it returns (`akd_tf.memory`), so the driver stays
+    flat over a long search.
     """
+    with memory.scoped_custom_gradients():
+      timed = self._time(task)
+    # Here, not in _time: its frame holds the model until it returns.
+    memory.release_unused_memory()
+    return timed
+
+  def _time(self, task: CandidateTask
+            ) -> Union[CandidateTask, history.CandidateRecord]:
     attempt = _Attempt(task, self.config.reward, self.worker)
     try:
       spec = attempt.decode(self.space, self.config.global_params,
@@ -327,7 +349,16 @@ class CandidateEvaluator:
 
     The latency comes with the task when the driver measured it
     (`CandidateTimer`); otherwise it is measured here before training.
+    Everything the candidate used is released before it returns
+    (`akd_tf.memory`), so a worker stays flat over thousands of candidates.
     """
+    with memory.scoped_custom_gradients():
+      record = self._evaluate(task)
+    # Here, not in _evaluate: its frame holds the model until it returns.
+    memory.release_unused_memory()
+    return record
+
+  def _evaluate(self, task: CandidateTask) -> history.CandidateRecord:
     attempt = _Attempt(task, self.config.reward, self.worker)
     try:
       spec = attempt.decode(self.space, self.config.global_params,
@@ -400,17 +431,31 @@ class LocalPool:
     num_workers: Worker processes.
     max_retries: Times a candidate is run again after its worker died; then
       it is recorded as failed.
+    candidates_per_worker: Once a worker has evaluated this many candidates,
+      the workers are replaced by fresh processes before the next batch of
+      `evaluate` (0: never). A backstop: a worker releases each candidate
+      itself. Not `ProcessPoolExecutor(max_tasks_per_child=...)`: on Python
+      3.11-3.13 that executor stops replacing workers, and hangs, when more
+      tasks are queued than there are workers (CPython issue gh-115634).
+
+  Raises:
+    ValueError: num_workers < 1 or candidates_per_worker < 0.
   """
 
   def __init__(self, config: EvalConfig, num_workers: int,
-               max_retries: int = 1):
+               max_retries: int = 1, candidates_per_worker: int = 0):
     if num_workers < 1:
       raise ValueError(f"num_workers={num_workers} must be >= 1")
+    if candidates_per_worker < 0:
+      raise ValueError(f"candidates_per_worker={candidates_per_worker} must "
+                       "be >= 0 (0: never replace a worker)")
     self.config = config
     self.num_workers = num_workers
     self.max_retries = max_retries
+    self.candidates_per_worker = candidates_per_worker
     self._executor = None
     self._starting = []
+    self._evaluated = collections.Counter()  # Per worker of this executor.
 
   def start(self) -> None:
     """Starts the workers now (TensorFlow import, data) without waiting.
@@ -434,6 +479,12 @@ class LocalPool:
           mp_context=multiprocessing.get_context("spawn"),
           initializer=_init_worker, initargs=(self.config,))
 
+  def _recycle_worn_workers(self) -> None:
+    """Replaces the workers once one has run `candidates_per_worker`."""
+    if (self.candidates_per_worker and self._evaluated and
+        max(self._evaluated.values()) >= self.candidates_per_worker):
+      self.shutdown()
+
   def evaluate(self, tasks: Sequence[CandidateTask]
                ) -> Iterator[history.CandidateRecord]:
     """Evaluates `tasks`, yielding each record as soon as it is finished.
@@ -442,6 +493,7 @@ class LocalPool:
     (its result was never reported, so nothing is counted twice), up to
     `max_retries` times; after that it is yielded as a failed record.
     """
+    self._recycle_worn_workers()
     attempts = {task: 0 for task in tasks}
     pending = list(tasks)
     while pending:
@@ -452,7 +504,7 @@ class LocalPool:
       for future in concurrent.futures.as_completed(futures):
         task = futures[future]
         try:
-          yield future.result()
+          record = future.result()
         except concurrent.futures.process.BrokenProcessPool as error:
           attempts[task] += 1
           if attempts[task] <= self.max_retries:
@@ -461,6 +513,9 @@ class LocalPool:
             yield failed_record(
                 task, self.config, f"worker process died (killed or out of "
                 f"memory) {attempts[task]} times: {error}")
+        else:
+          self._evaluated[record.worker] += 1
+          yield record
       if pending:
         self.shutdown()
 
@@ -469,6 +524,7 @@ class LocalPool:
     if self._executor is not None:
       self._executor.shutdown(wait=True, cancel_futures=True)
       self._executor = None
+    self._evaluated.clear()
 
 
 def failed_record(task: CandidateTask, config: EvalConfig,

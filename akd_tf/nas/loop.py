@@ -74,7 +74,7 @@ FINAL_STRATEGIES = tuple(s for s in training.STRATEGIES if s != "multi_worker")
 _RESUMABLE_CHANGES = ("num_candidates", "num_workers", "final", "export",
                       "final_train_size", "executor", "ray_address",
                       "cpus_per_candidate", "gpus_per_candidate", "strategy",
-                      "tpu")
+                      "tpu", "candidates_per_worker")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +103,9 @@ class SearchConfig:
     num_workers: Candidates evaluated at once (local worker processes, or
       Ray tasks in flight).
     threads_per_worker: TensorFlow threads of each worker (0: TF's default).
+    candidates_per_worker: A worker process is replaced by a fresh one after
+      evaluating this many candidates (0: never); a backstop against memory
+      growth that does not change any candidate's result.
     teacher: A built-in teacher name (akd_tf.distill.teacher.TEACHERS) or the
       path of a `.keras` file or SavedModel.
     teacher_output: What the teacher outputs: 'logits', or 'probabilities'
@@ -142,6 +145,7 @@ class SearchConfig:
   candidates_per_step: int = 1
   num_workers: int = 1
   threads_per_worker: int = 0
+  candidates_per_worker: int = evaluate.DEFAULT_CANDIDATES_PER_WORKER
   teacher: str = "resnet_wide"
   teacher_output: str = "logits"
   teacher_recipe: teacher_lib.TeacherRecipe = teacher_lib.TeacherRecipe()
@@ -179,6 +183,9 @@ class SearchConfig:
          f"{teacher_lib.TEACHER_OUTPUTS}"),
         (self.threads_per_worker >= 0,
          f"threads_per_worker={self.threads_per_worker} must be >= 0"),
+        (self.candidates_per_worker >= 0,
+         f"candidates_per_worker={self.candidates_per_worker} must be >= 0 "
+         "(0: never replace a worker)"),
         (self.latency_mode in measurer.MODES,
          f"latency_mode='{self.latency_mode}' is not one of "
          f"{measurer.MODES}"),
@@ -490,9 +497,12 @@ def _start_pool(config: SearchConfig, eval_config: evaluate.EvalConfig,
       pool = ray_pool.RayPool(
           eval_config, config.num_workers, address=config.ray_address,
           cpus_per_candidate=config.cpus_per_candidate,
-          gpus_per_candidate=config.gpus_per_candidate, data=data)
+          gpus_per_candidate=config.gpus_per_candidate, data=data,
+          candidates_per_worker=config.candidates_per_worker)
     else:
-      pool = evaluate.LocalPool(eval_config, config.num_workers)
+      pool = evaluate.LocalPool(
+          eval_config, config.num_workers,
+          candidates_per_worker=config.candidates_per_worker)
     pool.start()
   return pool
 

@@ -17,7 +17,10 @@ node). A Ray worker process builds one `evaluate.CandidateEvaluator` from
 them on its first candidate and reuses it for the next ones, so TensorFlow's
 import and the setup happen once per worker process. Ray does not reuse a
 process for tasks that hold GPUs (it starts a fresh one per task), so with
-`gpus_per_candidate > 0` every candidate pays that start.
+`gpus_per_candidate > 0` every candidate pays that start. A CPU worker
+process is replaced after `candidates_per_worker` candidates (Ray's
+`max_calls`), a backstop: the evaluator releases each candidate itself
+(`akd_tf.memory`).
 
 A candidate whose task still fails after its retries (a lost node, a killed
 worker, a worker that cannot set up) is yielded as `evaluate.failed_record`
@@ -124,6 +127,8 @@ class RayPool:
     data: The data `config.data` describes, if the caller has loaded it.
       The teacher logits are read from `config.teacher_logits_path` by the
       first `evaluate`.
+    candidates_per_worker: Candidates a CPU worker process evaluates before
+      Ray replaces it (0: never). GPU tasks get a fresh process each anyway.
 
   Raises:
     ImportError: Ray is not installed.
@@ -136,11 +141,15 @@ class RayPool:
                address: Optional[str] = None,
                cpus_per_candidate: float = 1.0,
                gpus_per_candidate: float = 0.0,
-               data: Optional[data_lib.Data] = None):
+               data: Optional[data_lib.Data] = None,
+               candidates_per_worker: int = 0):
     if num_workers < 1:
       raise ValueError(f"num_workers={num_workers} must be >= 1")
     if max_retries < 0:
       raise ValueError(f"max_retries={max_retries} must be >= 0")
+    if candidates_per_worker < 0:
+      raise ValueError(f"candidates_per_worker={candidates_per_worker} must "
+                       "be >= 0 (0: never replace a worker)")
     if cpus_per_candidate <= 0 or gpus_per_candidate < 0:
       raise ValueError(
           f"cpus_per_candidate={cpus_per_candidate} must be > 0 and "
@@ -163,8 +172,11 @@ class RayPool:
       raise
     options = dict(num_cpus=cpus_per_candidate, num_gpus=gpus_per_candidate,
                    max_retries=max_retries)
-    self._remote = self._ray.remote(retry_exceptions=False, **options)(
-        _evaluate_candidate)
+    # Left unset for GPU tasks: Ray's default there is a fresh process each.
+    recycle = ({"max_calls": candidates_per_worker}
+               if candidates_per_worker and not gpus_per_candidate else {})
+    self._remote = self._ray.remote(retry_exceptions=False, **options,
+                                    **recycle)(_evaluate_candidate)
     self._remote_warm_up = self._ray.remote(**options)(_warm_up)
 
   def _connect(self, address: Optional[str]) -> None:

@@ -1,0 +1,104 @@
+"""Tests of akd_tf.memory: what a process keeps of finished candidates."""
+
+import gc
+import sys
+import weakref
+
+import keras
+import pytest
+import tensorflow as tf
+
+from akd_tf import memory
+from akd_tf.distill import data as data_lib
+from akd_tf.distill import distiller
+from akd_tf.latency import timing
+from akd_tf.nas import evaluate
+from akd_tf.nas import reward
+from akd_tf.space import arch
+from akd_tf.space import builder
+from akd_tf.space import search_space
+
+SPACE = search_space.SearchSpace()
+DIGITS = data_lib.DataConfig(dataset="digits", train_size=256,
+                             minival_size=200)
+# Swish: its gradient is a custom gradient too, registered by every trace.
+GLOBAL_PARAMS = arch.GlobalParams(num_classes=10, batch_norm_momentum=0.9,
+                                  head_size=32, depth_multiplier=0.25,
+                                  activation="swish")
+TRAIN = distiller.TrainConfig(epochs=1, batch_size=32, kd_alpha=0.0,
+                              bn_recalibration_images=64)
+
+
+def _eval_config(tmp_path) -> evaluate.EvalConfig:
+  return evaluate.EvalConfig(
+      data=DIGITS, global_params=GLOBAL_PARAMS, space=SPACE.get_config(),
+      train=TRAIN, reward=reward.RewardConfig(target_ms=0.05),
+      latency=timing.LatencyConfig(runs=5, repeats=1, warmup=2),
+      latency_cache_path=str(tmp_path / "latency.jsonl"))
+
+
+def _registered():
+  return set(memory._gradient_registry())  # pylint: disable=protected-access
+
+
+@tf.custom_gradient
+def _doubled(x):
+  return 2.0 * x, lambda upstream: 2.0 * upstream
+
+
+def _gradient_of_doubled(x):
+  with tf.GradientTape() as tape:
+    tape.watch(x)
+    y = _doubled(x)
+  return tape.gradient(y, x)
+
+
+def test_scoped_custom_gradients_unregisters_only_what_the_block_traced():
+  traced_before = tf.function(_gradient_of_doubled)
+  assert float(traced_before(tf.constant(1.0))) == 2.0
+  before = _registered()
+  with memory.scoped_custom_gradients():
+    inside = tf.function(_gradient_of_doubled)
+    assert float(inside(tf.constant(3.0))) == 2.0
+    assert _registered() > before
+  assert _registered() == before
+  assert float(traced_before(tf.constant(5.0))) == 2.0  # Still runs.
+  assert float(inside(tf.constant(5.0))) == 2.0  # Runs; not differentiated.
+
+
+def test_model_trained_in_the_scope_is_freed_once_dropped():
+  # Keras' train step registers a custom gradient whose closure held the
+  # traced step, and through its captures every variable of the student.
+  data = data_lib.load_data(DIGITS)
+  spec = arch.ArchSpec(SPACE.decode(SPACE.sample(0)), GLOBAL_PARAMS,
+                       data.input_shape)
+  student = builder.build_from_spec(spec)
+  handles = [weakref.ref(v.value.handle) for v in student.weights]
+  with memory.scoped_custom_gradients():
+    result = distiller.train_candidate(student, data.train, data.minival,
+                                       TRAIN)
+  assert 0.0 <= result.accuracy <= 1.0
+  del student
+  gc.collect()
+  alive = sum(handle() is not None for handle in handles)
+  assert alive == 0, f"{alive} of {len(handles)} variables are still alive"
+
+
+def test_evaluated_candidate_leaves_no_gradient_registered(tmp_path):
+  # Training, BN recalibration, evaluation and the TFLite conversion each
+  # traced a swish student and left its graphs registered for good.
+  evaluator = evaluate.CandidateEvaluator(_eval_config(tmp_path))
+  before = _registered()
+  record = evaluator.evaluate(evaluate.CandidateTask(0, 0, SPACE.sample(1)))
+  assert record.ok, record.error
+  assert _registered() == before
+
+
+def test_release_unused_memory_names_layers_afresh():
+  keras.layers.Dense(1)
+  memory.release_unused_memory()
+  assert keras.layers.Dense(1).name == "dense"
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))
