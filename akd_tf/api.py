@@ -153,11 +153,7 @@ def _flag_values(settings: Dict[str, Any]) -> flags.FlagValues:
   """akd-search's flags, defined apart from absl's global FLAGS, set from
   `settings` and marked parsed."""
   values = flags.FlagValues()
-  for define in (flag_configs.define_data_flags,
-                 flag_configs.define_teacher_flags,
-                 flag_configs.define_student_flags,
-                 flag_configs.define_search_flags):
-    define(values)
+  flag_configs.define_all_flags(values)
   for name, value in settings.items():
     if name not in values:
       close = difflib.get_close_matches(name, list(values), n=3)

@@ -90,6 +90,14 @@ def define_teacher_flags(flag_values: flags.FlagValues = FLAGS):
                       flag_values=flag_values)
 
 
+def define_all_flags(flag_values: flags.FlagValues = FLAGS):
+  """Defines every flag `search_config_from_flags` reads."""
+  define_data_flags(flag_values)
+  define_teacher_flags(flag_values)
+  define_student_flags(flag_values)
+  define_search_flags(flag_values)
+
+
 def define_search_flags(flag_values: flags.FlagValues = FLAGS):
   """Defines the controller, reward, training, latency and run flags."""
   define_controller_flags(flag_values)

@@ -77,6 +77,9 @@ _RESUMABLE_CHANGES = ("num_candidates", "num_workers", "final", "export",
 class SearchConfig:
   """A whole search: proxy task, reward, controller, budget, final training.
 
+  Every default is akd-search's flag's (tests/test_flag_configs.py): a
+  `SearchConfig()` is what `akd-search` runs without flags.
+
   Attributes:
     data: The proxy task's data: `train_size` proxy training images and the
       mini-validation split held out of the training set.
@@ -117,11 +120,13 @@ class SearchConfig:
     gpus_per_candidate: GPUs Ray reserves for each candidate ('ray' only).
   """
 
-  data: data_lib.DataConfig
-  global_params: arch.GlobalParams
-  proxy: distiller.TrainConfig
-  final: distiller.TrainConfig
-  reward: reward_lib.RewardConfig
+  data: data_lib.DataConfig = data_lib.DataConfig(
+      dataset="fashion_mnist", train_size=5000, minival_size=2000)
+  global_params: arch.GlobalParams = arch.GlobalParams(
+      batch_norm_momentum=0.9)
+  proxy: distiller.TrainConfig = distiller.TrainConfig(epochs=1)
+  final: distiller.TrainConfig = distiller.TrainConfig(epochs=5)
+  reward: reward_lib.RewardConfig = reward_lib.RewardConfig(target_ms=1.0)
   final_train_size: Optional[int] = None
   reward_accuracy: str = "kd"
   controller: str = "reinforce"
@@ -233,14 +238,22 @@ class SearchResult:
   global_params: arch.GlobalParams
 
 
+# Settings whose default changed after they were added: (config class,
+# field) -> the value a config written before the field existed ran with.
+_BEFORE_IT_EXISTED = {("TrainConfig", "bn_recalibration_images"): 0}
+
+
 def _with_defaults(saved: dict, cls) -> dict:
   """`saved` (a config written by `cls.get_config()`, perhaps by an older
   akd_tf) with the fields it lacks set to their defaults, nested configs
-  included: a setting added since then did what its default does."""
+  included: a setting added since then did what its default did then
+  (`_BEFORE_IT_EXISTED`, or its default)."""
   filled = dict(saved)
   for field in dataclasses.fields(cls):
     if field.name not in filled:
-      if field.default is not dataclasses.MISSING:
+      if (cls.__name__, field.name) in _BEFORE_IT_EXISTED:
+        filled[field.name] = _BEFORE_IT_EXISTED[cls.__name__, field.name]
+      elif field.default is not dataclasses.MISSING:
         filled[field.name] = json.loads(json.dumps(
             dataclasses.asdict(field.default)
             if dataclasses.is_dataclass(field.default) else field.default))
