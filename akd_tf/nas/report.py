@@ -1,21 +1,31 @@
 """Plots and summaries of a search's history.
 
+Figures are drawn on their own Agg canvas (`agg_figure`), never through
+pyplot: matplotlib's global backend, a notebook's included, is left as
+the user set it, and no figure is registered with pyplot to be shown.
+
 Public names: pareto_front, moving_average, plot_pareto, plot_rewards,
-best_record.
+best_record, agg_figure.
 """
 
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
-import matplotlib
-
-matplotlib.use("Agg")
-from matplotlib import pyplot  # pylint: disable=g-import-not-at-top,wrong-import-position
+from matplotlib import figure as figure_lib
+from matplotlib.backends import backend_agg
 import numpy as np
 
-from akd_tf.nas import history  # pylint: disable=wrong-import-position
+from akd_tf.nas import history
 
-__all__ = ["best_record", "moving_average", "pareto_front", "plot_pareto",
-           "plot_rewards"]
+__all__ = ["agg_figure", "best_record", "moving_average", "pareto_front",
+           "plot_pareto", "plot_rewards"]
+
+
+def agg_figure(figsize: Tuple[float, float]) -> figure_lib.Figure:
+  """A figure of `figsize` inches on an Agg canvas of its own, for
+  `savefig`, whatever backend matplotlib uses."""
+  figure = figure_lib.Figure(figsize=figsize)
+  backend_agg.FigureCanvasAgg(figure)
+  return figure
 
 
 def best_record(records: Sequence[history.CandidateRecord]
@@ -54,7 +64,8 @@ def plot_pareto(records: Sequence[history.CandidateRecord], target_ms: float,
   """Writes accuracy vs latency of every candidate, front and target marked."""
   ok = [r for r in records if r.ok and r.latency_ms is not None]
   front = pareto_front(records)
-  figure, axes = pyplot.subplots(figsize=(6.4, 4.8))
+  figure = agg_figure((6.4, 4.8))
+  axes = figure.subplots()
   if ok:
     axes.scatter([r.latency_ms for r in ok], [r.accuracy for r in ok], s=14,
                  c=[r.step for r in ok], cmap="viridis", label="candidates")
@@ -72,7 +83,6 @@ def plot_pareto(records: Sequence[history.CandidateRecord], target_ms: float,
   axes.legend(loc="best", fontsize="small")
   figure.tight_layout()
   figure.savefig(path, dpi=110)
-  pyplot.close(figure)
 
 
 def plot_rewards(records: Sequence[history.CandidateRecord], path: str) -> None:
@@ -83,7 +93,8 @@ def plot_rewards(records: Sequence[history.CandidateRecord], path: str) -> None:
   """
   ok = [(i, r.reward) for i, r in enumerate(records) if r.ok]
   failed = [i for i, r in enumerate(records) if not r.ok]
-  figure, axes = pyplot.subplots(figsize=(6.4, 4.0))
+  figure = agg_figure((6.4, 4.0))
+  axes = figure.subplots()
   if ok:
     index, rewards = zip(*ok)
     axes.plot(index, rewards, ".", alpha=0.6, label="reward")
@@ -98,4 +109,3 @@ def plot_rewards(records: Sequence[history.CandidateRecord], path: str) -> None:
   axes.legend(loc="lower right", fontsize="small")
   figure.tight_layout()
   figure.savefig(path, dpi=110)
-  pyplot.close(figure)
