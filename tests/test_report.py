@@ -78,3 +78,21 @@ def test_plotting_leaves_matplotlibs_backend_as_the_user_set_it(tmp_path):
       env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
   assert out.stdout.split() == ["svg"]
   assert (tmp_path / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_top_table_lists_the_best_distinct_candidates_best_first():
+  again = history.CandidateRecord(  # Step 3's student, sampled again.
+      step=5, index=0, actions=(3,), blocks=(), status=history.STATUS_OK,
+      accuracy=0.90, latency_ms=3.0, reward=0.84)
+  lines = report.top_table(RECORDS + [again], k=3).splitlines()
+  assert lines[0] == ("top 3 of 4 distinct candidates by reward (1 failed "
+                      "evaluations):")
+  assert lines[1].split() == ["rank", "step/cand", "reward", "accuracy",
+                              "lat", "ms", "params", "MACs", "blocks"]
+  assert [line.split()[:3] for line in lines[2:]] == [
+      ["1", "3/0", "0.8400"], ["2", "1/0", "0.8100"], ["3", "0/0", "0.8000"]]
+
+
+def test_top_table_of_an_all_failed_search_has_no_rows():
+  assert report.top_table(RECORDS[4:]).splitlines()[0].startswith(
+      "top 0 of 0 distinct candidates")

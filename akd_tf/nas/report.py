@@ -5,7 +5,7 @@ pyplot: matplotlib's global backend, a notebook's included, is left as
 the user set it, and no figure is registered with pyplot to be shown.
 
 Public names: pareto_front, moving_average, plot_pareto, plot_rewards,
-best_record, agg_figure.
+best_record, top_table, agg_figure.
 """
 
 from typing import List, Optional, Sequence, Tuple
@@ -17,7 +17,7 @@ import numpy as np
 from akd_tf.nas import history
 
 __all__ = ["agg_figure", "best_record", "moving_average", "pareto_front",
-           "plot_pareto", "plot_rewards"]
+           "plot_pareto", "plot_rewards", "top_table"]
 
 
 def agg_figure(figsize: Tuple[float, float]) -> figure_lib.Figure:
@@ -33,6 +33,40 @@ def best_record(records: Sequence[history.CandidateRecord]
   """Returns the successful record with the highest reward (first on ties)."""
   ok = [r for r in records if r.ok]
   return max(ok, key=lambda r: r.reward) if ok else None
+
+
+def top_table(records: Sequence[history.CandidateRecord], k: int = 5) -> str:
+  """The `k` successful records of highest reward as a text table.
+
+  One row per record, best first (the history's order on ties): its rank,
+  step/index, reward, accuracy, latency, parameters, MACs and block
+  strings; a candidate evaluated twice (sampled again) appears once.
+  """
+  ok = {}
+  for record in records:
+    if record.ok:
+      ok.setdefault(record.actions, record)
+  top = sorted(ok.values(), key=lambda r: -r.reward)[:k]
+  failed = sum(not r.ok for r in records)
+  lines = [f"top {len(top)} of {len(ok)} distinct candidates by reward "
+           f"({failed} failed evaluations):",
+           f"{'rank':>4} {'step/cand':>9} {'reward':>7} {'accuracy':>8} "
+           f"{'lat ms':>7} {'params':>8} {'MACs':>8}  blocks"]
+  for rank, r in enumerate(top, start=1):
+    lines.append(
+        f"{rank:>4} {f'{r.step}/{r.index}':>9} {r.reward:>7.4f} "
+        f"{r.accuracy:>8.4f} {r.latency_ms:>7.3f} {_count(r.params):>8} "
+        f"{_count(r.macs):>8}  {' '.join(r.blocks)}")
+  return "\n".join(lines)
+
+
+def _count(n: int) -> str:
+  """1234567 -> '1.23M', 45600 -> '45.6K'."""
+  if n >= 1e6:
+    return f"{n / 1e6:.2f}M"
+  if n >= 1e3:
+    return f"{n / 1e3:.1f}K"
+  return str(n)
 
 
 def pareto_front(records: Sequence[history.CandidateRecord]
