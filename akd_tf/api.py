@@ -34,6 +34,7 @@ from absl import flags
 import keras
 
 from akd_tf.cli import flag_configs
+from akd_tf.cli import presets
 from akd_tf.deploy import finalize
 from akd_tf.deploy import pipeline
 from akd_tf.distill import teacher as teacher_lib
@@ -80,6 +81,7 @@ class SearchOutcome:
 
 def search(model_dir: str,
            teacher: Union[str, os.PathLike, keras.Model, None] = None,
+           preset: Optional[str] = None,
            log: Optional[Callable[[str], None]] = None,
            **settings) -> SearchOutcome:
   """Runs (or resumes) an AKD search, then trains and exports its winner.
@@ -89,7 +91,10 @@ def search(model_dir: str,
       unfinished search there is resumed.
     teacher: A `keras.Model`, a built-in teacher's name ('resnet_wide',
       'cnn_deep') or the path of a `.keras` file or SavedModel folder;
-      None: akd-search's default built-in teacher.
+      None: akd-search's default built-in teacher (or the preset's).
+    preset: A preset shipped with akd_tf ('fashion_mnist_quick',
+      'fashion_mnist', 'imagenet_mnasnet'), as akd-search's --preset: its
+      flags first, `settings` and `teacher` override them.
     log: Receives each progress line; default: printed on stdout with the
       time, as akd-search prints them on stderr.
     **settings: akd-search's flags by name, e.g. dataset="digits",
@@ -109,7 +114,7 @@ def search(model_dir: str,
   """
   if teacher is not None:
     settings["teacher"] = _teacher_setting(teacher, model_dir)
-  values = _flag_values(settings)
+  values = _flag_values(settings, preset)
   try:
     config = flag_configs.search_config_from_flags(values)
   except app.UsageError as error:
@@ -149,11 +154,17 @@ def _teacher_setting(teacher, model_dir: str) -> str:
   return path
 
 
-def _flag_values(settings: Dict[str, Any]) -> flags.FlagValues:
+def _flag_values(settings: Dict[str, Any],
+                 preset: Optional[str] = None) -> flags.FlagValues:
   """akd-search's flags, defined apart from absl's global FLAGS, set from
-  `settings` and marked parsed."""
+  `preset`'s flagfile, then from `settings`, and marked parsed."""
   values = flags.FlagValues()
   flag_configs.define_all_flags(values)
+  if preset is not None:
+    try:
+      values(["akd_tf.search", f"--flagfile={presets.path(preset)}"])
+    except ValueError as error:  # An unknown preset.
+      raise ValueError(f"akd_tf.search: preset: {error}") from None
   for name, value in settings.items():
     if name not in values:
       close = difflib.get_close_matches(name, list(values), n=3)

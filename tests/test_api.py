@@ -128,3 +128,13 @@ def test_import_akd_tf_imports_no_tensorflow():
                        env=dict(os.environ, PYTHONPATH=os.pathsep.join(
                            sys.path)))
   assert out.stdout.split() == ["False", "False"]
+
+
+def test_a_preset_sets_the_search_and_keywords_override_it():
+  from akd_tf import api  # pylint: disable=g-import-not-at-top
+  values = api._flag_values(  # pylint: disable=protected-access
+      {"num_candidates": 3}, preset="fashion_mnist_quick")
+  assert values.proxy_train_size == 3000  # The preset's.
+  assert values.num_candidates == 3  # The keyword's.
+  with pytest.raises(ValueError, match="no preset 'quick'"):
+    api._flag_values({}, preset="quick")  # pylint: disable=protected-access
