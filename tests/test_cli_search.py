@@ -180,6 +180,11 @@ def test_softmax_teacher_searches_with_teacher_output_probabilities(
       str(tmp_path / "search" / "history.jsonl")).read()
   assert record.ok, record.error
   assert (tmp_path / "search" / "best" / "student.keras").exists()
+  # The top-k table, on stdout.
+  table = proc.stdout.splitlines()
+  assert table[-3].startswith("top 1 of 1 distinct candidates by reward")
+  assert table[-1].split()[:3] == ["1", "0/0", f"{record.reward:.4f}"]
+  assert table[-1].endswith(" ".join(record.blocks))
 
 
 def test_unreadable_image_of_a_folder_dataset_is_a_clear_error(tmp_path):

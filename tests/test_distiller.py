@@ -332,20 +332,23 @@ def _bn_student(momentum):
                                params, (8, 8, 1))
 
 
-def test_short_training_needs_bn_momentum_0_9(digits):
+def test_short_training_needs_bn_momentum_0_9_or_recalibration(digits):
   # 105 steps: with momentum 0.99 the moving statistics stay near their
-  # initial values and evaluation falls to chance; with 0.9 it works.
+  # initial values and evaluation falls to chance; with 0.9 it works, and
+  # so do statistics recomputed after training (TrainConfig's default).
   accuracy = {}
-  for momentum in (0.9, 0.99):
+  for momentum, recalibration in ((0.9, 0), (0.99, 0), (0.99, 1000)):
     keras.utils.set_random_seed(0)
     student = _bn_student(0.99)
-    config = distiller_lib.TrainConfig(epochs=5, batch_size=64, kd_alpha=0.0,
-                                       learning_rate=3e-3, bn_momentum=momentum)
+    config = distiller_lib.TrainConfig(
+        epochs=5, batch_size=64, kd_alpha=0.0, learning_rate=3e-3,
+        bn_momentum=momentum, bn_recalibration_images=recalibration)
     result = distiller_lib.train_candidate(student, digits.train,
                                            digits.minival, config)
-    accuracy[momentum] = result.accuracy
-  assert accuracy[0.9] > 0.8, accuracy
-  assert accuracy[0.99] < 0.4, accuracy
+    accuracy[momentum, recalibration] = result.accuracy
+  assert accuracy[0.9, 0] > 0.8, accuracy
+  assert accuracy[0.99, 0] < 0.4, accuracy
+  assert accuracy[0.99, 1000] > 0.8, accuracy
 
 
 def test_train_candidate_reports_accuracy_losses_and_phase_times(

@@ -197,19 +197,34 @@ def _config(**changes):
 
 
 def test_search_saved_before_a_setting_existed_resumes(tmp_path):
-  # A setting added since the search was written did what its default does.
-  saved = _config().get_config()
+  # A setting added since the search was written did what its default did
+  # then: no BatchNormalization recalibration (today's default is 1000).
+  before = _config(proxy=distiller.TrainConfig(bn_recalibration_images=0))
+  saved = before.get_config()
   del saved["teacher_output"]
   del saved["candidates_per_worker"]
   del saved["proxy"]["bn_recalibration_images"]
   path = tmp_path / "search_config.json"
   path.write_text(json.dumps(saved))
   loop._check_resume_config(  # pylint: disable=protected-access
-      str(path), _config().get_config())
+      str(path), before.get_config())
   path.write_text(json.dumps(saved))
   with pytest.raises(ValueError, match=r"other settings of \['teacher_output'"):
     loop._check_resume_config(  # pylint: disable=protected-access
-        str(path), _config(teacher_output="probabilities").get_config())
+        str(path), dataclasses.replace(
+            before, teacher_output="probabilities").get_config())
+
+
+def test_search_saved_before_bn_recalibration_does_not_resume_with_it(
+    tmp_path):
+  saved = _config(
+      proxy=distiller.TrainConfig(bn_recalibration_images=0)).get_config()
+  del saved["proxy"]["bn_recalibration_images"]
+  path = tmp_path / "search_config.json"
+  path.write_text(json.dumps(saved))
+  with pytest.raises(ValueError, match=r"other settings of \['proxy'\]"):
+    loop._check_resume_config(  # pylint: disable=protected-access
+        str(path), _config().get_config())
 
 
 def test_candidates_per_worker_is_a_resumable_change(tmp_path):

@@ -6,7 +6,8 @@
 Trains (or reuses) the teacher, runs the controller's search with KD-trained
 accuracy in the reward (--reward_accuracy=kd, AKD) or plain accuracy
 (--reward_accuracy=ce, the NAS+KD baseline), then trains the winner by KD and
-exports it under <model_dir>/best. Rerunning the same command resumes a
+exports it under <model_dir>/best, and prints the --top_k candidates of
+highest reward as a table on stdout. Rerunning the same command resumes a
 killed search where it stopped, and a killed final training from its last
 finished epoch. --strategy distributes the final training (mirrored: all
 local GPUs). --executor=ray evaluates candidates as Ray tasks (on a cluster
@@ -26,6 +27,7 @@ from akd_tf.cli import flag_configs
 from akd_tf.cli import presets
 from akd_tf.distill import training
 from akd_tf.nas import controller as controller_lib
+from akd_tf.nas import report
 
 MODEL_DIR = flags.DEFINE_string(
     "model_dir", None, "Where the search writes (and resumes) everything.")
@@ -34,6 +36,9 @@ PRESET = flags.DEFINE_enum(
     "A search preset shipped with akd_tf (the repository's flags/NAME.cfg): "
     "the same as --flagfile=<its installed path>, so flags after it "
     "override it. Command line only.")
+TOP_K = flags.DEFINE_integer(
+    "top_k", 5, "Candidates of highest reward listed in the table printed "
+    "at the end (0: no table).", lower_bound=0)
 GROUPS = (
     entry.module_group("akd-search", globals()),
     entry.defined_group("data", flag_configs.define_data_flags),
@@ -71,6 +76,8 @@ def main(argv):
   except (ValueError, FileNotFoundError, ImportError) as error:
     print(f"akd-search: error: {error}", file=sys.stderr)
     return 1
+  if TOP_K.value:
+    print(report.top_table(result.records, TOP_K.value), flush=True)
   ok = sum(r.ok for r in result.records)
   _progress(f"{len(result.records)} candidates ({len(result.records) - ok} "
             f"failed), {result.evaluated} evaluated in this run, "

@@ -16,6 +16,7 @@ Public names: search_and_export.
 """
 
 import dataclasses
+import logging
 import os
 import time
 from typing import Callable
@@ -25,9 +26,11 @@ from akd_tf.nas import loop
 
 __all__ = ["search_and_export"]
 
+_LOG = logging.getLogger(__name__)
+
 
 def search_and_export(config: loop.SearchConfig, model_dir: str,
-                      log: Callable[[str], None] = lambda message: None
+                      log: Callable[[str], None] = _LOG.info
                       ) -> loop.SearchResult:
   """Runs (or resumes) a search in `model_dir`, then trains its winner.
 
@@ -36,7 +39,8 @@ def search_and_export(config: loop.SearchConfig, model_dir: str,
     model_dir: Where everything is written; an existing search there is
       resumed, and a finished one goes straight to the final training,
       which resumes from its last finished epoch when it was killed.
-    log: Receives one progress line per event.
+    log: Receives one progress line per event; default: the INFO log of
+      logger 'akd_tf.deploy.pipeline'.
 
   Returns:
     The search's `SearchResult` with `final` (a `finalize.FinalResult`;

@@ -399,7 +399,7 @@ class TrainConfig:
   seed: int = 0
   jit_compile: bool = False
   bn_momentum: Optional[float] = 0.9
-  bn_recalibration_images: int = 0
+  bn_recalibration_images: int = 1000
   augment: bool = False
   eval_batch_size: int = 512
   verbose: int = 0

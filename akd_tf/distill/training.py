@@ -25,6 +25,7 @@ split_cpu, make_strategy, EtaLogger, fit_resumable, run_job.
 import dataclasses
 import importlib.util
 import json
+import logging
 import os
 import time
 from typing import Callable, Optional, Sequence, Tuple
@@ -42,6 +43,8 @@ from akd_tf.space import builder
 __all__ = ["EtaLogger", "JobInputError", "JobResult", "ROLES", "STRATEGIES",
            "TrainJob", "fit_resumable", "make_strategy", "run_job",
            "split_cpu"]
+
+_LOG = logging.getLogger(__name__)
 
 STRATEGIES = ("one_device", "mirrored", "multi_worker", "tpu")
 ROLES = ("teacher", "student")
@@ -107,11 +110,12 @@ class EtaLogger(keras.callbacks.Callback):
   at most every `interval_seconds`.
 
   Args:
-    log: Where lines go (absl's logging.info in the app).
+    log: Where lines go (default: the INFO log of logger
+      'akd_tf.distill.training'; absl's logging.info in the app).
     interval_seconds: Least time between two lines within an epoch.
   """
 
-  def __init__(self, log: Callable[[str], None] = print,
+  def __init__(self, log: Callable[[str], None] = _LOG.info,
                interval_seconds: float = 30.0):
     super().__init__()
     self._log = log
@@ -158,7 +162,7 @@ def fit_resumable(model: keras.Model, train: tf.data.Dataset, epochs: int,
                   model_dir: str,
                   validation_data: Optional[tf.data.Dataset] = None,
                   callbacks: Sequence[keras.callbacks.Callback] = (),
-                  log: Callable[[str], None] = print,
+                  log: Callable[[str], None] = _LOG.info,
                   verbose: int = 0) -> keras.callbacks.History:
   """`model.fit` that backs up its state every epoch and resumes from it.
 
@@ -480,14 +484,15 @@ def _save_model(model: keras.Model, model_path: str) -> None:
 def run_job(job: TrainJob,
             strategy: Optional[tf.distribute.Strategy] = None,
             callbacks: Sequence[keras.callbacks.Callback] = (),
-            log: Callable[[str], None] = print) -> JobResult:
+            log: Callable[[str], None] = _LOG.info) -> JobResult:
   """Runs one training job; see the module docstring for the steps.
 
   Args:
     job: What to train.
     strategy: Overrides `make_strategy(job.strategy, job.tpu)`.
     callbacks: Extra Keras callbacks for `fit`.
-    log: Where progress lines go.
+    log: Where progress lines go (default: the INFO log of logger
+      'akd_tf.distill.training').
 
   Returns:
     A `JobResult`. When `<model_dir>/<role>.keras` and result.json already

@@ -6,11 +6,15 @@ or analysis.
   controller  ReinforceController, RandomController, make_controller,
               ControllerConfig
   reward      RewardConfig, compute_reward (MnasNet soft/hard, TuNAS abs)
-  history     History (crash-safe history.jsonl), CandidateRecord
+  history     History (crash-safe history.jsonl), CandidateRecord,
+              load_history, to_dataframe
   evaluate    one candidate end to end: EvalConfig, CandidateTask,
               CandidateTimer, CandidateEvaluator, LocalPool
   ray_pool    RayPool: the same pool as Ray tasks (optional extra)
-  report      best_record, pareto_front, plot_pareto, plot_rewards
+  report      best_record, pareto_front, plot_pareto, plot_rewards,
+              top_table
+  board       SearchBoard: TensorBoard scalars and an HParams session per
+              candidate
   loop        SearchConfig, run_search (sample, evaluate, reward, update;
               resume) -> SearchResult, whose best record deploy trains
               (`akd_tf.deploy.pipeline`)

@@ -21,7 +21,8 @@ Files under `model_dir`:
   controller/          controller checkpoints
   teacher_logits.npy   the teacher's logits on the proxy training images
   latency_cache.jsonl  measured latencies
-  tensorboard/         scalars per candidate and per controller step
+  tensorboard/         scalars per candidate and per controller step, and
+                       an HParams session per candidate (`board`)
   pareto.png, reward.png
 The search ends with its best record; training and exporting the winner
 into best/ is deployment's (`akd_tf.deploy.pipeline.search_and_export`, what
@@ -41,7 +42,7 @@ import dataclasses
 import functools
 import itertools
 import json
-import math
+import logging
 import os
 import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
@@ -55,6 +56,7 @@ from akd_tf.distill import teacher as teacher_lib
 from akd_tf.distill import training
 from akd_tf.latency import measurer
 from akd_tf.latency import timing
+from akd_tf.nas import board as board_lib
 from akd_tf.nas import controller as controller_lib
 from akd_tf.nas import evaluate
 from akd_tf.nas import history
@@ -66,6 +68,7 @@ from akd_tf.space import search_space
 __all__ = ["EXECUTORS", "FINAL_STRATEGIES", "REWARD_ACCURACIES", "SearchConfig", "SearchResult",
            "run_search"]
 
+_LOG = logging.getLogger(__name__)
 REWARD_ACCURACIES = ("kd", "ce")
 EXECUTORS = ("local", "ray")
 # The winner's final training runs on this machine's devices; several
@@ -80,6 +83,9 @@ _RESUMABLE_CHANGES = ("num_candidates", "num_workers", "final", "export",
 @dataclasses.dataclass(frozen=True)
 class SearchConfig:
   """A whole search: proxy task, reward, controller, budget, final training.
+
+  Every default is akd-search's flag's (tests/test_flag_configs.py): a
+  `SearchConfig()` is what `akd-search` runs without flags.
 
   Attributes:
     data: The proxy task's data: `train_size` proxy training images and the
@@ -131,11 +137,13 @@ class SearchConfig:
       VM).
   """
 
-  data: data_lib.DataConfig
-  global_params: arch.GlobalParams
-  proxy: distiller.TrainConfig
-  final: distiller.TrainConfig
-  reward: reward_lib.RewardConfig
+  data: data_lib.DataConfig = data_lib.DataConfig(
+      dataset="fashion_mnist", train_size=5000, minival_size=2000)
+  global_params: arch.GlobalParams = arch.GlobalParams(
+      batch_norm_momentum=0.9)
+  proxy: distiller.TrainConfig = distiller.TrainConfig(epochs=1)
+  final: distiller.TrainConfig = distiller.TrainConfig(epochs=5)
+  reward: reward_lib.RewardConfig = reward_lib.RewardConfig(target_ms=1.0)
   final_train_size: Optional[int] = None
   reward_accuracy: str = "kd"
   controller: str = "reinforce"
@@ -261,14 +269,22 @@ class SearchResult:
   global_params: arch.GlobalParams
 
 
+# Settings whose default changed after they were added: (config class,
+# field) -> the value a config written before the field existed ran with.
+_BEFORE_IT_EXISTED = {("TrainConfig", "bn_recalibration_images"): 0}
+
+
 def _with_defaults(saved: dict, cls) -> dict:
   """`saved` (a config written by `cls.get_config()`, perhaps by an older
   akd_tf) with the fields it lacks set to their defaults, nested configs
-  included: a setting added since then did what its default does."""
+  included: a setting added since then did what its default did then
+  (`_BEFORE_IT_EXISTED`, or its default)."""
   filled = dict(saved)
   for field in dataclasses.fields(cls):
     if field.name not in filled:
-      if field.default is not dataclasses.MISSING:
+      if (cls.__name__, field.name) in _BEFORE_IT_EXISTED:
+        filled[field.name] = _BEFORE_IT_EXISTED[cls.__name__, field.name]
+      elif field.default is not dataclasses.MISSING:
         filled[field.name] = json.loads(json.dumps(
             dataclasses.asdict(field.default)
             if dataclasses.is_dataclass(field.default) else field.default))
@@ -332,32 +348,16 @@ def _batch_sizes(config: SearchConfig) -> List[int]:
   return [per_step] * full + ([rest] if rest else [])
 
 
-class _TensorBoard:
-  """Scalars of the search for TensorBoard."""
-
-  def __init__(self, directory: str):
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    self._tf = tf
-    self._writer = tf.summary.create_file_writer(directory)
-
-  def scalars(self, step: int, values: Dict[str, float]) -> None:
-    with self._writer.as_default():
-      for name, value in values.items():
-        if value is not None and math.isfinite(value):
-          self._tf.summary.scalar(name, value, step=step)
-    self._writer.flush()
-
-
 def run_search(config: SearchConfig, model_dir: str,
-               log: Callable[[str], None] = lambda message: None
-               ) -> SearchResult:
+               log: Callable[[str], None] = _LOG.info) -> SearchResult:
   """Runs (or resumes) a search in `model_dir`.
 
   Args:
     config: The search.
     model_dir: Where everything is written; an existing search there is
       resumed.
-    log: Receives one progress line per event (candidate, step, phase).
+    log: Receives one progress line per event (candidate, step, phase);
+      default: the INFO log of logger 'akd_tf.nas.loop'.
 
   Returns:
     A `SearchResult` without `final`: the winner's final training is
@@ -393,7 +393,8 @@ def run_search(config: SearchConfig, model_dir: str,
       pool.wait_until_started()  # Their start would disturb the timing.
     evaluated = _search_steps(config, state, pool, candidate_timer, model_dir,
                               timer, log,
-                              _final_work_ratio(config, setup.data))
+                              _final_work_ratio(config, setup.data),
+                              setup.space)
   finally:
     if pool is not None:
       pool.shutdown()
@@ -568,7 +569,8 @@ def _final_work_ratio(config: SearchConfig, data: data_lib.Data) -> float:
 def _search_steps(config: SearchConfig, state: _SearchState, pool,
                   candidate_timer: evaluate.CandidateTimer, model_dir: str,
                   timer: "_PhaseTimer", log: Callable[[str], None],
-                  final_work_ratio: float) -> int:
+                  final_work_ratio: float,
+                  space: search_space.SearchSpace) -> int:
   """Runs (and replays) the controller steps; returns evaluations run.
 
   Each batch's latencies are measured here, by `candidate_timer`, while the
@@ -581,7 +583,8 @@ def _search_steps(config: SearchConfig, state: _SearchState, pool,
     by_step.setdefault(record.step, {})[record.index] = record
   known = {r.actions: r for r in state.records}
   batch_sizes = _batch_sizes(config)
-  board = _TensorBoard(os.path.join(model_dir, "tensorboard"))
+  board = board_lib.SearchBoard(os.path.join(model_dir, "tensorboard"),
+                                space)
   evaluated = 0
   train_seconds = []
   loop_start = time.time()
@@ -602,6 +605,7 @@ def _search_steps(config: SearchConfig, state: _SearchState, pool,
         _log_candidate(log, record, len(state.records), config.num_candidates,
                        time.time() - loop_start, evaluated, final_seconds)
         board.scalars(len(state.records), _candidate_scalars(record))
+        board.candidate(record)
     with timer.phase("controller_update"):
       # A failure is given as None (whatever its record holds): the
       # controller has its own penalty for it.
