@@ -138,3 +138,7 @@ def test_a_preset_sets_the_search_and_keywords_override_it():
   assert values.num_candidates == 3  # The keyword's.
   with pytest.raises(ValueError, match="no preset 'quick'"):
     api._flag_values({}, preset="quick")  # pylint: disable=protected-access
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

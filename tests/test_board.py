@@ -3,6 +3,7 @@ the event files TensorBoard reads."""
 
 import glob
 import os
+import sys
 
 import pytest
 import tensorflow as tf
@@ -95,3 +96,7 @@ def test_the_experiment_names_every_decision_and_metric(logs):
   assert {m.name.tag for m in experiment.metric_infos} == {
       "candidate/accuracy", "candidate/latency_ms", "candidate/reward",
       "candidate/params", "candidate/macs"}
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

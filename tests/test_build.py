@@ -14,7 +14,9 @@ here) nor TensorFlow. It checks that
     benchmark module through a target whose srcs name it, a third-party
     package through `requirement(<its pip name>)`. An import inside a
     `try` that catches ImportError is optional (Ray, an extra) and needs
-    no dep.
+    no dep; so is one in a module's `__getattr__` (PEP 562: akd_tf's
+    `search` and `load_history`, imported on first use, which their users
+    depend on through :api; :akd_tf cannot, :api depends on it).
 """
 
 import ast
@@ -34,7 +36,7 @@ PIP_NAMES = {
     "absl": "absl-py", "ai_edge_litert": "ai-edge-litert",
     "hypothesis": "hypothesis", "keras": "keras", "matplotlib": "matplotlib",
     "numpy": "numpy", "pandas": "pandas", "psutil": "psutil",
-    "pytest": "pytest", "ray": "ray",
+    "pytest": "pytest", "ray": "ray", "tensorboard": "tensorboard",
     "scipy": "scipy", "sklearn": "scikit-learn", "tensorflow": "tensorflow",
     "tensorflow_datasets": "tensorflow-datasets",
     "tensorflow_model_optimization": "tensorflow-model-optimization",
@@ -132,7 +134,7 @@ def files_without_target(all_targets: Dict[str, Target]) -> List[str]:
 def _imports(path: str) -> Iterator[Tuple[int, str, bool]]:
   """(line, imported module, optional) of every import of a source file,
   function-level ones included; `from X import a` yields X.a. Optional: in
-  a `try` that catches ImportError."""
+  a `try` that catches ImportError, or in a module-level `__getattr__`."""
   with open(os.path.join(ROOT, path)) as f:
     tree = ast.parse(f.read(), path)
   optional = set()
@@ -143,6 +145,9 @@ def _imports(path: str) -> Iterator[Tuple[int, str, bool]]:
         for handler in node.handlers):
       optional.update(id(inner) for statement in node.body
                       for inner in ast.walk(statement))
+  for node in tree.body:
+    if isinstance(node, ast.FunctionDef) and node.name == "__getattr__":
+      optional.update(id(inner) for inner in ast.walk(node))
   package = os.path.dirname(path).replace(os.sep, ".")
   for node in ast.walk(tree):
     if isinstance(node, ast.Import):

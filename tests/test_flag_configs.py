@@ -2,6 +2,7 @@
 config dataclasses have the same defaults."""
 
 import dataclasses
+import sys
 
 from absl import flags
 import pytest
@@ -49,7 +50,12 @@ FIELD_OF_FLAG = {
     "ray_address": "ray_address",
     "cpus_per_candidate": "cpus_per_candidate",
     "gpus_per_candidate": "gpus_per_candidate", "export": "export",
+    "candidates_per_worker": "candidates_per_worker",
+    "strategy": "strategy", "tpu": "tpu",
 }
+# Flags that set no SearchConfig field: akd-search applies them to the
+# process before TensorFlow starts.
+PROCESS_FLAGS = {"logical_cpus"}
 # Fields whose own dataclass serves more than the search, so its default
 # is not the search's flag's; SearchConfig's default sub-config carries the
 # search's value (checked by the whole-tree test).
@@ -97,7 +103,7 @@ def _own_default(cls, name: str, built):
 def test_every_flag_is_mapped_to_a_field():
   values = flags.FlagValues()
   flag_configs.define_all_flags(values)
-  assert set(values) == set(FIELD_OF_FLAG)
+  assert set(values) == set(FIELD_OF_FLAG) | PROCESS_FLAGS
 
 
 def test_a_search_config_without_arguments_is_akd_search_without_flags(
@@ -122,3 +128,6 @@ def test_each_config_dataclass_default_is_its_flags_default(flag,
                             f"{type(built).__name__}.{name} defaults to "
                             f"{default!r}")
 
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

@@ -2,6 +2,9 @@
 by test_cli_train.py and test_train_resume.py)."""
 
 import logging
+import sys
+
+import pytest
 
 from akd_tf.distill import training
 
@@ -15,3 +18,7 @@ def test_eta_logger_logs_to_the_module_logger_by_default(caplog):
   assert [(r.name, r.levelno) for r in caplog.records] == [
       ("akd_tf.distill.training", logging.INFO)]
   assert caplog.records[0].getMessage().startswith("epoch 1/2 took ")
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))
