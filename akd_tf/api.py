@@ -38,6 +38,7 @@ from akd_tf.cli import presets
 from akd_tf.deploy import finalize
 from akd_tf.deploy import pipeline
 from akd_tf.distill import teacher as teacher_lib
+from akd_tf.distill import training
 from akd_tf.nas import history
 
 __all__ = ["SearchOutcome", "search"]
@@ -119,6 +120,15 @@ def search(model_dir: str,
     config = flag_configs.search_config_from_flags(values)
   except app.UsageError as error:
     raise ValueError(f"akd_tf.search: {error}") from None
+  if values.logical_cpus:
+    try:
+      training.split_cpu(values.logical_cpus)
+    except RuntimeError:
+      raise ValueError(
+          f"akd_tf.search: --logical_cpus={values.logical_cpus} must be set "
+          "before TensorFlow's first use in this process (TensorFlow fixes "
+          "its devices then): call akd_tf.search first, or run akd-search"
+          ) from None
   result = pipeline.search_and_export(config, model_dir,
                                       log=log or _print_line)
   if result.best is None:

@@ -8,6 +8,7 @@ import sys
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import akd_tf
 from akd_tf.distill import data as data_lib
@@ -113,6 +114,13 @@ def test_a_bad_value_is_a_value_error_naming_its_flag(tmp_path):
     akd_tf.search(model_dir=str(tmp_path), num_candidates=0)
   with pytest.raises(ValueError, match=r"--reward='fast'"):
     akd_tf.search(model_dir=str(tmp_path), reward="fast")
+
+
+def test_logical_cpus_after_tensorflows_first_use_names_the_setting(
+    tmp_path):
+  tf.constant(1.0)  # TensorFlow has set up its devices.
+  with pytest.raises(ValueError, match="--logical_cpus=2 must be set before"):
+    akd_tf.search(model_dir=str(tmp_path), logical_cpus=2, dataset="digits")
 
 
 def test_a_teacher_of_another_type_is_a_type_error(tmp_path):
