@@ -25,19 +25,36 @@ of TensorFlow and Keras outlive a candidate unless released:
     of the C heap. `release_unused_memory` releases them between
     candidates.
 
-With both, a worker still grew by about 6 MB per candidate (against 190
-before, in benchmarks/memory.py) while its count of Python objects stayed
-put: what is left is on TensorFlow's native side, and the pools' periodic
-replacement of a worker (`candidates_per_worker`) bounds it.
+With both, a worker still grew by 6-10 MB per candidate while its count of
+Python objects stayed put. The rest was native, and two things of a search
+worker's process take it away:
 
-Public names: scoped_custom_gradients, release_unused_memory.
+  - TensorFlow's oneDNN kernels (on by default on x86) keep every primitive
+    they create in per-thread caches of up to 1024 entries, keyed by the
+    tensor shapes, and every candidate brings new shapes: a quick-preset
+    worker held 2.3 GB after 3 candidates with oneDNN, 0.84 GB without,
+    and trained no faster with it. TensorFlow reads the switch once, when
+    it is imported, so `child_environment` sets it for the worker
+    processes a pool starts (`WORKER_ENVIRONMENT`).
+  - glibc's malloc raises its mmap threshold each time a large block is
+    freed, so later tensors come from the heap, which fragments and is
+    never handed back whole. `return_large_buffers` fixes the threshold:
+    large buffers are mapped and unmapped, and given back when freed.
+
+The pools' periodic replacement of a worker (`candidates_per_worker`) stays
+as a backstop.
+
+Public names: scoped_custom_gradients, release_unused_memory,
+child_environment, return_large_buffers, WORKER_ENVIRONMENT.
 """
 
 import contextlib
 import ctypes
 import ctypes.util
+import os
 import sys
-from typing import Iterator
+import threading
+from typing import Dict, Iterator
 
 import keras
 # The gradient registry has no public API; tf.custom_gradient itself
@@ -45,9 +62,18 @@ import keras
 # pylint: disable-next=g-direct-tensorflow-import
 from tensorflow.python.framework import ops as tf_ops
 
-__all__ = ["release_unused_memory", "scoped_custom_gradients"]
+__all__ = ["WORKER_ENVIRONMENT", "child_environment", "release_unused_memory",
+           "return_large_buffers", "scoped_custom_gradients"]
 
 _CUSTOM_GRADIENT_PREFIX = "CustomGradient-"
+# What a search worker process starts with: TensorFlow without oneDNN.
+WORKER_ENVIRONMENT = {"TF_ENABLE_ONEDNN_OPTS": "0"}
+# glibc's mallopt parameter and the threshold it is fixed at: blocks of
+# 128 KiB and more are mapped (glibc's own initial value, which it would
+# otherwise raise up to 32 MiB).
+_M_MMAP_THRESHOLD = -3
+_MMAP_THRESHOLD_BYTES = 128 * 1024
+_ENVIRONMENT_LOCK = threading.Lock()
 
 
 def _glibc():
@@ -110,3 +136,48 @@ def release_unused_memory() -> None:
   keras.backend.clear_session(free_memory=True)
   if _LIBC is not None:
     _LIBC.malloc_trim(0)
+
+
+@contextlib.contextmanager
+def child_environment(variables: Dict[str, str]) -> Iterator[None]:
+  """Sets `variables` in this process's environment for the block.
+
+  Processes started inside the block (a pool's spawned workers) inherit
+  them; on exit the environment is as it was. For settings a child must
+  have before it imports TensorFlow, which a process-pool initializer runs
+  too late for.
+
+  Args:
+    variables: {name: value}; empty changes nothing.
+
+  Yields:
+    None.
+  """
+  with _ENVIRONMENT_LOCK:
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+      yield
+    finally:
+      for name, value in saved.items():
+        if value is None:
+          del os.environ[name]
+        else:
+          os.environ[name] = value
+
+
+def return_large_buffers() -> bool:
+  """Maps this process's large allocations, so that freeing gives them back.
+
+  Fixes glibc's mmap threshold at 128 KiB. Otherwise glibc raises it each
+  time such a block is freed, up to 32 MiB, after which a worker's tensors
+  come from the heap, which fragments: its resident memory then climbs a
+  little with every candidate of a new size. Call it once, when a
+  long-lived process starts.
+
+  Returns:
+    Whether the threshold was set (False off glibc).
+  """
+  if _LIBC is None:
+    return False
+  return bool(_LIBC.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES))

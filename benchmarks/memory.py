@@ -25,7 +25,15 @@ which the spawned worker imports too:
   PYTHONPATH=/tmp/akd_1646704 nice -n 10 python benchmarks/memory.py \\
       --num_candidates=20 --label=before
 
-(an akd_tf without `--candidates_per_worker` never replaced its workers).
+(an akd_tf without `--candidates_per_worker` never replaced its workers),
+and those with TensorFlow's oneDNN kernels in the worker from
+
+  nice -n 10 python benchmarks/memory.py --worker_onednn \\
+      --num_candidates=20 --label=onednn
+
+With --controller=random and the same seed, runs see the same candidates:
+started together, their median training seconds per candidate compare
+under the same load.
 """
 
 import dataclasses
@@ -144,8 +152,15 @@ def measure_search(config, label: str, about: dict) -> dict:
 
   result = loop.run_search(config, tempfile.mkdtemp(prefix="memory_"),
                            log=log)
+  # One worker, one candidate at a time: records come in the samples' order.
+  for sample, record in zip(samples, result.records):
+    sample["train_seconds"] = record.timings.get("train")
+  train_seconds = sorted(r.timings["train"] for r in result.records
+                         if "train" in r.timings)
   run = {**summarize(samples, complete=True), **about,
-         "failed": sum(not r.ok for r in result.records)}
+         "failed": sum(not r.ok for r in result.records),
+         "train_seconds_median": (train_seconds[len(train_seconds) // 2]
+                                  if train_seconds else None)}
   write_run(label, run)
   return run
 
@@ -155,7 +170,8 @@ def print_run(label: str, run: dict) -> None:
   last = run["samples"][-1]
   print(f"\n{label}: {run['candidates']} candidates ({run['failed']} "
         f"failed) on {run['worker_processes']} worker process(es), "
-        f"{last['seconds'] / 60:.1f} min")
+        f"{last['seconds'] / 60:.1f} min, median training "
+        f"{run['train_seconds_median']} s per candidate")
   print(f"{'after candidate':>15s} {'worker RSS MB':>14s} "
         f"{'driver RSS MB':>14s}")
   for sample in run["samples"]:

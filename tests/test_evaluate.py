@@ -11,6 +11,7 @@ import threading
 import time
 
 import numpy as np
+import psutil
 import pytest
 
 from akd_tf.distill import data as data_lib
@@ -228,6 +229,26 @@ def test_fresh_and_used_workers_score_a_candidate_the_same(tmp_path):
   assert fresh.ok and used.ok, (fresh.error, used.error)
   assert (fresh.accuracy, fresh.params, fresh.macs) == (
       used.accuracy, used.params, used.macs)
+
+
+@pytest.mark.parametrize("onednn", [False, True])
+def test_workers_use_onednn_only_when_asked(tmp_path, monkeypatch, onednn):
+  # TensorFlow reads the switch at import, before a pool's initializer runs:
+  # the worker must be spawned with it, and the driver keep its own.
+  monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+  pool = evaluate.LocalPool(make_config(tmp_path), num_workers=1,
+                            onednn=onednn)
+  try:
+    pool.start()
+    pool.wait_until_started()
+    (worker,) = [child for child in psutil.Process().children()
+                 if "spawn_main" in " ".join(child.cmdline())]
+    environment = worker.environ()
+  finally:
+    pool.shutdown()
+  assert environment.get("TF_ENABLE_ONEDNN_OPTS") == (None if onednn
+                                                      else "0")
+  assert "TF_ENABLE_ONEDNN_OPTS" not in os.environ
 
 
 def test_negative_candidates_per_worker_is_refused(tmp_path):

@@ -1,10 +1,12 @@
 """Tests of akd_tf.memory: what a process keeps of finished candidates."""
 
 import gc
+import os
 import sys
 import weakref
 
 import keras
+import psutil
 import pytest
 import tensorflow as tf
 
@@ -98,6 +100,46 @@ def test_release_unused_memory_names_layers_afresh():
   keras.layers.Dense(1)
   memory.release_unused_memory()
   assert keras.layers.Dense(1).name == "dense"
+
+
+def test_child_environment_sets_variables_for_the_block_only(monkeypatch):
+  monkeypatch.setenv("AKD_TF_TEST_KEPT", "before")
+  monkeypatch.delenv("AKD_TF_TEST_NEW", raising=False)
+  with memory.child_environment({"AKD_TF_TEST_KEPT": "inside",
+                                 "AKD_TF_TEST_NEW": "inside"}):
+    assert os.environ["AKD_TF_TEST_KEPT"] == "inside"
+    assert os.environ["AKD_TF_TEST_NEW"] == "inside"
+  assert os.environ["AKD_TF_TEST_KEPT"] == "before"
+  assert "AKD_TF_TEST_NEW" not in os.environ
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc")
+def test_return_large_buffers_fixes_glibc_mmap_threshold():
+  assert memory.return_large_buffers()
+
+
+def test_worker_memory_stays_flat_over_20_candidates(tmp_path):
+  # A worker grew with every candidate: by about 225 MB when TensorFlow's
+  # gradient registry kept each trained graph, then by 6-10 MB a candidate
+  # from oneDNN's primitive caches and glibc's rising mmap threshold.
+  pool = evaluate.LocalPool(_eval_config(tmp_path), num_workers=1)
+  resident_mb, workers = [], set()
+  try:
+    for index in range(20):
+      # One at a time: the worker is read between candidates.
+      (record,) = pool.evaluate([evaluate.CandidateTask(
+          index, 0, SPACE.sample(100 + index))])
+      assert record.ok, record.error
+      workers.add(record.worker)
+      worker = psutil.Process(int(record.worker.rsplit(":", 1)[1]))
+      resident_mb.append(worker.memory_info().rss / 2**20)
+  finally:
+    pool.shutdown()
+  assert len(workers) == 1, workers  # One process, never replaced.
+  growth = resident_mb[19] / resident_mb[4] - 1
+  assert growth <= 0.10, (
+      f"worker RSS grew {growth:.0%} from candidate 5 to 20: "
+      f"{[round(mb) for mb in resident_mb]} MB")
 
 
 if __name__ == "__main__":

@@ -226,10 +226,13 @@ def define_run_flags(flag_values: flags.FlagValues = FLAGS):
   flags.DEFINE_integer(
       "candidates_per_worker", evaluate.DEFAULT_CANDIDATES_PER_WORKER,
       "Replace a worker process by a fresh one after it has evaluated this "
-      "many candidates (0: never). A backstop against memory growth: a "
-      "worker still grows by about 6 MB per candidate (README, Memory), so "
-      "50 caps that near 300 MB for one worker start per 50 candidates. "
-      "Results do not depend on it.", flag_values=flag_values)
+      "many candidates (0: never). A backstop against memory growth "
+      "(README, Memory); results do not depend on it.",
+      flag_values=flag_values)
+  flags.DEFINE_bool(
+      "worker_onednn", False, "Let the workers' TensorFlow use its oneDNN "
+      "CPU kernels. Off by default: their caches grow a worker with every "
+      "candidate (README, Memory).", flag_values=flag_values)
   flags.DEFINE_enum("executor", "local", ["local", "ray"],
                     "Where candidates are evaluated: 'local' worker "
                     "processes, or 'ray' tasks on a Ray cluster (pip install "
@@ -413,6 +416,7 @@ _SEARCH_FLAG_OF = {
     "candidates_per_step": "candidates_per_step",
     "threads_per_worker": "threads_per_worker",
     "candidates_per_worker": "candidates_per_worker",
+    "worker_onednn": "worker_onednn",
     "reward_accuracy": "reward_accuracy", "kd_alpha": "kd_alpha",
     "controller": "controller", "teacher_output": "teacher_output",
     "latency_mode": "latency", "executor": "executor",
@@ -454,7 +458,8 @@ def search_config_from_flags(f: flags.FlagValues = FLAGS):
       candidates_per_step=f.candidates_per_step or max(1, f.num_workers),
       num_workers=f.num_workers, threads_per_worker=f.threads_per_worker,
       candidates_per_worker=f.candidates_per_worker,
-      teacher=f.teacher, teacher_output=f.teacher_output,
+      worker_onednn=f.worker_onednn, teacher=f.teacher,
+      teacher_output=f.teacher_output,
       teacher_recipe=recipe, cache_dir=f.cache_dir,
       latency_mode=f.latency, latency=latency_config,
       latency_command=f.latency_command, export=f.export,

@@ -407,6 +407,7 @@ def _init_worker(config: EvalConfig) -> None:
   The evaluator itself (which reads the teacher's logits) is made by the
   first candidate, so workers can start before the logits are written.
   """
+  memory.return_large_buffers()
   set_worker_threads(config.threads)
   _WORKER["config"] = config
   _WORKER["data"] = data_lib.load_data(config.data)
@@ -437,13 +438,17 @@ class LocalPool:
       itself. Not `ProcessPoolExecutor(max_tasks_per_child=...)`: on Python
       3.11-3.13 that executor stops replacing workers, and hangs, when more
       tasks are queued than there are workers (CPython issue gh-115634).
+    onednn: Whether the workers' TensorFlow uses its oneDNN kernels. Off by
+      default: their caches grow a worker with every candidate
+      (`akd_tf.memory`).
 
   Raises:
     ValueError: num_workers < 1 or candidates_per_worker < 0.
   """
 
   def __init__(self, config: EvalConfig, num_workers: int,
-               max_retries: int = 1, candidates_per_worker: int = 0):
+               max_retries: int = 1, candidates_per_worker: int = 0,
+               onednn: bool = False):
     if num_workers < 1:
       raise ValueError(f"num_workers={num_workers} must be >= 1")
     if candidates_per_worker < 0:
@@ -453,6 +458,7 @@ class LocalPool:
     self.num_workers = num_workers
     self.max_retries = max_retries
     self.candidates_per_worker = candidates_per_worker
+    self._environment = {} if onednn else memory.WORKER_ENVIRONMENT
     self._executor = None
     self._starting = []
     self._evaluated = collections.Counter()  # Per worker of this executor.
@@ -463,8 +469,7 @@ class LocalPool:
     Otherwise they start with the first `evaluate`. Setup errors of a worker
     (missing teacher logits) surface in `evaluate`.
     """
-    self._ensure_executor()
-    self._starting = [self._executor.submit(_worker_ready)
+    self._starting = [self._submit(_worker_ready)
                       for _ in range(self.num_workers)]
 
   def wait_until_started(self) -> None:
@@ -472,12 +477,16 @@ class LocalPool:
     concurrent.futures.wait(self._starting)
     self._starting = []
 
-  def _ensure_executor(self) -> None:
+  def _submit(self, fn, *args) -> concurrent.futures.Future:
+    """Submits `fn(*args)`; the executor starts its workers here, so they
+    are spawned with the workers' environment."""
     if self._executor is None:
       self._executor = concurrent.futures.ProcessPoolExecutor(
           max_workers=self.num_workers,
           mp_context=multiprocessing.get_context("spawn"),
           initializer=_init_worker, initargs=(self.config,))
+    with memory.child_environment(self._environment):
+      return self._executor.submit(fn, *args)
 
   def _recycle_worn_workers(self) -> None:
     """Replaces the workers once one has run `candidates_per_worker`."""
@@ -497,9 +506,7 @@ class LocalPool:
     attempts = {task: 0 for task in tasks}
     pending = list(tasks)
     while pending:
-      self._ensure_executor()
-      futures = {self._executor.submit(_evaluate_in_worker, t): t
-                 for t in pending}
+      futures = {self._submit(_evaluate_in_worker, t): t for t in pending}
       pending = []
       for future in concurrent.futures.as_completed(futures):
         task = futures[future]

@@ -112,6 +112,10 @@ class SearchConfig:
     candidates_per_worker: A worker process is replaced by a fresh one after
       evaluating this many candidates (0: never); a backstop against memory
       growth that does not change any candidate's result.
+    worker_onednn: Whether the workers' TensorFlow uses its oneDNN kernels
+      (off: their caches grew a worker with every candidate,
+      `akd_tf.memory`). Part of the replay: a candidate's numbers differ
+      in the last digits with and without.
     teacher: A built-in teacher name (akd_tf.distill.teacher.TEACHERS) or the
       path of a `.keras` file or SavedModel.
     teacher_output: What the teacher outputs: 'logits', or 'probabilities'
@@ -154,6 +158,7 @@ class SearchConfig:
   num_workers: int = 1
   threads_per_worker: int = 0
   candidates_per_worker: int = evaluate.DEFAULT_CANDIDATES_PER_WORKER
+  worker_onednn: bool = False
   teacher: str = "resnet_wide"
   teacher_output: str = "logits"
   teacher_recipe: teacher_lib.TeacherRecipe = teacher_lib.TeacherRecipe()
@@ -499,11 +504,13 @@ def _start_pool(config: SearchConfig, eval_config: evaluate.EvalConfig,
           eval_config, config.num_workers, address=config.ray_address,
           cpus_per_candidate=config.cpus_per_candidate,
           gpus_per_candidate=config.gpus_per_candidate, data=data,
-          candidates_per_worker=config.candidates_per_worker)
+          candidates_per_worker=config.candidates_per_worker,
+          onednn=config.worker_onednn)
     else:
       pool = evaluate.LocalPool(
           eval_config, config.num_workers,
-          candidates_per_worker=config.candidates_per_worker)
+          candidates_per_worker=config.candidates_per_worker,
+          onednn=config.worker_onednn)
     pool.start()
   return pool
 

@@ -39,6 +39,7 @@ import logging
 import os
 from typing import Dict, Iterator, Optional, Sequence
 
+from akd_tf import memory
 from akd_tf.distill import data as data_lib
 from akd_tf.nas import evaluate
 from akd_tf.nas import history
@@ -83,6 +84,7 @@ def _evaluator_for(setup_ref) -> evaluate.CandidateEvaluator:
   key = setup_ref.hex()
   if key not in _EVALUATORS:
     setup = import_ray().get(setup_ref)
+    memory.return_large_buffers()
     evaluate.set_worker_threads(setup.config.threads)
     _EVALUATORS.clear()
     _EVALUATORS[key] = evaluate.CandidateEvaluator(
@@ -129,6 +131,8 @@ class RayPool:
       first `evaluate`.
     candidates_per_worker: Candidates a CPU worker process evaluates before
       Ray replaces it (0: never). GPU tasks get a fresh process each anyway.
+    onednn: Whether the workers' TensorFlow uses its oneDNN kernels (off:
+      their caches grow a worker with every candidate, `akd_tf.memory`).
 
   Raises:
     ImportError: Ray is not installed.
@@ -142,7 +146,7 @@ class RayPool:
                cpus_per_candidate: float = 1.0,
                gpus_per_candidate: float = 0.0,
                data: Optional[data_lib.Data] = None,
-               candidates_per_worker: int = 0):
+               candidates_per_worker: int = 0, onednn: bool = False):
     if num_workers < 1:
       raise ValueError(f"num_workers={num_workers} must be >= 1")
     if max_retries < 0:
@@ -172,6 +176,8 @@ class RayPool:
       raise
     options = dict(num_cpus=cpus_per_candidate, num_gpus=gpus_per_candidate,
                    max_retries=max_retries)
+    if not onednn:
+      options["runtime_env"] = {"env_vars": memory.WORKER_ENVIRONMENT}
     # Left unset for GPU tasks: Ray's default there is a fresh process each.
     recycle = ({"max_calls": candidates_per_worker}
                if candidates_per_worker and not gpus_per_candidate else {})
