@@ -25,21 +25,24 @@ of TensorFlow and Keras outlive a candidate unless released:
     of the C heap. `release_unused_memory` releases them between
     candidates.
 
-With both, a worker still grew by 6-10 MB per candidate while its count of
-Python objects stayed put. The rest was native, and two things of a search
-worker's process take it away:
+With both, a worker still grew by 4-6 MB per candidate while its count of
+Python objects stayed put. The rest is native; two settings of a search
+worker's process cut it by more than half:
 
   - TensorFlow's oneDNN kernels (on by default on x86) keep every primitive
-    they create in per-thread caches of up to 1024 entries, keyed by the
-    tensor shapes, and every candidate brings new shapes: a quick-preset
-    worker held 2.3 GB after 3 candidates with oneDNN, 0.84 GB without,
-    and trained no faster with it. TensorFlow reads the switch once, when
-    it is imported, so `child_environment` sets it for the worker
-    processes a pool starts (`WORKER_ENVIRONMENT`).
+    they create in per-thread caches of up to 1024 entries keyed by tensor
+    shapes, and every candidate brings new shapes. TensorFlow reads the
+    switch once, when it is imported, so `child_environment` sets it for
+    the worker processes a pool starts (`WORKER_ENVIRONMENT`).
   - glibc's malloc raises its mmap threshold each time a large block is
     freed, so later tensors come from the heap, which fragments and is
-    never handed back whole. `return_large_buffers` fixes the threshold:
-    large buffers are mapped and unmapped, and given back when freed.
+    not handed back whole. `return_large_buffers` fixes the threshold.
+
+benchmarks/memory.py, the same 20 candidates: with oneDNN the worker held
+1081 MB after candidate 20 and grew 4.4 MB per candidate from candidate 10;
+without it and with the fixed threshold, 826 MB and 1.9 MB per candidate,
+its training no slower (434 s against 450 s). What still grows is not
+found yet.
 
 The pools' periodic replacement of a worker (`candidates_per_worker`) stays
 as a backstop.

@@ -120,7 +120,7 @@ def test_return_large_buffers_fixes_glibc_mmap_threshold():
 
 def test_worker_memory_stays_flat_over_20_candidates(tmp_path):
   # A worker grew with every candidate: by about 225 MB when TensorFlow's
-  # gradient registry kept each trained graph, then by 6-10 MB a candidate
+  # gradient registry kept each trained graph, then by 4-6 MB a candidate
   # from oneDNN's primitive caches and glibc's rising mmap threshold.
   pool = evaluate.LocalPool(_eval_config(tmp_path), num_workers=1)
   resident_mb, workers = [], set()
