@@ -25,6 +25,16 @@ from akd_tf.space import search_space
 SPACE = search_space.SearchSpace()
 
 
+def quick_actions(filters: int = 0):
+  """The actions of one of the quickest students of the space to build and
+  train (a quarter of a sampled one's time, mostly tracing): regular 3x3
+  convolutions without squeeze-excitation, the fewest layers. `filters`
+  picks the width multiplier (an index into FILTER_MULTIPLIERS)."""
+  block = {"conv_op": 0, "kernel": 0, "se_ratio": 0, "skip": 0,
+           "filters": filters, "layers": 0}
+  return tuple(block[d] for d in search_space.DECISIONS) * len(SPACE.skeleton)
+
+
 def make_config(tmp_path, **train_changes):
   train = distiller.TrainConfig(**{"epochs": 1, "batch_size": 32,
                                    "kd_alpha": 0.0, **train_changes})
@@ -41,7 +51,7 @@ def make_config(tmp_path, **train_changes):
 
 def test_candidate_is_built_timed_trained_and_rewarded(tmp_path):
   evaluator = evaluate.CandidateEvaluator(make_config(tmp_path))
-  actions = SPACE.sample(0)
+  actions = quick_actions()
   record = evaluator.evaluate(evaluate.CandidateTask(4, 1, actions))
   assert record.ok, record.error
   assert (record.step, record.index, record.actions) == (4, 1, actions)
@@ -64,7 +74,7 @@ def test_same_candidate_scores_the_same_whatever_ran_before(tmp_path):
       make_config(tmp_path, learning_rate=1e-2, epochs=2),
       data=data_lib.DataConfig(dataset="digits", train_size=1000,
                                minival_size=200))
-  actions = SPACE.sample(0)
+  actions = quick_actions()
   first = evaluate.CandidateEvaluator(config).evaluate(
       evaluate.CandidateTask(0, 0, actions))
   random.seed(12345)  # Anything else this process might have drawn.
@@ -78,7 +88,7 @@ def test_same_candidate_scores_the_same_whatever_ran_before(tmp_path):
 def test_diverged_candidate_is_a_failed_record(tmp_path):
   evaluator = evaluate.CandidateEvaluator(
       make_config(tmp_path, learning_rate=1e30))
-  record = evaluator.evaluate(evaluate.CandidateTask(0, 0, SPACE.sample(1)))
+  record = evaluator.evaluate(evaluate.CandidateTask(0, 0, quick_actions()))
   assert record.status == history.STATUS_FAILED
   assert record.error.startswith("diverged")
   assert record.accuracy is None
@@ -89,7 +99,7 @@ def test_diverged_candidate_is_a_failed_record(tmp_path):
 def test_driver_timed_latency_is_used_without_timing_again(tmp_path):
   config = make_config(tmp_path)
   timer = evaluate.CandidateTimer(config, data_lib.load_data(config.data))
-  timed = timer.time(evaluate.CandidateTask(0, 0, SPACE.sample(0)))
+  timed = timer.time(evaluate.CandidateTask(0, 0, quick_actions()))
   assert isinstance(timed, evaluate.CandidateTask)
   assert timed.latency_ms > 0 and timed.latency_source == "measured"
   assert timer.measurer.num_conversions == 1
@@ -155,7 +165,7 @@ def test_online_softmax_teacher_needs_teacher_output_probabilities(
     evaluate.CandidateEvaluator(config)
   evaluator = evaluate.CandidateEvaluator(
       dataclasses.replace(config, teacher_output="probabilities"))
-  record = evaluator.evaluate(evaluate.CandidateTask(0, 0, SPACE.sample(0)))
+  record = evaluator.evaluate(evaluate.CandidateTask(0, 0, quick_actions()))
   assert record.ok, record.error
 
 
@@ -186,7 +196,7 @@ def test_lost_worker_costs_a_retry_then_fails(tmp_path, max_retries, status):
   killer.start()
   try:
     records = list(pool.evaluate([evaluate.CandidateTask(0, 0,
-                                                         SPACE.sample(2))]))
+                                                         quick_actions())]))
   finally:
     stop.set()
     killer.join()
@@ -201,30 +211,26 @@ def test_lost_worker_costs_a_retry_then_fails(tmp_path, max_retries, status):
     assert "worker process died" in records[0].error
 
 
-@pytest.mark.slow
 def test_fresh_and_used_workers_score_a_candidate_the_same(tmp_path):
-  # candidates_per_worker=1 gives every candidate a fresh worker process;
-  # 0 evaluates the second candidate after the first in the same one, which
-  # released the first (akd_tf.memory) and cleared Keras' state.
+  # With candidates_per_worker=2, the worker that evaluated `first` evaluates
+  # `second` after it (having released `first`, akd_tf.memory, and cleared
+  # Keras' state); then a fresh worker replaces it and evaluates `second`
+  # again.
   config = dataclasses.replace(
       make_config(tmp_path, learning_rate=1e-2, epochs=2),
       data=data_lib.DataConfig(dataset="digits", train_size=1000,
                                minival_size=200))
-  first, second = SPACE.sample(3), SPACE.sample(0)
-  runs = {}
-  for candidates_per_worker in (1, 0):
-    pool = evaluate.LocalPool(config, num_workers=1,
-                              candidates_per_worker=candidates_per_worker)
-    try:
-      runs[candidates_per_worker] = [
-          record for step, actions in enumerate((first, second))
-          for record in pool.evaluate([evaluate.CandidateTask(step, 0,
-                                                              actions)])]
-    finally:
-      pool.shutdown()
-  (before_fresh, fresh), (before_used, used) = runs[1], runs[0]
-  assert fresh.worker != before_fresh.worker
+  first, second = quick_actions(filters=2), quick_actions()
+  pool = evaluate.LocalPool(config, num_workers=1, candidates_per_worker=2)
+  try:
+    before_used, used, fresh = [
+        record for step, actions in enumerate((first, second, second))
+        for record in pool.evaluate([evaluate.CandidateTask(step, 0,
+                                                            actions)])]
+  finally:
+    pool.shutdown()
   assert used.worker == before_used.worker
+  assert fresh.worker != used.worker
   assert fresh.ok and used.ok, (fresh.error, used.error)
   assert (fresh.accuracy, fresh.params, fresh.macs) == (
       used.accuracy, used.params, used.macs)
