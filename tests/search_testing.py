@@ -1,5 +1,7 @@
 """A search small enough for tests: scikit-learn's digits, candidates that
-train in seconds, a two-epoch built-in teacher, no export."""
+train in seconds, a two-epoch built-in teacher, no export; and the actions of
+the quickest candidates, for tests that need a candidate, not a particular
+one."""
 
 import dataclasses
 
@@ -10,6 +12,7 @@ from akd_tf.latency import timing
 from akd_tf.nas import loop
 from akd_tf.nas import reward
 from akd_tf.space import arch
+from akd_tf.space import search_space
 
 
 def tiny_search_config(cache_dir: str, **changes) -> loop.SearchConfig:
@@ -29,3 +32,15 @@ def tiny_search_config(cache_dir: str, **changes) -> loop.SearchConfig:
       export=False)
   settings.update(changes)
   return loop.SearchConfig(**settings)
+
+
+def quick_actions(filters: int = 0) -> tuple:
+  """The actions of one of the quickest students of the search space to
+  build and train (a quarter of a sampled student's time, which is mostly
+  the tracing of its first training step): regular 3x3 convolutions without
+  squeeze-excitation, the fewest layers. `filters` picks the width
+  multiplier (an index into search_space.FILTER_MULTIPLIERS)."""
+  block = {"conv_op": 0, "kernel": 0, "se_ratio": 0, "skip": 0,
+           "filters": filters, "layers": 0}
+  return (tuple(block[d] for d in search_space.DECISIONS) *
+          len(search_space.MOBILENET_V2_SKELETON))

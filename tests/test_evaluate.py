@@ -21,18 +21,9 @@ from akd_tf.nas import history
 from akd_tf.nas import reward
 from akd_tf.space import arch
 from akd_tf.space import search_space
+from search_testing import quick_actions
 
 SPACE = search_space.SearchSpace()
-
-
-def quick_actions(filters: int = 0):
-  """The actions of one of the quickest students of the space to build and
-  train (a quarter of a sampled one's time, mostly tracing): regular 3x3
-  convolutions without squeeze-excitation, the fewest layers. `filters`
-  picks the width multiplier (an index into FILTER_MULTIPLIERS)."""
-  block = {"conv_op": 0, "kernel": 0, "se_ratio": 0, "skip": 0,
-           "filters": filters, "layers": 0}
-  return tuple(block[d] for d in search_space.DECISIONS) * len(SPACE.skeleton)
 
 
 def make_config(tmp_path, **train_changes):
