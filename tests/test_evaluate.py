@@ -22,6 +22,7 @@ from akd_tf.nas import history
 from akd_tf.nas import reward
 from akd_tf.space import arch
 from akd_tf.space import search_space
+from search_testing import quick_actions
 
 SPACE = search_space.SearchSpace()
 
@@ -42,7 +43,7 @@ def make_config(tmp_path, **train_changes):
 
 def test_candidate_is_built_timed_trained_and_rewarded(tmp_path):
   evaluator = evaluate.CandidateEvaluator(make_config(tmp_path))
-  actions = SPACE.sample(0)
+  actions = quick_actions()
   record = evaluator.evaluate(evaluate.CandidateTask(4, 1, actions))
   assert record.ok, record.error
   assert (record.step, record.index, record.actions) == (4, 1, actions)
@@ -65,7 +66,7 @@ def test_same_candidate_scores_the_same_whatever_ran_before(tmp_path):
       make_config(tmp_path, learning_rate=1e-2, epochs=2),
       data=data_lib.DataConfig(dataset="digits", train_size=1000,
                                minival_size=200))
-  actions = SPACE.sample(0)
+  actions = quick_actions()
   first = evaluate.CandidateEvaluator(config).evaluate(
       evaluate.CandidateTask(0, 0, actions))
   random.seed(12345)  # Anything else this process might have drawn.
@@ -79,7 +80,7 @@ def test_same_candidate_scores_the_same_whatever_ran_before(tmp_path):
 def test_diverged_candidate_is_a_failed_record(tmp_path):
   evaluator = evaluate.CandidateEvaluator(
       make_config(tmp_path, learning_rate=1e30))
-  record = evaluator.evaluate(evaluate.CandidateTask(0, 0, SPACE.sample(1)))
+  record = evaluator.evaluate(evaluate.CandidateTask(0, 0, quick_actions()))
   assert record.status == history.STATUS_FAILED
   assert record.error.startswith("diverged")
   assert record.accuracy is None
@@ -90,7 +91,7 @@ def test_diverged_candidate_is_a_failed_record(tmp_path):
 def test_driver_timed_latency_is_used_without_timing_again(tmp_path):
   config = make_config(tmp_path)
   timer = evaluate.CandidateTimer(config, data_lib.load_data(config.data))
-  timed = timer.time(evaluate.CandidateTask(0, 0, SPACE.sample(0)))
+  timed = timer.time(evaluate.CandidateTask(0, 0, quick_actions()))
   assert isinstance(timed, evaluate.CandidateTask)
   assert timed.latency_ms > 0 and timed.latency_source == "measured"
   assert timer.measurer.num_conversions == 1
@@ -156,7 +157,7 @@ def test_online_softmax_teacher_needs_teacher_output_probabilities(
     evaluate.CandidateEvaluator(config)
   evaluator = evaluate.CandidateEvaluator(
       dataclasses.replace(config, teacher_output="probabilities"))
-  record = evaluator.evaluate(evaluate.CandidateTask(0, 0, SPACE.sample(0)))
+  record = evaluator.evaluate(evaluate.CandidateTask(0, 0, quick_actions()))
   assert record.ok, record.error
 
 
@@ -187,7 +188,7 @@ def test_lost_worker_costs_a_retry_then_fails(tmp_path, max_retries, status):
   killer.start()
   try:
     records = list(pool.evaluate([evaluate.CandidateTask(0, 0,
-                                                         SPACE.sample(2))]))
+                                                         quick_actions())]))
   finally:
     stop.set()
     killer.join()
@@ -202,30 +203,26 @@ def test_lost_worker_costs_a_retry_then_fails(tmp_path, max_retries, status):
     assert "worker process died" in records[0].error
 
 
-@pytest.mark.slow
 def test_fresh_and_used_workers_score_a_candidate_the_same(tmp_path):
-  # candidates_per_worker=1 gives every candidate a fresh worker process;
-  # 0 evaluates the second candidate after the first in the same one, which
-  # released the first (akd_tf.memory) and cleared Keras' state.
+  # With candidates_per_worker=2, the worker that evaluated `first` evaluates
+  # `second` after it (having released `first`, akd_tf.memory, and cleared
+  # Keras' state); then a fresh worker replaces it and evaluates `second`
+  # again.
   config = dataclasses.replace(
       make_config(tmp_path, learning_rate=1e-2, epochs=2),
       data=data_lib.DataConfig(dataset="digits", train_size=1000,
                                minival_size=200))
-  first, second = SPACE.sample(3), SPACE.sample(0)
-  runs = {}
-  for candidates_per_worker in (1, 0):
-    pool = evaluate.LocalPool(config, num_workers=1,
-                              candidates_per_worker=candidates_per_worker)
-    try:
-      runs[candidates_per_worker] = [
-          record for step, actions in enumerate((first, second))
-          for record in pool.evaluate([evaluate.CandidateTask(step, 0,
-                                                              actions)])]
-    finally:
-      pool.shutdown()
-  (before_fresh, fresh), (before_used, used) = runs[1], runs[0]
-  assert fresh.worker != before_fresh.worker
+  first, second = quick_actions(filters=2), quick_actions()
+  pool = evaluate.LocalPool(config, num_workers=1, candidates_per_worker=2)
+  try:
+    before_used, used, fresh = [
+        record for step, actions in enumerate((first, second, second))
+        for record in pool.evaluate([evaluate.CandidateTask(step, 0,
+                                                            actions)])]
+  finally:
+    pool.shutdown()
   assert used.worker == before_used.worker
+  assert fresh.worker != used.worker
   assert fresh.ok and used.ok, (fresh.error, used.error)
   assert (fresh.accuracy, fresh.params, fresh.macs) == (
       used.accuracy, used.params, used.macs)

@@ -19,6 +19,7 @@ from akd_tf.nas import reward
 from akd_tf.space import arch
 from akd_tf.space import builder
 from akd_tf.space import search_space
+from search_testing import quick_actions
 
 SPACE = search_space.SearchSpace()
 DIGITS = data_lib.DataConfig(dataset="digits", train_size=256,
@@ -72,7 +73,7 @@ def test_model_trained_in_the_scope_is_freed_once_dropped():
   # Keras' train step registers a custom gradient whose closure held the
   # traced step, and through its captures every variable of the student.
   data = data_lib.load_data(DIGITS)
-  spec = arch.ArchSpec(SPACE.decode(SPACE.sample(0)), GLOBAL_PARAMS,
+  spec = arch.ArchSpec(SPACE.decode(quick_actions()), GLOBAL_PARAMS,
                        data.input_shape)
   student = builder.build_from_spec(spec)
   handles = [weakref.ref(v.value.handle) for v in student.weights]
@@ -91,7 +92,7 @@ def test_evaluated_candidate_leaves_no_gradient_registered(tmp_path):
   # traced a swish student and left its graphs registered for good.
   evaluator = evaluate.CandidateEvaluator(_eval_config(tmp_path))
   before = _registered()
-  record = evaluator.evaluate(evaluate.CandidateTask(0, 0, SPACE.sample(1)))
+  record = evaluator.evaluate(evaluate.CandidateTask(0, 0, quick_actions()))
   assert record.ok, record.error
   assert _registered() == before
 
