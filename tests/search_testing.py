@@ -9,8 +9,8 @@ from akd_tf.distill import data as data_lib
 from akd_tf.distill import distiller
 from akd_tf.distill import teacher as teacher_lib
 from akd_tf.latency import timing
+from akd_tf.nas import config as config_lib
 from akd_tf.nas import controller as controller_lib
-from akd_tf.nas import loop
 from akd_tf.nas import reward
 from akd_tf.space import arch
 from akd_tf.space import search_space
@@ -24,7 +24,7 @@ from akd_tf.space import search_space
 QUICK_SEED = 152
 
 
-def tiny_search_config(cache_dir: str, **changes) -> loop.SearchConfig:
+def tiny_search_config(cache_dir: str, **changes) -> config_lib.SearchConfig:
   """A digits search of 2 candidates on 1 worker, its controller seeded with
   QUICK_SEED; `changes` override any SearchConfig field."""
   proxy = distiller.TrainConfig(epochs=1, batch_size=32, kd_alpha=0.9, seed=3)
@@ -41,7 +41,7 @@ def tiny_search_config(cache_dir: str, **changes) -> loop.SearchConfig:
       latency=timing.LatencyConfig(runs=5, repeats=1, warmup=2),
       export=False)
   settings.update(changes)
-  return loop.SearchConfig(**settings)
+  return config_lib.SearchConfig(**settings)
 
 
 def quick_actions(filters: int = 0) -> tuple:

@@ -15,7 +15,9 @@ or analysis.
               top_table
   board       SearchBoard: TensorBoard scalars and an HParams session per
               candidate
-  loop        SearchConfig, run_search (sample, evaluate, reward, update;
-              resume) -> SearchResult, whose best record deploy trains
+  config      SearchConfig (a whole search's settings),
+              check_resume_config (what a resumed search must keep)
+  loop        run_search (sample, evaluate, reward, update; resume)
+              -> SearchResult, whose best record deploy trains
               (`akd_tf.deploy.pipeline`)
 """
