@@ -21,8 +21,8 @@ it in the driver before dispatching a batch, so timing never shares the CPU
 with a candidate's training.
 
 Public names: EvalConfig, CandidateTask, CandidateTimer, CandidateEvaluator,
-LocalPool, failed_record, error_text, set_worker_threads,
-DEFAULT_CANDIDATES_PER_WORKER.
+LocalPool, failed_record, error_text, prepare_worker_process,
+set_worker_threads, DEFAULT_CANDIDATES_PER_WORKER.
 """
 
 import collections
@@ -51,7 +51,8 @@ from akd_tf.space import search_space
 
 __all__ = ["CandidateEvaluator", "CandidateTask", "CandidateTimer",
            "DEFAULT_CANDIDATES_PER_WORKER", "EvalConfig", "LocalPool",
-           "error_text", "failed_record", "set_worker_threads"]
+           "error_text", "failed_record", "prepare_worker_process",
+           "set_worker_threads"]
 
 _ERROR_CHARS = 600
 # Measured (benchmarks/memory.py): a worker releasing each candidate still
@@ -398,6 +399,21 @@ def set_worker_threads(threads: int) -> None:
     tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
+def prepare_worker_process(threads: int) -> None:
+  """Sets this process up to evaluate candidates: once, before any TF op.
+
+  Every worker process of a pool (`LocalPool`, `ray_pool`) calls it: freed
+  large buffers go back to the system (`akd_tf.memory.return_large_buffers`)
+  and TensorFlow runs `threads` threads (`set_worker_threads`).
+
+  Args:
+    threads: TensorFlow's intra- and inter-op threads
+      (`EvalConfig.threads`); 0: TF's default.
+  """
+  memory.return_large_buffers()
+  set_worker_threads(threads)
+
+
 _WORKER = {}  # This worker process's config, data and (once used) evaluator.
 
 
@@ -407,8 +423,7 @@ def _init_worker(config: EvalConfig) -> None:
   The evaluator itself (which reads the teacher's logits) is made by the
   first candidate, so workers can start before the logits are written.
   """
-  memory.return_large_buffers()
-  set_worker_threads(config.threads)
+  prepare_worker_process(config.threads)
   _WORKER["config"] = config
   _WORKER["data"] = data_lib.load_data(config.data)
 

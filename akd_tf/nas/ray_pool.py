@@ -84,8 +84,7 @@ def _evaluator_for(setup_ref) -> evaluate.CandidateEvaluator:
   key = setup_ref.hex()
   if key not in _EVALUATORS:
     setup = import_ray().get(setup_ref)
-    memory.return_large_buffers()
-    evaluate.set_worker_threads(setup.config.threads)
+    evaluate.prepare_worker_process(setup.config.threads)
     _EVALUATORS.clear()
     _EVALUATORS[key] = evaluate.CandidateEvaluator(
         setup.config, data=setup.data, teacher_logits=setup.teacher_logits)
