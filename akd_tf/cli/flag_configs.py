@@ -25,7 +25,6 @@ from akd_tf.latency import measurer
 from akd_tf.latency import timing
 from akd_tf.nas import config as config_lib
 from akd_tf.nas import controller as controller_lib
-from akd_tf.nas import evaluate
 from akd_tf.nas import reward as reward_lib
 from akd_tf.space import arch
 
@@ -225,7 +224,7 @@ def define_run_flags(flag_values: flags.FlagValues = FLAGS):
                        "worker (0: TensorFlow's default).",
                        flag_values=flag_values)
   flags.DEFINE_integer(
-      "candidates_per_worker", evaluate.DEFAULT_CANDIDATES_PER_WORKER,
+      "candidates_per_worker", config_lib.DEFAULT_CANDIDATES_PER_WORKER,
       "Replace a worker process by a fresh one after it has evaluated this "
       "many candidates (0: never). A backstop against memory growth "
       "(README, Memory); results do not depend on it.",

@@ -9,7 +9,7 @@ training (`_RESUMABLE_CHANGES`). A config written by an older akd_tf has
 the settings added since then filled with the values it ran with.
 
 Public names: SearchConfig, check_resume_config, EXECUTORS,
-FINAL_STRATEGIES, REWARD_ACCURACIES.
+FINAL_STRATEGIES, REWARD_ACCURACIES, DEFAULT_CANDIDATES_PER_WORKER.
 """
 
 import dataclasses
@@ -25,12 +25,11 @@ from akd_tf.distill import training
 from akd_tf.latency import measurer
 from akd_tf.latency import timing
 from akd_tf.nas import controller as controller_lib
-from akd_tf.nas import evaluate
 from akd_tf.nas import reward as reward_lib
 from akd_tf.space import arch
 
-__all__ = ["EXECUTORS", "FINAL_STRATEGIES", "REWARD_ACCURACIES",
-           "SearchConfig", "check_resume_config"]
+__all__ = ["DEFAULT_CANDIDATES_PER_WORKER", "EXECUTORS", "FINAL_STRATEGIES",
+           "REWARD_ACCURACIES", "SearchConfig", "check_resume_config"]
 
 REWARD_ACCURACIES = ("kd", "ce")
 EXECUTORS = ("local", "ray")
@@ -41,6 +40,12 @@ _RESUMABLE_CHANGES = ("num_candidates", "num_workers", "final", "export",
                       "final_train_size", "executor", "ray_address",
                       "cpus_per_candidate", "gpus_per_candidate", "strategy",
                       "tpu", "candidates_per_worker")
+# Measured (benchmarks/memory.py): a worker releasing each candidate still
+# grew by about 6 MB per candidate (not Python objects; TensorFlow's native
+# side), against about 190 MB before. Replacing it every 50 candidates caps
+# that at about 300 MB above a 1 GB worker, for one worker start (importing
+# TensorFlow, loading the data: seconds) per 50 candidates of ~30 s each.
+DEFAULT_CANDIDATES_PER_WORKER = 50
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +125,7 @@ class SearchConfig:
   candidates_per_step: int = 1
   num_workers: int = 1
   threads_per_worker: int = 0
-  candidates_per_worker: int = evaluate.DEFAULT_CANDIDATES_PER_WORKER
+  candidates_per_worker: int = DEFAULT_CANDIDATES_PER_WORKER
   worker_onednn: bool = False
   teacher: str = "resnet_wide"
   teacher_output: str = "logits"

@@ -29,10 +29,10 @@ The search ends with its best record; training and exporting the winner
 into best/ is deployment's (`akd_tf.deploy.pipeline.search_and_export`, what
 akd-search runs), which this package does not import.
 
-Candidates are evaluated by local worker processes (`evaluate.LocalPool`,
-executor 'local') or as Ray tasks on a cluster (`ray_pool.RayPool`, executor
-'ray'); either way the controller and the history stay here and the history
-is the same.
+Candidates are evaluated by local worker processes (`local_pool.LocalPool`,
+executor 'local') or as Ray tasks on a cluster (`ray_pool.RayPool`,
+executor 'ray'); either way the controller and the history stay here and
+the history is the same.
 
 Public names: SearchResult, run_search.
 """
@@ -56,6 +56,7 @@ from akd_tf.nas import config as config_lib
 from akd_tf.nas import controller as controller_lib
 from akd_tf.nas import evaluate
 from akd_tf.nas import history
+from akd_tf.nas import local_pool
 from akd_tf.nas import report
 from akd_tf.space import arch
 from akd_tf.space import search_space
@@ -290,7 +291,7 @@ def _start_pool(config: config_lib.SearchConfig,
           candidates_per_worker=config.candidates_per_worker,
           onednn=config.worker_onednn)
     else:
-      pool = evaluate.LocalPool(
+      pool = local_pool.LocalPool(
           eval_config, config.num_workers,
           candidates_per_worker=config.candidates_per_worker,
           onednn=config.worker_onednn)
