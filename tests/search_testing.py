@@ -1,7 +1,7 @@
 """A search small enough for tests: scikit-learn's digits, candidates that
-train in seconds, a two-epoch built-in teacher, no export; and the actions of
-the quickest candidates, for tests that need a candidate, not a particular
-one."""
+train in seconds, a two-epoch built-in teacher, no export; the evaluation
+setup of such candidates without a teacher; and the actions of the quickest
+candidates, for tests that need a candidate, not a particular one."""
 
 import dataclasses
 
@@ -9,8 +9,9 @@ from akd_tf.distill import data as data_lib
 from akd_tf.distill import distiller
 from akd_tf.distill import teacher as teacher_lib
 from akd_tf.latency import timing
+from akd_tf.nas import config as config_lib
 from akd_tf.nas import controller as controller_lib
-from akd_tf.nas import loop
+from akd_tf.nas import evaluate
 from akd_tf.nas import reward
 from akd_tf.space import arch
 from akd_tf.space import search_space
@@ -24,7 +25,7 @@ from akd_tf.space import search_space
 QUICK_SEED = 152
 
 
-def tiny_search_config(cache_dir: str, **changes) -> loop.SearchConfig:
+def tiny_search_config(cache_dir: str, **changes) -> config_lib.SearchConfig:
   """A digits search of 2 candidates on 1 worker, its controller seeded with
   QUICK_SEED; `changes` override any SearchConfig field."""
   proxy = distiller.TrainConfig(epochs=1, batch_size=32, kd_alpha=0.9, seed=3)
@@ -41,7 +42,24 @@ def tiny_search_config(cache_dir: str, **changes) -> loop.SearchConfig:
       latency=timing.LatencyConfig(runs=5, repeats=1, warmup=2),
       export=False)
   settings.update(changes)
-  return loop.SearchConfig(**settings)
+  return config_lib.SearchConfig(**settings)
+
+
+def tiny_eval_config(tmp_path, **train_changes) -> evaluate.EvalConfig:
+  """The evaluation of digits candidates, trained plainly (kd_alpha 0) for
+  one epoch, their latencies cached in `tmp_path`; `train_changes` override
+  any TrainConfig field."""
+  train = distiller.TrainConfig(**{"epochs": 1, "batch_size": 32,
+                                   "kd_alpha": 0.0, **train_changes})
+  return evaluate.EvalConfig(
+      data=data_lib.DataConfig(dataset="digits", train_size=256,
+                               minival_size=200),
+      global_params=arch.GlobalParams(num_classes=10, batch_norm_momentum=0.9,
+                                      head_size=32, depth_multiplier=0.25),
+      space=search_space.SearchSpace().get_config(), train=train,
+      reward=reward.RewardConfig(target_ms=0.05),
+      latency=timing.LatencyConfig(runs=5, repeats=1, warmup=2),
+      latency_cache_path=str(tmp_path / "latency.jsonl"))
 
 
 def quick_actions(filters: int = 0) -> tuple:

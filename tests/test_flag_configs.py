@@ -8,7 +8,7 @@ from absl import flags
 import pytest
 
 from akd_tf.cli import flag_configs
-from akd_tf.nas import loop
+from akd_tf.nas import config as config_lib
 
 # Every flag search_config_from_flags reads -> the SearchConfig field it
 # sets, as a dotted path.
@@ -76,7 +76,7 @@ SHARED_FIELDS = {
 
 
 @pytest.fixture(name="from_flags", scope="module")
-def fixture_from_flags() -> loop.SearchConfig:
+def fixture_from_flags() -> config_lib.SearchConfig:
   """The SearchConfig of akd-search run without flags."""
   values = flags.FlagValues()
   flag_configs.define_all_flags(values)
@@ -111,7 +111,7 @@ def test_a_search_config_without_arguments_is_akd_search_without_flags(
   expected = from_flags.get_config()
   # num_classes comes from the data; the flags leave a placeholder.
   del expected["global_params"]["num_classes"]
-  actual = loop.SearchConfig().get_config()
+  actual = config_lib.SearchConfig().get_config()
   del actual["global_params"]["num_classes"]
   assert actual == expected
 

@@ -8,7 +8,6 @@ log and its exported winner.
 """
 
 import collections
-import dataclasses
 import json
 import os
 import re
@@ -21,13 +20,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from akd_tf.distill import data as data_lib
-from akd_tf.distill import distiller
 from akd_tf.nas import controller as controller_lib
 from akd_tf.nas import history
-from akd_tf.nas import loop
-from akd_tf.nas import reward
-from akd_tf.space import arch
 from akd_tf.space import search_space
 from search_testing import QUICK_SEED
 
@@ -211,57 +205,6 @@ def test_resume_with_other_settings_is_refused(tmp_path):
   result = run_to_end(model_dir, tmp_path / "cache")
   assert result.returncode == 1
   assert "holds a search with other settings" in result.stderr
-
-
-def _config(**changes):
-  config = loop.SearchConfig(
-      data=data_lib.DataConfig(dataset="digits"),
-      global_params=arch.GlobalParams(num_classes=10),
-      proxy=distiller.TrainConfig(), final=distiller.TrainConfig(),
-      reward=reward.RewardConfig(target_ms=0.05))
-  return dataclasses.replace(config, **changes)
-
-
-def test_search_saved_before_a_setting_existed_resumes(tmp_path):
-  # A setting added since the search was written did what its default did
-  # then: no BatchNormalization recalibration (today's default is 1000).
-  before = _config(proxy=distiller.TrainConfig(bn_recalibration_images=0))
-  saved = before.get_config()
-  del saved["teacher_output"]
-  del saved["candidates_per_worker"]
-  del saved["proxy"]["bn_recalibration_images"]
-  path = tmp_path / "search_config.json"
-  path.write_text(json.dumps(saved))
-  loop._check_resume_config(  # pylint: disable=protected-access
-      str(path), before.get_config())
-  path.write_text(json.dumps(saved))
-  with pytest.raises(ValueError, match=r"other settings of \['teacher_output'"):
-    loop._check_resume_config(  # pylint: disable=protected-access
-        str(path), dataclasses.replace(
-            before, teacher_output="probabilities").get_config())
-
-
-def test_search_saved_before_bn_recalibration_does_not_resume_with_it(
-    tmp_path):
-  saved = _config(
-      proxy=distiller.TrainConfig(bn_recalibration_images=0)).get_config()
-  del saved["proxy"]["bn_recalibration_images"]
-  path = tmp_path / "search_config.json"
-  path.write_text(json.dumps(saved))
-  with pytest.raises(ValueError, match=r"other settings of \['proxy'\]"):
-    loop._check_resume_config(  # pylint: disable=protected-access
-        str(path), _config().get_config())
-
-
-def test_candidates_per_worker_is_a_resumable_change(tmp_path):
-  # Which process evaluates a candidate does not change its record.
-  path = str(tmp_path / "search_config.json")
-  loop._check_resume_config(  # pylint: disable=protected-access
-      path, _config().get_config())
-  loop._check_resume_config(  # pylint: disable=protected-access
-      path, _config(candidates_per_worker=0).get_config())
-  with open(path) as f:
-    assert json.load(f)["candidates_per_worker"] == 0
 
 
 def test_too_few_candidates_for_reinforce_are_warned_about_at_start(

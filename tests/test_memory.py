@@ -15,6 +15,7 @@ from akd_tf.distill import data as data_lib
 from akd_tf.distill import distiller
 from akd_tf.latency import timing
 from akd_tf.nas import evaluate
+from akd_tf.nas import local_pool
 from akd_tf.nas import reward
 from akd_tf.space import arch
 from akd_tf.space import builder
@@ -123,7 +124,7 @@ def test_worker_memory_stays_flat_over_20_candidates(tmp_path):
   # A worker grew with every candidate: by about 225 MB when TensorFlow's
   # gradient registry kept each trained graph, then by 4-6 MB a candidate
   # from oneDNN's primitive caches and glibc's rising mmap threshold.
-  pool = evaluate.LocalPool(_eval_config(tmp_path), num_workers=1)
+  pool = local_pool.LocalPool(_eval_config(tmp_path), num_workers=1)
   resident_mb, workers = [], set()
   try:
     for index in range(20):

@@ -22,6 +22,7 @@ import pytest
 from akd_tf.distill import data as data_lib
 from akd_tf.distill import distiller
 from akd_tf.latency import timing
+from akd_tf.nas import config as config_lib
 from akd_tf.nas import controller as controller_lib
 from akd_tf.nas import history
 from akd_tf.nas import loop
@@ -229,7 +230,7 @@ def test_bad_executor_settings_are_clear_errors(tmp_path, changes, message):
 
 
 def test_ray_settings_are_resumable_changes(tmp_path):
-  check = loop._check_resume_config  # pylint: disable=protected-access
+  check = config_lib.check_resume_config
   path = tmp_path / "search_config.json"
   check(str(path), search_config(str(tmp_path)).get_config())
   on_ray = search_config(str(tmp_path), executor="ray", ray_address="auto",

@@ -13,14 +13,14 @@ import pytest
 from akd_tf.analysis import teacher_dependence as dependence
 from akd_tf.distill import data
 from akd_tf.distill import distiller
+from akd_tf.nas import config as config_lib
 from akd_tf.nas import history
-from akd_tf.nas import loop
 from akd_tf.nas import reward
 from akd_tf.space import arch
 from akd_tf.space import search_space
 
 SPACE = search_space.SearchSpace()
-CONFIG = loop.SearchConfig(
+CONFIG = config_lib.SearchConfig(
     data=data.DataConfig(dataset="digits"), global_params=arch.GlobalParams(),
     proxy=distiller.TrainConfig(), final=distiller.TrainConfig(),
     reward=reward.RewardConfig(target_ms=1.0))

@@ -1,11 +1,11 @@
 """The search's flags, defined once, and their conversion to config objects.
 
 `define_*_flags` define the flag groups (in absl's FLAGS, or in the
-FlagValues given); `search_config_from_flags` turns the parsed flags into a
-`loop.SearchConfig`, raising `app.UsageError` that names the flag for any
-bad value. `akd_tf.api.search` defines the same flags in a FlagValues of its
-own and fills it from its keyword arguments, so the Python API and
-akd-search share defaults, checks and messages.
+FlagValues given); `search_config_from_flags` turns the parsed flags into an
+`akd_tf.nas.config.SearchConfig`, raising `app.UsageError` that names the
+flag for any bad value. `akd_tf.api.search` defines the same flags in a
+FlagValues of its own and fills it from its keyword arguments, so the Python
+API and akd-search share defaults, checks and messages.
 """
 
 import dataclasses
@@ -23,9 +23,8 @@ from akd_tf.distill import teacher as teacher_lib
 from akd_tf.latency import device
 from akd_tf.latency import measurer
 from akd_tf.latency import timing
+from akd_tf.nas import config as config_lib
 from akd_tf.nas import controller as controller_lib
-from akd_tf.nas import evaluate
-from akd_tf.nas import loop
 from akd_tf.nas import reward as reward_lib
 from akd_tf.space import arch
 
@@ -178,7 +177,8 @@ def define_training_flags(flag_values: flags.FlagValues = FLAGS):
                      flag_values=flag_values)
   flags.DEFINE_integer("final_batch_size", 128, "Final batch size.",
                        flag_values=flag_values)
-  flags.DEFINE_enum("strategy", "one_device", list(loop.FINAL_STRATEGIES),
+  flags.DEFINE_enum("strategy", "one_device",
+                    list(config_lib.FINAL_STRATEGIES),
                     "tf.distribute strategy of the winner's final training "
                     "(candidates train one per worker): one_device (first "
                     "GPU or CPU), mirrored (all local GPUs, or --logical_cpus"
@@ -224,7 +224,7 @@ def define_run_flags(flag_values: flags.FlagValues = FLAGS):
                        "worker (0: TensorFlow's default).",
                        flag_values=flag_values)
   flags.DEFINE_integer(
-      "candidates_per_worker", evaluate.DEFAULT_CANDIDATES_PER_WORKER,
+      "candidates_per_worker", config_lib.DEFAULT_CANDIDATES_PER_WORKER,
       "Replace a worker process by a fresh one after it has evaluated this "
       "many candidates (0: never). A backstop against memory growth "
       "(README, Memory); results do not depend on it.",
@@ -426,7 +426,7 @@ _SEARCH_FLAG_OF = {
 
 
 def search_config_from_flags(f: flags.FlagValues = FLAGS):
-  """Returns the `loop.SearchConfig` the parsed flags describe.
+  """Returns the `SearchConfig` the parsed flags describe.
 
   Args:
     f: The parsed flags (absl's global FLAGS, or the FlagValues that
@@ -450,7 +450,7 @@ def search_config_from_flags(f: flags.FlagValues = FLAGS):
            "--strategy=tpu")
   recipe = teacher_lib.TeacherRecipe(epochs=f.teacher_epochs, seed=f.seed)
   return _build(
-      f, _SEARCH_FLAG_OF, loop.SearchConfig,
+      f, _SEARCH_FLAG_OF, config_lib.SearchConfig,
       data=data, global_params=global_params, proxy=proxy, final=final,
       reward=reward, final_train_size=f.final_train_size or None,
       reward_accuracy=f.reward_accuracy, controller=f.controller,

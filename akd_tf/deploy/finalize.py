@@ -133,7 +133,7 @@ def finalize(best: history.CandidateRecord, config,
 
   Args:
     best: The winning record.
-    config: The `akd_tf.nas.loop.SearchConfig` (final recipe, data,
+    config: The `akd_tf.nas.config.SearchConfig` (final recipe, data,
       strategy, export switch).
     global_params: The students' settings, num_classes matching the data.
     teacher_path: The teacher the winner distills from (a `.keras` file or

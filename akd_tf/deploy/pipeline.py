@@ -22,6 +22,7 @@ import time
 from typing import Callable
 
 from akd_tf.deploy import finalize
+from akd_tf.nas import config as config_lib
 from akd_tf.nas import loop
 
 __all__ = ["search_and_export"]
@@ -29,7 +30,7 @@ __all__ = ["search_and_export"]
 _LOG = logging.getLogger(__name__)
 
 
-def search_and_export(config: loop.SearchConfig, model_dir: str,
+def search_and_export(config: config_lib.SearchConfig, model_dir: str,
                       log: Callable[[str], None] = _LOG.info
                       ) -> loop.SearchResult:
   """Runs (or resumes) a search in `model_dir`, then trains its winner.

@@ -9,13 +9,17 @@ or analysis.
   history     History (crash-safe history.jsonl), CandidateRecord,
               load_history, to_dataframe
   evaluate    one candidate end to end: EvalConfig, CandidateTask,
-              CandidateTimer, CandidateEvaluator, LocalPool
+              CandidateTimer, CandidateEvaluator; prepare_worker_process
+  local_pool  LocalPool: candidates in local worker processes
   ray_pool    RayPool: the same pool as Ray tasks (optional extra)
   report      best_record, pareto_front, plot_pareto, plot_rewards,
               top_table
   board       SearchBoard: TensorBoard scalars and an HParams session per
               candidate
-  loop        SearchConfig, run_search (sample, evaluate, reward, update;
-              resume) -> SearchResult, whose best record deploy trains
+  config      SearchConfig (a whole search's settings),
+              check_resume_config (what a resumed search must keep),
+              DEFAULT_CANDIDATES_PER_WORKER
+  loop        run_search (sample, evaluate, reward, update; resume)
+              -> SearchResult, whose best record deploy trains
               (`akd_tf.deploy.pipeline`)
 """

@@ -7,32 +7,23 @@ computes its reward. Anything that goes wrong with one candidate (NaN loss,
 a failed conversion, out of memory, any other error) becomes a failed
 `CandidateRecord` carrying the error; only a broken setup raises.
 
-`LocalPool` runs evaluators in worker processes (spawned, so each has its own
-TensorFlow runtime); each worker loads the data and the cached teacher logits
-once. A worker that dies mid-candidate (killed, or by the kernel's OOM
-killer) costs that candidate a retry in a rebuilt pool, and after
-`max_retries` it is recorded as failed; the search goes on. A worker gives
-back what a candidate used once it is scored (`akd_tf.memory`), so it stays
-flat over a long search; as a backstop the pool replaces its workers after
-`candidates_per_worker` candidates each.
+The pools run evaluators in worker processes: `local_pool.LocalPool` on
+this machine, `ray_pool.RayPool` as Ray tasks. Each worker process calls
+`prepare_worker_process` once, before its first TensorFlow op.
 
 `CandidateTimer` measures a candidate's latency on its own; the search runs
 it in the driver before dispatching a batch, so timing never shares the CPU
 with a candidate's training.
 
 Public names: EvalConfig, CandidateTask, CandidateTimer, CandidateEvaluator,
-LocalPool, failed_record, error_text, set_worker_threads,
-DEFAULT_CANDIDATES_PER_WORKER.
+failed_record, error_text, prepare_worker_process, set_worker_threads.
 """
 
-import collections
-import concurrent.futures
 import dataclasses
-import multiprocessing
 import os
 import time
 import traceback
-from typing import Iterator, Optional, Sequence, Tuple, Union
+from typing import Optional, Tuple, Union
 
 import keras
 
@@ -50,16 +41,10 @@ from akd_tf.space import profile
 from akd_tf.space import search_space
 
 __all__ = ["CandidateEvaluator", "CandidateTask", "CandidateTimer",
-           "DEFAULT_CANDIDATES_PER_WORKER", "EvalConfig", "LocalPool",
-           "error_text", "failed_record", "set_worker_threads"]
+           "EvalConfig", "error_text", "failed_record",
+           "prepare_worker_process", "set_worker_threads"]
 
 _ERROR_CHARS = 600
-# Measured (benchmarks/memory.py): a worker releasing each candidate still
-# grew by about 6 MB per candidate (not Python objects; TensorFlow's native
-# side), against about 190 MB before. Replacing it every 50 candidates caps
-# that at about 300 MB above a 1 GB worker, for one worker start (importing
-# TensorFlow, loading the data: seconds) per 50 candidates of ~30 s each.
-DEFAULT_CANDIDATES_PER_WORKER = 50
 
 
 @dataclasses.dataclass(frozen=True)
@@ -398,140 +383,19 @@ def set_worker_threads(threads: int) -> None:
     tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
-_WORKER = {}  # This worker process's config, data and (once used) evaluator.
+def prepare_worker_process(threads: int) -> None:
+  """Sets this process up to evaluate candidates: once, before any TF op.
 
-
-def _init_worker(config: EvalConfig) -> None:
-  """Process-pool initializer: TensorFlow and the data, once per worker.
-
-  The evaluator itself (which reads the teacher's logits) is made by the
-  first candidate, so workers can start before the logits are written.
-  """
-  memory.return_large_buffers()
-  set_worker_threads(config.threads)
-  _WORKER["config"] = config
-  _WORKER["data"] = data_lib.load_data(config.data)
-
-
-def _worker_ready() -> int:
-  return os.getpid()
-
-
-def _evaluate_in_worker(task: CandidateTask) -> history.CandidateRecord:
-  if "evaluator" not in _WORKER:
-    _WORKER["evaluator"] = CandidateEvaluator(_WORKER["config"],
-                                              data=_WORKER["data"])
-  return _WORKER["evaluator"].evaluate(task)
-
-
-class LocalPool:
-  """Evaluates candidates in `num_workers` local worker processes.
+  Every worker process of a pool (`local_pool`, `ray_pool`) calls it: freed
+  large buffers go back to the system (`akd_tf.memory.return_large_buffers`)
+  and TensorFlow runs `threads` threads (`set_worker_threads`).
 
   Args:
-    config: The evaluation setup, sent to every worker once.
-    num_workers: Worker processes.
-    max_retries: Times a candidate is run again after its worker died; then
-      it is recorded as failed.
-    candidates_per_worker: Once a worker has evaluated this many candidates,
-      the workers are replaced by fresh processes before the next batch of
-      `evaluate` (0: never). A backstop: a worker releases each candidate
-      itself. Not `ProcessPoolExecutor(max_tasks_per_child=...)`: on Python
-      3.11-3.13 that executor stops replacing workers, and hangs, when more
-      tasks are queued than there are workers (CPython issue gh-115634).
-    onednn: Whether the workers' TensorFlow uses its oneDNN kernels. Off by
-      default: their caches grow a worker with every candidate
-      (`akd_tf.memory`).
-
-  Raises:
-    ValueError: num_workers < 1 or candidates_per_worker < 0.
+    threads: TensorFlow's intra- and inter-op threads
+      (`EvalConfig.threads`); 0: TF's default.
   """
-
-  def __init__(self, config: EvalConfig, num_workers: int,
-               max_retries: int = 1, candidates_per_worker: int = 0,
-               onednn: bool = False):
-    if num_workers < 1:
-      raise ValueError(f"num_workers={num_workers} must be >= 1")
-    if candidates_per_worker < 0:
-      raise ValueError(f"candidates_per_worker={candidates_per_worker} must "
-                       "be >= 0 (0: never replace a worker)")
-    self.config = config
-    self.num_workers = num_workers
-    self.max_retries = max_retries
-    self.candidates_per_worker = candidates_per_worker
-    self._environment = {} if onednn else memory.WORKER_ENVIRONMENT
-    self._executor = None
-    self._starting = []
-    self._evaluated = collections.Counter()  # Per worker of this executor.
-
-  def start(self) -> None:
-    """Starts the workers now (TensorFlow import, data) without waiting.
-
-    Otherwise they start with the first `evaluate`. Setup errors of a worker
-    (missing teacher logits) surface in `evaluate`.
-    """
-    self._starting = [self._submit(_worker_ready)
-                      for _ in range(self.num_workers)]
-
-  def wait_until_started(self) -> None:
-    """Returns once the workers `start` began are up and idle."""
-    concurrent.futures.wait(self._starting)
-    self._starting = []
-
-  def _submit(self, fn, *args) -> concurrent.futures.Future:
-    """Submits `fn(*args)`; the executor starts its workers here, so they
-    are spawned with the workers' environment."""
-    if self._executor is None:
-      self._executor = concurrent.futures.ProcessPoolExecutor(
-          max_workers=self.num_workers,
-          mp_context=multiprocessing.get_context("spawn"),
-          initializer=_init_worker, initargs=(self.config,))
-    with memory.child_environment(self._environment):
-      return self._executor.submit(fn, *args)
-
-  def _recycle_worn_workers(self) -> None:
-    """Replaces the workers once one has run `candidates_per_worker`."""
-    if (self.candidates_per_worker and self._evaluated and
-        max(self._evaluated.values()) >= self.candidates_per_worker):
-      self.shutdown()
-
-  def evaluate(self, tasks: Sequence[CandidateTask]
-               ) -> Iterator[history.CandidateRecord]:
-    """Evaluates `tasks`, yielding each record as soon as it is finished.
-
-    When a worker dies, every candidate in flight is run again in a new pool
-    (its result was never reported, so nothing is counted twice), up to
-    `max_retries` times; after that it is yielded as a failed record.
-    """
-    self._recycle_worn_workers()
-    attempts = {task: 0 for task in tasks}
-    pending = list(tasks)
-    while pending:
-      futures = {self._submit(_evaluate_in_worker, t): t for t in pending}
-      pending = []
-      for future in concurrent.futures.as_completed(futures):
-        task = futures[future]
-        try:
-          record = future.result()
-        except concurrent.futures.process.BrokenProcessPool as error:
-          attempts[task] += 1
-          if attempts[task] <= self.max_retries:
-            pending.append(task)
-          else:
-            yield failed_record(
-                task, self.config, f"worker process died (killed or out of "
-                f"memory) {attempts[task]} times: {error}")
-        else:
-          self._evaluated[record.worker] += 1
-          yield record
-      if pending:
-        self.shutdown()
-
-  def shutdown(self) -> None:
-    """Stops the workers."""
-    if self._executor is not None:
-      self._executor.shutdown(wait=True, cancel_futures=True)
-      self._executor = None
-    self._evaluated.clear()
+  memory.return_large_buffers()
+  set_worker_threads(threads)
 
 
 def failed_record(task: CandidateTask, config: EvalConfig,

@@ -1,11 +1,11 @@
 """Evaluation of search candidates as Ray tasks, on one machine or a cluster.
 
-`RayPool` has `LocalPool`'s interface (`start()` warms the workers up;
-`evaluate(tasks)` yields records as they finish; `shutdown()`), with Ray core
-as the engine: every candidate is
-a Ray task that asks for `cpus_per_candidate` CPUs and `gpus_per_candidate`
-GPUs and is retried `max_retries` times when its worker process or its node
-dies. The controller and the history stay on the driver; tasks return plain
+`RayPool` has `local_pool.LocalPool`'s interface (`start()` warms the
+workers up; `evaluate(tasks)` yields records as they finish; `shutdown()`),
+with Ray core as the engine: every candidate is a Ray task that asks for
+`cpus_per_candidate` CPUs and `gpus_per_candidate` GPUs and is retried
+`max_retries` times when its worker process or its node dies. The
+controller and the history stay on the driver; tasks return plain
 `history.CandidateRecord`s.
 
 The evaluation setup, the proxy data and the teacher's cached logits are put
@@ -84,8 +84,7 @@ def _evaluator_for(setup_ref) -> evaluate.CandidateEvaluator:
   key = setup_ref.hex()
   if key not in _EVALUATORS:
     setup = import_ray().get(setup_ref)
-    memory.return_large_buffers()
-    evaluate.set_worker_threads(setup.config.threads)
+    evaluate.prepare_worker_process(setup.config.threads)
     _EVALUATORS.clear()
     _EVALUATORS[key] = evaluate.CandidateEvaluator(
         setup.config, data=setup.data, teacher_logits=setup.teacher_logits)
