@@ -24,9 +24,10 @@ real values. Every loss is a `keras.losses` object, which Keras scales per
 replica, so the Distiller gives the same updated weights under
 `MirroredStrategy` as on one device.
 
-Public names: Distiller, TrainConfig, CandidateResult, CandidateDiverged,
-train_candidate, make_optimizer, set_bn_momentum, recalibrate_batch_norm,
-top1_accuracy, accuracy_of, OPTIMIZERS, LR_SCHEDULES.
+Public names: Distiller, check_alpha, check_temperature, TrainConfig,
+CandidateResult, CandidateDiverged, train_candidate, make_optimizer,
+set_bn_momentum, recalibrate_batch_norm, top1_accuracy, accuracy_of,
+OPTIMIZERS, LR_SCHEDULES.
 """
 
 import dataclasses
@@ -44,12 +45,18 @@ from akd_tf.distill import teacher as teacher_lib
 
 __all__ = ["CandidateDiverged", "CandidateResult", "Distiller",
            "LR_SCHEDULES", "OPTIMIZERS", "TrainConfig", "accuracy_of",
-           "make_optimizer", "recalibrate_batch_norm", "set_bn_momentum",
-           "top1_accuracy", "train_candidate"]
+           "check_alpha", "check_temperature", "make_optimizer",
+           "recalibrate_batch_norm", "set_bn_momentum", "top1_accuracy",
+           "train_candidate"]
 _NUMBER = (int, float)
 
 
-def _check_alpha(alpha) -> float:
+def check_alpha(alpha) -> float:
+  """Returns `alpha`, the weight of the distillation loss, as a float.
+
+  Raises:
+    ValueError: alpha is not a number in [0, 1].
+  """
   if isinstance(alpha, bool) or not isinstance(alpha, _NUMBER):
     raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
   if not 0.0 <= alpha <= 1.0:
@@ -58,7 +65,12 @@ def _check_alpha(alpha) -> float:
   return float(alpha)
 
 
-def _check_temperature(temperature) -> float:
+def check_temperature(temperature) -> float:
+  """Returns the distillation `temperature` as a float.
+
+  Raises:
+    ValueError: temperature is not a finite number > 0.
+  """
   if isinstance(temperature, bool) or not isinstance(temperature, _NUMBER):
     raise ValueError(f"temperature must be a number > 0, got {temperature!r}")
   if not temperature > 0.0 or math.isinf(temperature):
@@ -123,8 +135,8 @@ class Distiller(keras.Model):
                teacher_output: str = "logits",
                name: str = "distiller", **kwargs):
     super().__init__(name=name, **kwargs)
-    self.alpha = _check_alpha(alpha)
-    self.temperature = _check_temperature(temperature)
+    self.alpha = check_alpha(alpha)
+    self.temperature = check_temperature(temperature)
     if teacher_output not in teacher_lib.TEACHER_OUTPUTS:
       raise ValueError(f"teacher_output='{teacher_output}' is not one of "
                        f"{teacher_lib.TEACHER_OUTPUTS} (--teacher_output)")
@@ -405,8 +417,8 @@ class TrainConfig:
   verbose: int = 0
 
   def __post_init__(self):
-    _check_alpha(self.kd_alpha)
-    _check_temperature(self.kd_temperature)
+    check_alpha(self.kd_alpha)
+    check_temperature(self.kd_temperature)
     checks = (
         (self.epochs >= 1, f"epochs={self.epochs} must be >= 1"),
         (self.batch_size >= 1, f"batch_size={self.batch_size} must be >= 1"),
