@@ -25,8 +25,8 @@ def _nested_application(keras):
   about 1e-11 (a uniform teacher); they are recomputed on digits, which
   spreads its probabilities over 1e-3..0.8 as a teacher's are.
   """
+  from akd_tf.distill import candidate_training  # pylint: disable=g-import-not-at-top
   from akd_tf.distill import data  # pylint: disable=g-import-not-at-top
-  from akd_tf.distill import distiller  # pylint: disable=g-import-not-at-top
 
   def wrapped(application):
     inputs = keras.Input((8, 8, 1))
@@ -39,7 +39,8 @@ def _nested_application(keras):
       classifier_activation=activation)
   probabilities = make("softmax")
   digits = data.load_data(data.DataConfig("digits"))
-  distiller.recalibrate_batch_norm(wrapped(probabilities), digits.train, 512)
+  candidate_training.recalibrate_batch_norm(wrapped(probabilities),
+                                            digits.train, 512)
   logits = make(None)
   logits.set_weights(probabilities.get_weights())
   return wrapped(probabilities), wrapped(logits)

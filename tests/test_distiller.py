@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 
+from akd_tf.distill import candidate_training
 from akd_tf.distill import data
 from akd_tf.distill import distiller as distiller_lib
 from akd_tf.distill import teacher as teacher_lib
@@ -82,16 +83,16 @@ def test_temperature_must_be_positive(temperature):
   with pytest.raises(ValueError, match="temperature"):
     distiller_lib.Distiller(_plain_student(), temperature=temperature)
   with pytest.raises(ValueError, match="temperature"):
-    distiller_lib.TrainConfig(kd_temperature=temperature)
+    candidate_training.TrainConfig(kd_temperature=temperature)
 
 
 def test_train_config_validates_its_fields():
   with pytest.raises(ValueError, match=r"alpha=2 must be in \[0, 1\]"):
-    distiller_lib.TrainConfig(kd_alpha=2)
+    candidate_training.TrainConfig(kd_alpha=2)
   with pytest.raises(ValueError, match="optimizer='lamb'"):
-    distiller_lib.TrainConfig(optimizer="lamb")
+    candidate_training.TrainConfig(optimizer="lamb")
   with pytest.raises(ValueError, match="epochs=0"):
-    distiller_lib.TrainConfig(epochs=0)
+    candidate_training.TrainConfig(epochs=0)
 
 
 def test_incompatible_teacher_is_refused():
@@ -122,7 +123,7 @@ def test_plain_training_needs_no_teacher_and_logs_real_values(digits):
 def test_top1_accuracy_counts_rows_whose_largest_logit_is_the_label():
   logits = np.array([[0.1, 2.0, -1.0], [3.0, 0.0, 0.0], [0.0, 0.0, 5.0],
                      [1.0, 4.0, 2.0]], np.float32)
-  assert distiller_lib.top1_accuracy(logits, np.array([1, 0, 1, 2])) == 0.5
+  assert candidate_training.top1_accuracy(logits, np.array([1, 0, 1, 2])) == 0.5
 
 
 def test_accuracy_of_matches_the_distillers_accuracy_metric(digits):
@@ -132,7 +133,7 @@ def test_accuracy_of_matches_the_distillers_accuracy_metric(digits):
                 shuffle=False)
   metric = distiller.evaluate(data.make_dataset(digits.test, 100),
                               verbose=0, return_dict=True)["accuracy"]
-  accuracy = distiller_lib.accuracy_of(distiller.student, digits.test,
+  accuracy = candidate_training.accuracy_of(distiller.student, digits.test,
                                        batch_size=100)
   assert 0.2 < accuracy < 1.0
   assert accuracy * digits.test.size == round(accuracy * digits.test.size)
@@ -340,10 +341,10 @@ def test_short_training_needs_bn_momentum_0_9_or_recalibration(digits):
   for momentum, recalibration in ((0.9, 0), (0.99, 0), (0.99, 1000)):
     keras.utils.set_random_seed(0)
     student = _bn_student(0.99)
-    config = distiller_lib.TrainConfig(
+    config = candidate_training.TrainConfig(
         epochs=5, batch_size=64, kd_alpha=0.0, learning_rate=3e-3,
         bn_momentum=momentum, bn_recalibration_images=recalibration)
-    result = distiller_lib.train_candidate(student, digits.train,
+    result = candidate_training.train_candidate(student, digits.train,
                                            digits.minival, config)
     accuracy[momentum, recalibration] = result.accuracy
   assert accuracy[0.9, 0] > 0.8, accuracy
@@ -354,8 +355,8 @@ def test_short_training_needs_bn_momentum_0_9_or_recalibration(digits):
 def test_train_candidate_reports_accuracy_losses_and_phase_times(
     digits, digits_teacher):
   logits = teacher_lib.teacher_logits(digits_teacher, digits.train)
-  config = distiller_lib.TrainConfig(epochs=2, batch_size=64)
-  result = distiller_lib.train_candidate(_plain_student(), digits.train,
+  config = candidate_training.TrainConfig(epochs=2, batch_size=64)
+  result = candidate_training.train_candidate(_plain_student(), digits.train,
                                          digits.minival, config,
                                          teacher_logits=logits)
   assert result.mode == "kd_cached"
@@ -363,22 +364,22 @@ def test_train_candidate_reports_accuracy_losses_and_phase_times(
   assert result.train_seconds > 0 and result.eval_seconds > 0
   assert result.train_distillation_loss > 0 and result.loss > 0
   assert len(result.history["loss"]) == 2
-  online = distiller_lib.train_candidate(_plain_student(), digits.train,
+  online = candidate_training.train_candidate(_plain_student(), digits.train,
                                          digits.minival, config,
                                          teacher=digits_teacher)
   assert online.mode == "kd_online"
   assert online.accuracy == pytest.approx(result.accuracy, abs=0.02)
-  plain = distiller_lib.train_candidate(
+  plain = candidate_training.train_candidate(
       _plain_student(), digits.train, digits.minival,
-      distiller_lib.TrainConfig(epochs=1, kd_alpha=0.0))
+      candidate_training.TrainConfig(epochs=1, kd_alpha=0.0))
   assert plain.mode == "plain" and plain.train_distillation_loss == 0.0
 
 
 def test_kd_candidate_without_teacher_is_refused(digits):
   with pytest.raises(ValueError, match="needs a teacher or cached"):
-    distiller_lib.train_candidate(_plain_student(), digits.train,
+    candidate_training.train_candidate(_plain_student(), digits.train,
                                   digits.minival,
-                                  distiller_lib.TrainConfig(kd_alpha=0.5))
+                                  candidate_training.TrainConfig(kd_alpha=0.5))
 
 
 def test_diverged_candidate_raises_candidate_diverged(digits):
@@ -386,11 +387,11 @@ def test_diverged_candidate_raises_candidate_diverged(digits):
   x = keras.layers.Rescaling(float("inf"))(inputs)  # 0 * inf is NaN.
   broken = keras.Model(inputs, keras.layers.Dense(10)(
       keras.layers.Flatten()(x)))
-  with pytest.raises(distiller_lib.CandidateDiverged,
+  with pytest.raises(candidate_training.CandidateDiverged,
                      match="non-finite loss") as e:
-    distiller_lib.train_candidate(
+    candidate_training.train_candidate(
         broken, digits.train, digits.minival,
-        distiller_lib.TrainConfig(epochs=3, kd_alpha=0.0))
+        candidate_training.TrainConfig(epochs=3, kd_alpha=0.0))
   assert e.value.train_seconds > 0
   assert not np.isfinite(e.value.history["loss"][-1])
   assert len(e.value.history["loss"]) == 1  # Stopped in the first epoch.
@@ -404,7 +405,7 @@ def test_bn_recalibration_sets_the_exact_mean_statistics():
   inputs = keras.Input((2, 2, 1))
   model = keras.Model(inputs, keras.layers.BatchNormalization(
       momentum=0.99)(inputs))
-  used = distiller_lib.recalibrate_batch_norm(model, split, images=200,
+  used = candidate_training.recalibrate_batch_norm(model, split, images=200,
                                               batch_size=100)
   assert used == 200
   layer = model.layers[-1]
