@@ -1,6 +1,6 @@
-"""Test setup shared by every test module: quiet TensorFlow, CPU only, the
-probability teachers of the teacher and distillation tests, and the tiny
-student of the latency tests."""
+"""Test setup shared by every test module: quiet TensorFlow, CPU only,
+digits and a teacher trained on it, the probability teachers of the teacher
+and distillation tests, and the tiny student of the latency tests."""
 
 import os
 
@@ -15,6 +15,26 @@ def pytest_configure(config):
       "markers", "slow: end-to-end runs of a minute or more (kept few)")
   # NumPy 2 warns on every Keras tensor -> array conversion.
   config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning")
+
+
+@pytest.fixture(scope="module")
+def digits():
+  """scikit-learn's digits as 8x8x1 images of 10 classes."""
+  from akd_tf.distill import data  # pylint: disable=g-import-not-at-top
+  return data.load_data(data.DataConfig("digits"))
+
+
+@pytest.fixture(scope="module")
+def digits_teacher(digits):  # pylint: disable=redefined-outer-name
+  """A small CNN teacher trained for 2 epochs on `digits`; it outputs
+  logits."""
+  import keras  # pylint: disable=g-import-not-at-top
+  from akd_tf.distill import teacher  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(0)
+  model = teacher.build_teacher("cnn_deep", digits.input_shape, 10)
+  teacher.train_teacher(model, digits, teacher.TeacherRecipe(
+      epochs=2, batch_size=64))
+  return model
 
 
 def _nested_application(keras):
