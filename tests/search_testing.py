@@ -5,8 +5,8 @@ candidates, for tests that need a candidate, not a particular one."""
 
 import dataclasses
 
+from akd_tf.distill import candidate_training
 from akd_tf.distill import data as data_lib
-from akd_tf.distill import distiller
 from akd_tf.distill import teacher as teacher_lib
 from akd_tf.latency import timing
 from akd_tf.nas import config as config_lib
@@ -28,7 +28,8 @@ QUICK_SEED = 152
 def tiny_search_config(cache_dir: str, **changes) -> config_lib.SearchConfig:
   """A digits search of 2 candidates on 1 worker, its controller seeded with
   QUICK_SEED; `changes` override any SearchConfig field."""
-  proxy = distiller.TrainConfig(epochs=1, batch_size=32, kd_alpha=0.9, seed=3)
+  proxy = candidate_training.TrainConfig(epochs=1, batch_size=32,
+                                         kd_alpha=0.9, seed=3)
   settings = dict(
       data=data_lib.DataConfig(dataset="digits", train_size=320,
                                minival_size=300),
@@ -49,8 +50,8 @@ def tiny_eval_config(tmp_path, **train_changes) -> evaluate.EvalConfig:
   """The evaluation of digits candidates, trained plainly (kd_alpha 0) for
   one epoch, their latencies cached in `tmp_path`; `train_changes` override
   any TrainConfig field."""
-  train = distiller.TrainConfig(**{"epochs": 1, "batch_size": 32,
-                                   "kd_alpha": 0.0, **train_changes})
+  train = candidate_training.TrainConfig(**{"epochs": 1, "batch_size": 32,
+                                            "kd_alpha": 0.0, **train_changes})
   return evaluate.EvalConfig(
       data=data_lib.DataConfig(dataset="digits", train_size=256,
                                minival_size=200),

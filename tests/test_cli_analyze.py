@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import pytest
 
+from akd_tf.distill import candidate_training
 from akd_tf.distill import data
-from akd_tf.distill import distiller
 from akd_tf.nas import config as config_lib
 from akd_tf.nas import history
 from akd_tf.nas import reward
@@ -22,7 +22,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPACE = search_space.SearchSpace()
 CONFIG = config_lib.SearchConfig(
     data=data.DataConfig(dataset="digits"), global_params=arch.GlobalParams(),
-    proxy=distiller.TrainConfig(), final=distiller.TrainConfig(),
+    proxy=candidate_training.TrainConfig(),
+    final=candidate_training.TrainConfig(),
     reward=reward.RewardConfig(target_ms=1.0))
 
 

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
+from akd_tf.distill import candidate_training
 from akd_tf.distill import data as data_lib
-from akd_tf.distill import distiller
 from akd_tf.nas import config as config_lib
 from akd_tf.nas import reward
 from akd_tf.space import arch
@@ -18,7 +18,8 @@ def _config(**changes):
   config = config_lib.SearchConfig(
       data=data_lib.DataConfig(dataset="digits"),
       global_params=arch.GlobalParams(num_classes=10),
-      proxy=distiller.TrainConfig(), final=distiller.TrainConfig(),
+      proxy=candidate_training.TrainConfig(),
+      final=candidate_training.TrainConfig(),
       reward=reward.RewardConfig(target_ms=0.05))
   return dataclasses.replace(config, **changes)
 
@@ -26,7 +27,8 @@ def _config(**changes):
 def test_search_saved_before_a_setting_existed_resumes(tmp_path):
   # A setting added since the search was written did what its default did
   # then: no BatchNormalization recalibration (today's default is 1000).
-  before = _config(proxy=distiller.TrainConfig(bn_recalibration_images=0))
+  before = _config(
+      proxy=candidate_training.TrainConfig(bn_recalibration_images=0))
   saved = before.get_config()
   del saved["teacher_output"]
   del saved["candidates_per_worker"]
@@ -42,8 +44,8 @@ def test_search_saved_before_a_setting_existed_resumes(tmp_path):
 
 def test_search_saved_before_bn_recalibration_does_not_resume_with_it(
     tmp_path):
-  saved = _config(
-      proxy=distiller.TrainConfig(bn_recalibration_images=0)).get_config()
+  saved = _config(proxy=candidate_training.TrainConfig(
+      bn_recalibration_images=0)).get_config()
   del saved["proxy"]["bn_recalibration_images"]
   path = tmp_path / "search_config.json"
   path.write_text(json.dumps(saved))

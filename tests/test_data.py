@@ -17,11 +17,6 @@ needs_fashion = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def digits():
-  return data.load_data(data.DataConfig("digits"))
-
-
-@pytest.fixture(scope="module")
 def fashion():
   return data.load_data(data.DataConfig("fashion_mnist", train_size=2000,
                                         minival_size=500, test_size=300))

@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
+from akd_tf.distill import candidate_training
 from akd_tf.distill import data as data_lib
-from akd_tf.distill import distiller
 from akd_tf.latency import timing
 from akd_tf.nas import evaluate
 from akd_tf.nas import history
@@ -125,8 +125,9 @@ def test_int8_latency_of_untrained_se_student_is_measured(tmp_path):
 
 def test_kd_without_teacher_is_a_setup_error(tmp_path):
   config = tiny_eval_config(tmp_path)
-  config = evaluate.EvalConfig(**{**config.__dict__, "train":
-                                  distiller.TrainConfig(kd_alpha=0.5)})
+  config = evaluate.EvalConfig(**{
+      **config.__dict__,
+      "train": candidate_training.TrainConfig(kd_alpha=0.5)})
   with pytest.raises(ValueError, match="needs teacher_logits_path"):
     evaluate.CandidateEvaluator(config)
 

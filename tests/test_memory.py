@@ -11,8 +11,8 @@ import pytest
 import tensorflow as tf
 
 from akd_tf import memory
+from akd_tf.distill import candidate_training
 from akd_tf.distill import data as data_lib
-from akd_tf.distill import distiller
 from akd_tf.latency import timing
 from akd_tf.nas import evaluate
 from akd_tf.nas import local_pool
@@ -29,8 +29,8 @@ DIGITS = data_lib.DataConfig(dataset="digits", train_size=256,
 GLOBAL_PARAMS = arch.GlobalParams(num_classes=10, batch_norm_momentum=0.9,
                                   head_size=32, depth_multiplier=0.25,
                                   activation="swish")
-TRAIN = distiller.TrainConfig(epochs=1, batch_size=32, kd_alpha=0.0,
-                              bn_recalibration_images=64)
+TRAIN = candidate_training.TrainConfig(epochs=1, batch_size=32, kd_alpha=0.0,
+                                       bn_recalibration_images=64)
 
 
 def _eval_config(tmp_path) -> evaluate.EvalConfig:
@@ -79,8 +79,8 @@ def test_model_trained_in_the_scope_is_freed_once_dropped():
   student = builder.build_from_spec(spec)
   handles = [weakref.ref(v.value.handle) for v in student.weights]
   with memory.scoped_custom_gradients():
-    result = distiller.train_candidate(student, data.train, data.minival,
-                                       TRAIN)
+    result = candidate_training.train_candidate(student, data.train,
+                                                data.minival, TRAIN)
   assert 0.0 <= result.accuracy <= 1.0
   del student
   gc.collect()

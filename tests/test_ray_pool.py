@@ -19,8 +19,8 @@ import time
 
 import pytest
 
+from akd_tf.distill import candidate_training
 from akd_tf.distill import data as data_lib
-from akd_tf.distill import distiller
 from akd_tf.latency import timing
 from akd_tf.nas import config as config_lib
 from akd_tf.nas import controller as controller_lib
@@ -164,7 +164,8 @@ def fixture_three_on_one_worker(tmp_path_factory):
       global_params=arch.GlobalParams(num_classes=10, batch_norm_momentum=0.9,
                                       head_size=32, depth_multiplier=0.25),
       space=space.get_config(),
-      train=distiller.TrainConfig(epochs=1, batch_size=32, kd_alpha=0.0),
+      train=candidate_training.TrainConfig(epochs=1, batch_size=32,
+                                           kd_alpha=0.0),
       reward=reward.RewardConfig(target_ms=0.05),
       latency=timing.LatencyConfig(runs=5, repeats=1, warmup=2),
       latency_cache_path=str(tmp_path_factory.mktemp("ray_pool") /

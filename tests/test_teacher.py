@@ -7,14 +7,8 @@ import keras
 import numpy as np
 import pytest
 
-from akd_tf.distill import data
 from akd_tf.distill import distiller as distiller_lib
 from akd_tf.distill import teacher
-
-
-@pytest.fixture(scope="module")
-def digits():
-  return data.load_data(data.DataConfig("digits"))
 
 
 def _small_model(input_shape=(8, 8, 1), classes=10, activation=None):

@@ -16,8 +16,8 @@ from typing import Dict
 from absl import app
 from absl import flags
 
+from akd_tf.distill import candidate_training
 from akd_tf.distill import data as data_lib
-from akd_tf.distill import distiller
 from akd_tf.distill import image_folder
 from akd_tf.distill import teacher as teacher_lib
 from akd_tf.latency import device
@@ -156,7 +156,8 @@ def define_training_flags(flag_values: flags.FlagValues = FLAGS):
                        flag_values=flag_values)
   flags.DEFINE_float("proxy_learning_rate", 2e-3, "Learning rate of "
                      "candidates.", flag_values=flag_values)
-  flags.DEFINE_enum("optimizer", "adam", list(distiller.OPTIMIZERS),
+  flags.DEFINE_enum("optimizer", "adam",
+                    list(candidate_training.OPTIMIZERS),
                     "Optimizer of candidates and the final student.",
                     flag_values=flag_values)
   flags.DEFINE_float("kd_alpha", 0.9, "Weight of the KD term in [0, 1].",
@@ -343,7 +344,7 @@ def _train_configs(f):
                      "temperature": "kd_temperature",
                      "bn_momentum": "bn_momentum",
                      "bn_recalibration_images": "bn_recalibration_images"},
-                 distiller.TrainConfig,
+                 candidate_training.TrainConfig,
                  epochs=f.proxy_epochs, batch_size=f.proxy_batch_size,
                  learning_rate=f.proxy_learning_rate, optimizer=f.optimizer,
                  kd_alpha=f.kd_alpha, kd_temperature=f.kd_temperature,

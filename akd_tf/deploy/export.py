@@ -46,8 +46,8 @@ import numpy as np
 import tensorflow as tf
 
 from akd_tf import config_checks
+from akd_tf.distill import candidate_training
 from akd_tf.distill import data as data_lib
-from akd_tf.distill import distiller
 from akd_tf.latency import convert
 from akd_tf.latency import native_output
 from akd_tf.latency import timing
@@ -364,7 +364,7 @@ class _Verifier:
     self.images = images
     self.labels = labels
     self.reference = reference
-    self.keras_top1 = distiller.top1_accuracy(reference, labels)
+    self.keras_top1 = candidate_training.top1_accuracy(reference, labels)
     self.latency = latency
     self.log = log
     self.artifacts: Dict[str, Artifact] = {}
@@ -373,7 +373,7 @@ class _Verifier:
              float_model: bool, tflite: Optional[bytes] = None) -> None:
     """Records artifact `name` from its logits on the images (and times the
     .tflite when given)."""
-    top1 = distiller.top1_accuracy(logits, self.labels)
+    top1 = candidate_training.top1_accuracy(logits, self.labels)
     self.artifacts[name] = Artifact(
         name=name, path=path,
         size_bytes=_size(path) if path and os.path.exists(path) else 0,

@@ -146,7 +146,7 @@ def finalize(best: history.CandidateRecord, config,
     A `FinalResult`; its latency is NaN when the search does not export.
 
   Raises:
-    distiller.CandidateDiverged: final training diverged.
+    candidate_training.CandidateDiverged: final training diverged.
     training.JobInputError: the data or the teacher do not fit.
     akd_tf.latency.errors.ConversionError: export to TFLite failed.
   """

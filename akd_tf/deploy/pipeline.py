@@ -51,7 +51,7 @@ def search_and_export(config: config_lib.SearchConfig, model_dir: str,
 
   Raises:
     ValueError, FileNotFoundError, ImportError: see `loop.run_search`.
-    distiller.CandidateDiverged: the final training diverged.
+    candidate_training.CandidateDiverged: the final training diverged.
     akd_tf.distill.training.JobInputError: the final data or the teacher
       do not fit.
     akd_tf.latency.errors.ConversionError: export to TFLite failed.

@@ -34,6 +34,7 @@ import keras
 import tensorflow as tf
 
 from akd_tf import config_checks
+from akd_tf.distill import candidate_training
 from akd_tf.distill import data as data_lib
 from akd_tf.distill import distiller as distiller_lib
 from akd_tf.distill import teacher as teacher_lib
@@ -229,7 +230,7 @@ class TrainJob:
   role: str
   model_dir: str
   data: data_lib.DataConfig
-  train: distiller_lib.TrainConfig
+  train: candidate_training.TrainConfig
   arch: Optional[arch_lib.ArchSpec] = None
   teacher: Optional[str] = None
   teacher_path: Optional[str] = None
@@ -332,7 +333,7 @@ def _accuracies(model_path: str, splits: Sequence[data_lib.Split],
   """Accuracies of the saved model on every example of each split, on one
   device."""
   model = keras.saving.load_model(model_path, safe_mode=True)
-  return tuple(distiller_lib.accuracy_of(model, split, batch_size)
+  return tuple(candidate_training.accuracy_of(model, split, batch_size)
                for split in splits)
 
 
@@ -358,8 +359,8 @@ def _load_job_data(job: TrainJob, replicas: int, log) -> data_lib.Data:
   return data
 
 
-def _global_recipe(train: distiller_lib.TrainConfig, data: data_lib.Data,
-                   replicas: int) -> distiller_lib.TrainConfig:
+def _global_recipe(train: candidate_training.TrainConfig, data: data_lib.Data,
+                   replicas: int) -> candidate_training.TrainConfig:
   """The per-replica recipe scaled to all replicas: batch sizes and the
   learning rate times their number."""
   return dataclasses.replace(
@@ -399,7 +400,7 @@ def _build_model(job, data, config, strategy):
       except ValueError as error:
         raise JobInputError("arch", str(error)) from error
     if config.bn_momentum is not None:
-      distiller_lib.set_bn_momentum(model, config.bn_momentum)
+      candidate_training.set_bn_momentum(model, config.bn_momentum)
   return model, spec
 
 
@@ -435,8 +436,9 @@ def _compiled_distiller(job, model, teacher, mode, config, steps, strategy,
         model, teacher=teacher if mode == "kd_online" else None,
         alpha=config.kd_alpha if job.role == "student" else 0.0,
         temperature=config.kd_temperature, teacher_output=job.teacher_output)
-    distiller.compile(optimizer=distiller_lib.make_optimizer(config, steps),
-                      jit_compile=config.jit_compile)
+    distiller.compile(
+        optimizer=candidate_training.make_optimizer(config, steps),
+        jit_compile=config.jit_compile)
   if mode == "kd_online":
     # On the split: reading the shuffled pipeline would move it on.
     distiller.check_teacher_output(teacher_lib.sample_images(data.train))
@@ -448,7 +450,7 @@ def _fit(job, model, distiller, train, minival, mode, config, callbacks,
   """Trains (resumably) for the recipe's epochs; returns the seconds.
 
   Raises:
-    distiller_lib.CandidateDiverged: the loss became NaN or infinite.
+    candidate_training.CandidateDiverged: the loss became NaN or infinite.
   """
   log(f"training {job.role} '{model.name}' ({model.count_params():,} "
       f"params, {mode}) for {config.epochs} epoch(s), global batch "
@@ -459,7 +461,7 @@ def _fit(job, model, distiller, train, minival, mode, config, callbacks,
                           log=log, verbose=config.verbose)
   seconds = time.perf_counter() - start
   if distiller.stop_training:
-    raise distiller_lib.CandidateDiverged(
+    raise candidate_training.CandidateDiverged(
         f"training diverged: loss {history.history.get('loss')}",
         history.history, seconds)
   return seconds
@@ -501,7 +503,7 @@ def run_job(job: TrainJob,
   Raises:
     JobInputError: the data, teacher or architecture is missing or does
       not fit; `source` says which.
-    distiller_lib.CandidateDiverged: the loss became NaN or infinite.
+    candidate_training.CandidateDiverged: the loss became NaN or infinite.
   """
   model_path = os.path.join(job.model_dir, f"{job.role}.keras")
   result_path = os.path.join(job.model_dir, "result.json")
@@ -524,7 +526,7 @@ def run_job(job: TrainJob,
   seconds = _fit(job, model, distiller, train, minival, mode, config,
                  callbacks, log)
   if config.bn_recalibration_images:
-    used = distiller_lib.recalibrate_batch_norm(
+    used = candidate_training.recalibrate_batch_norm(
         model, data.train, config.bn_recalibration_images,
         job.train.eval_batch_size)
     log(f"BatchNormalization statistics recomputed over {used} training "

@@ -18,8 +18,8 @@ import os
 from typing import Optional
 
 from akd_tf import config_checks
+from akd_tf.distill import candidate_training
 from akd_tf.distill import data as data_lib
-from akd_tf.distill import distiller
 from akd_tf.distill import teacher as teacher_lib
 from akd_tf.distill import training
 from akd_tf.latency import measurer
@@ -113,8 +113,10 @@ class SearchConfig:
       dataset="fashion_mnist", train_size=5000, minival_size=2000)
   global_params: arch.GlobalParams = arch.GlobalParams(
       batch_norm_momentum=0.9)
-  proxy: distiller.TrainConfig = distiller.TrainConfig(epochs=1)
-  final: distiller.TrainConfig = distiller.TrainConfig(epochs=5)
+  proxy: candidate_training.TrainConfig = candidate_training.TrainConfig(
+      epochs=1)
+  final: candidate_training.TrainConfig = candidate_training.TrainConfig(
+      epochs=5)
   reward: reward_lib.RewardConfig = reward_lib.RewardConfig(target_ms=1.0)
   final_train_size: Optional[int] = None
   reward_accuracy: str = "kd"
@@ -198,7 +200,7 @@ class SearchConfig:
     """A JSON-serializable description (sub-configs as dicts)."""
     return json.loads(json.dumps(dataclasses.asdict(self)))
 
-  def proxy_recipe(self) -> distiller.TrainConfig:
+  def proxy_recipe(self) -> candidate_training.TrainConfig:
     """The recipe candidates are trained with for their reward."""
     if self.reward_accuracy == "ce":
       return dataclasses.replace(self.proxy, kd_alpha=0.0)

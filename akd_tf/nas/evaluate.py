@@ -28,8 +28,8 @@ from typing import Optional, Tuple, Union
 import keras
 
 from akd_tf import memory
+from akd_tf.distill import candidate_training
 from akd_tf.distill import data as data_lib
-from akd_tf.distill import distiller
 from akd_tf.distill import teacher as teacher_lib
 from akd_tf.latency import measurer as measurer_lib
 from akd_tf.latency import timing
@@ -74,7 +74,7 @@ class EvalConfig:
   data: data_lib.DataConfig
   global_params: arch.GlobalParams
   space: dict
-  train: distiller.TrainConfig
+  train: candidate_training.TrainConfig
   reward: reward_lib.RewardConfig
   latency_mode: str = "measured"
   latency: timing.LatencyConfig = timing.LatencyConfig()
@@ -170,7 +170,7 @@ class _Attempt:
 
   def failure(self, error: BaseException) -> history.CandidateRecord:
     """The failed record of `error`, raised in the current phase."""
-    if isinstance(error, distiller.CandidateDiverged):
+    if isinstance(error, candidate_training.CandidateDiverged):
       self.timings["train"] = error.train_seconds
       return self.record(history.STATUS_FAILED,
                          f"diverged: {error_text(error)}")
@@ -359,7 +359,7 @@ class CandidateEvaluator:
       attempt.timings["build"] = time.perf_counter() - start
       self._measure_latency(attempt, spec, model)
       attempt.phase = "train"
-      trained = distiller.train_candidate(
+      trained = candidate_training.train_candidate(
           model, self.data.train, self.data.minival, self.config.train,
           teacher=self.teacher, teacher_logits=self.teacher_logits,
           teacher_output=self.config.teacher_output)
