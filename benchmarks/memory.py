@@ -31,6 +31,10 @@ and those with TensorFlow's oneDNN kernels in the worker from
   nice -n 10 python benchmarks/memory.py --worker_onednn \\
       --num_candidates=20 --label=onednn
 
+and those of glibc's malloc instead of jemalloc in the worker from
+
+  nice -n 10 python benchmarks/memory.py --worker_allocator=system
+
 With --controller=random and the same seed, runs see the same candidates:
 started together, their median training seconds per candidate compare
 under the same load.
@@ -69,7 +73,9 @@ _CANDIDATE_LINE = re.compile(r"^\[\d+/\d+\] ")
 _ARGS = []  # The flags this run was given, defaults included.
 
 LABEL = flags.DEFINE_string(
-    "label", None, "Name of this run in memory.json (default: 'after' when "
+    "label", None, "Name of this run in memory.json (default: the workers' "
+    "allocator, 'jemalloc' or 'system', when the akd_tf imported has one; "
+    "else 'after' when "
     "the akd_tf imported has akd_tf.memory, else 'before').")
 flag_configs.define_data_flags()
 flag_configs.define_student_flags()
@@ -195,7 +201,8 @@ def main(argv):
     # The worker is measured, not replaced.
     config = dataclasses.replace(config, candidates_per_worker=0)
   has_release = importlib.util.find_spec("akd_tf.memory") is not None
-  label = LABEL.value or ("after" if has_release else "before")
+  label = LABEL.value or getattr(config, "worker_allocator", None) or (
+      "after" if has_release else "before")
   about = {"akd_tf": os.path.dirname(importlib.util.find_spec(
       "akd_tf").origin), "flags": _ARGS,
            "date": time.strftime("%Y-%m-%d %H:%M"),

@@ -51,7 +51,8 @@ FIELD_OF_FLAG = {
     "cpus_per_candidate": "cpus_per_candidate",
     "gpus_per_candidate": "gpus_per_candidate", "export": "export",
     "candidates_per_worker": "candidates_per_worker",
-    "worker_onednn": "worker_onednn", "strategy": "strategy", "tpu": "tpu",
+    "worker_onednn": "worker_onednn", "worker_allocator": "worker_allocator",
+    "strategy": "strategy", "tpu": "tpu",
 }
 # Flags that set no SearchConfig field: akd-search applies them to the
 # process before TensorFlow starts.

@@ -107,6 +107,34 @@ def test_workers_use_onednn_only_when_asked(tmp_path, monkeypatch, onednn):
   assert "TF_ENABLE_ONEDNN_OPTS" not in os.environ
 
 
+def _worker_libraries(pool) -> str:
+  """The shared libraries mapped by `pool`'s one worker process."""
+  (worker,) = [child for child in psutil.Process().children()
+               if "spawn_main" in " ".join(child.cmdline())]
+  return " ".join(region.path for region in worker.memory_maps())
+
+
+def test_jemalloc_worker_scores_a_candidate_as_a_system_malloc_worker(
+    tmp_path):
+  records, libraries = {}, {}
+  for allocator in ("jemalloc", "system"):
+    (tmp_path / allocator).mkdir()
+    pool = local_pool.LocalPool(tiny_eval_config(tmp_path / allocator),
+                                num_workers=1, allocator=allocator)
+    try:
+      (records[allocator],) = pool.evaluate(
+          [evaluate.CandidateTask(0, 0, quick_actions())])
+      libraries[allocator] = _worker_libraries(pool)
+    finally:
+      pool.shutdown()
+  assert "libjemalloc" in libraries["jemalloc"]
+  assert "libjemalloc" not in libraries["system"]
+  jemalloc, system = records["jemalloc"], records["system"]
+  assert jemalloc.ok and system.ok, (jemalloc.error, system.error)
+  assert (jemalloc.accuracy, jemalloc.params, jemalloc.macs) == (
+      system.accuracy, system.params, system.macs)
+
+
 def test_negative_candidates_per_worker_is_refused(tmp_path):
   with pytest.raises(ValueError, match="candidates_per_worker=-1 must be"):
     local_pool.LocalPool(tiny_eval_config(tmp_path), num_workers=1,

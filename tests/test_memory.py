@@ -115,6 +115,30 @@ def test_child_environment_sets_variables_for_the_block_only(monkeypatch):
   assert "AKD_TF_TEST_NEW" not in os.environ
 
 
+def test_worker_environment_preloads_jemalloc_without_onednn(monkeypatch):
+  monkeypatch.delenv("LD_PRELOAD", raising=False)
+  library = memory.find_jemalloc()
+  assert library, "jemalloc is not installed: run .ci/install (libjemalloc2)"
+  assert memory.worker_environment() == {
+      "TF_ENABLE_ONEDNN_OPTS": "0", "LD_PRELOAD": library,
+      "MALLOC_CONF": "dirty_decay_ms:0,muzzy_decay_ms:0"}
+
+
+def test_worker_environment_keeps_what_is_already_preloaded(monkeypatch):
+  monkeypatch.setenv("LD_PRELOAD", "/opt/profiler.so")
+  assert memory.worker_environment()["LD_PRELOAD"] == (
+      f"{memory.find_jemalloc()}:/opt/profiler.so")
+
+
+def test_worker_environment_of_onednn_and_system_malloc_changes_nothing():
+  assert memory.worker_environment(onednn=True, allocator="system") == {}
+
+
+def test_unknown_worker_allocator_is_refused():
+  with pytest.raises(ValueError, match="'tcmalloc' is not one of"):
+    memory.worker_environment(allocator="tcmalloc")
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc")
 def test_return_large_buffers_fixes_glibc_mmap_threshold():
   assert memory.return_large_buffers()

@@ -16,6 +16,7 @@ from typing import Dict
 from absl import app
 from absl import flags
 
+from akd_tf import memory
 from akd_tf.distill import candidate_training
 from akd_tf.distill import data as data_lib
 from akd_tf.distill import image_folder
@@ -234,6 +235,12 @@ def define_run_flags(flag_values: flags.FlagValues = FLAGS):
       "worker_onednn", False, "Let the workers' TensorFlow use its oneDNN "
       "CPU kernels. Off by default: their caches grow a worker with every "
       "candidate (README, Memory).", flag_values=flag_values)
+  flags.DEFINE_enum(
+      "worker_allocator", "jemalloc", list(memory.WORKER_ALLOCATORS),
+      "The workers' C heap allocator: 'jemalloc' (Debian's libjemalloc2, "
+      "preloaded when installed; glibc's malloc fragments and grows a "
+      "worker by 1-2 MB per candidate, README, Memory) or 'system'. Results "
+      "do not depend on it.", flag_values=flag_values)
   flags.DEFINE_enum("executor", "local", ["local", "ray"],
                     "Where candidates are evaluated: 'local' worker "
                     "processes, or 'ray' tasks on a Ray cluster (pip install "
@@ -418,6 +425,7 @@ _SEARCH_FLAG_OF = {
     "threads_per_worker": "threads_per_worker",
     "candidates_per_worker": "candidates_per_worker",
     "worker_onednn": "worker_onednn",
+    "worker_allocator": "worker_allocator",
     "reward_accuracy": "reward_accuracy", "kd_alpha": "kd_alpha",
     "controller": "controller", "teacher_output": "teacher_output",
     "latency_mode": "latency", "executor": "executor",
@@ -459,7 +467,8 @@ def search_config_from_flags(f: flags.FlagValues = FLAGS):
       candidates_per_step=f.candidates_per_step or max(1, f.num_workers),
       num_workers=f.num_workers, threads_per_worker=f.threads_per_worker,
       candidates_per_worker=f.candidates_per_worker,
-      worker_onednn=f.worker_onednn, teacher=f.teacher,
+      worker_onednn=f.worker_onednn,
+      worker_allocator=f.worker_allocator, teacher=f.teacher,
       teacher_output=f.teacher_output,
       teacher_recipe=recipe, cache_dir=f.cache_dir,
       latency_mode=f.latency, latency=latency_config,

@@ -18,6 +18,7 @@ import os
 from typing import Optional
 
 from akd_tf import config_checks
+from akd_tf import memory
 from akd_tf.distill import candidate_training
 from akd_tf.distill import data as data_lib
 from akd_tf.distill import teacher as teacher_lib
@@ -39,7 +40,7 @@ FINAL_STRATEGIES = tuple(s for s in training.STRATEGIES if s != "multi_worker")
 _RESUMABLE_CHANGES = ("num_candidates", "num_workers", "final", "export",
                       "final_train_size", "executor", "ray_address",
                       "cpus_per_candidate", "gpus_per_candidate", "strategy",
-                      "tpu", "candidates_per_worker")
+                      "tpu", "candidates_per_worker", "worker_allocator")
 # Measured (benchmarks/memory.py): a worker releasing each candidate still
 # grew by about 6 MB per candidate (not Python objects; TensorFlow's native
 # side), against about 190 MB before. Replacing it every 50 candidates caps
@@ -84,6 +85,10 @@ class SearchConfig:
       (off: their caches grew a worker with every candidate,
       `akd_tf.memory`). Part of the replay: a candidate's numbers differ
       in the last digits with and without.
+    worker_allocator: The workers' C heap allocator: 'jemalloc' (preloaded
+      when installed; glibc's malloc fragments and grew a worker by 1-2 MB
+      per candidate, `akd_tf.memory`) or 'system'. Results do not depend
+      on it.
     teacher: A built-in teacher name (akd_tf.distill.teacher.TEACHERS) or the
       path of a `.keras` file or SavedModel.
     teacher_output: What the teacher outputs: 'logits', or 'probabilities'
@@ -129,6 +134,7 @@ class SearchConfig:
   threads_per_worker: int = 0
   candidates_per_worker: int = DEFAULT_CANDIDATES_PER_WORKER
   worker_onednn: bool = False
+  worker_allocator: str = "jemalloc"
   teacher: str = "resnet_wide"
   teacher_output: str = "logits"
   teacher_recipe: teacher_lib.TeacherRecipe = teacher_lib.TeacherRecipe()
@@ -169,6 +175,9 @@ class SearchConfig:
         (self.candidates_per_worker >= 0,
          f"candidates_per_worker={self.candidates_per_worker} must be >= 0 "
          "(0: never replace a worker)"),
+        (self.worker_allocator in memory.WORKER_ALLOCATORS,
+         f"worker_allocator='{self.worker_allocator}' is not one of "
+         f"{memory.WORKER_ALLOCATORS}"),
         (self.latency_mode in measurer.MODES,
          f"latency_mode='{self.latency_mode}' is not one of "
          f"{measurer.MODES}"),

@@ -69,14 +69,17 @@ class LocalPool:
     onednn: Whether the workers' TensorFlow uses its oneDNN kernels. Off by
       default: their caches grow a worker with every candidate
       (`akd_tf.memory`).
+    allocator: The workers' C heap allocator, 'jemalloc' (when installed)
+      or 'system' (`akd_tf.memory.worker_environment`).
 
   Raises:
-    ValueError: num_workers < 1 or candidates_per_worker < 0.
+    ValueError: num_workers < 1, candidates_per_worker < 0 or an unknown
+      allocator.
   """
 
   def __init__(self, config: evaluate.EvalConfig, num_workers: int,
                max_retries: int = 1, candidates_per_worker: int = 0,
-               onednn: bool = False):
+               onednn: bool = False, allocator: str = "jemalloc"):
     if num_workers < 1:
       raise ValueError(f"num_workers={num_workers} must be >= 1")
     if candidates_per_worker < 0:
@@ -86,7 +89,7 @@ class LocalPool:
     self.num_workers = num_workers
     self.max_retries = max_retries
     self.candidates_per_worker = candidates_per_worker
-    self._environment = {} if onednn else memory.WORKER_ENVIRONMENT
+    self._environment = memory.worker_environment(onednn, allocator)
     self._executor = None
     self._starting = []
     self._evaluated = collections.Counter()  # Per worker of this executor.

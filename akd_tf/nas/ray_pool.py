@@ -132,11 +132,14 @@ class RayPool:
       Ray replaces it (0: never). GPU tasks get a fresh process each anyway.
     onednn: Whether the workers' TensorFlow uses its oneDNN kernels (off:
       their caches grow a worker with every candidate, `akd_tf.memory`).
+    allocator: The workers' C heap allocator, 'jemalloc' (when installed
+      on the driver's machine, at the same path on every node) or 'system'
+      (`akd_tf.memory.worker_environment`).
 
   Raises:
     ImportError: Ray is not installed.
-    ValueError: a bad count, no Ray cluster at `address`, or no node with
-      the resources one candidate asks for.
+    ValueError: a bad count, an unknown allocator, no Ray cluster at
+      `address`, or no node with the resources one candidate asks for.
   """
 
   def __init__(self, config: evaluate.EvalConfig, num_workers: int,
@@ -145,7 +148,8 @@ class RayPool:
                cpus_per_candidate: float = 1.0,
                gpus_per_candidate: float = 0.0,
                data: Optional[data_lib.Data] = None,
-               candidates_per_worker: int = 0, onednn: bool = False):
+               candidates_per_worker: int = 0, onednn: bool = False,
+               allocator: str = "jemalloc"):
     if num_workers < 1:
       raise ValueError(f"num_workers={num_workers} must be >= 1")
     if max_retries < 0:
@@ -157,6 +161,7 @@ class RayPool:
       raise ValueError(
           f"cpus_per_candidate={cpus_per_candidate} must be > 0 and "
           f"gpus_per_candidate={gpus_per_candidate} >= 0")
+    environment = memory.worker_environment(onednn, allocator)
     self._ray = import_ray()
     self.config = _absolute_paths(config)
     self.num_workers = num_workers
@@ -175,8 +180,8 @@ class RayPool:
       raise
     options = dict(num_cpus=cpus_per_candidate, num_gpus=gpus_per_candidate,
                    max_retries=max_retries)
-    if not onednn:
-      options["runtime_env"] = {"env_vars": memory.WORKER_ENVIRONMENT}
+    if environment:
+      options["runtime_env"] = {"env_vars": environment}
     # Left unset for GPU tasks: Ray's default there is a fresh process each.
     recycle = ({"max_calls": candidates_per_worker}
                if candidates_per_worker and not gpus_per_candidate else {})
