@@ -91,8 +91,6 @@ WORKER_ALLOCATORS = ("jemalloc", "system")
 # jemalloc gives freed pages back at once instead of after 10 s, so that a
 # worker's resident memory between candidates is what it still uses.
 _JEMALLOC_CONF = "dirty_decay_ms:0,muzzy_decay_ms:0"
-_LIBRARY_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu",
-                 "/usr/lib64", "/usr/lib", "/usr/local/lib")
 # glibc's mallopt parameter and the threshold it is fixed at: blocks of
 # 128 KiB and more are mapped (glibc's own initial value, which it would
 # otherwise raise up to 32 MiB).
@@ -209,21 +207,14 @@ def return_large_buffers() -> bool:
 
 
 def find_jemalloc() -> Optional[str]:
-  """The path of the installed jemalloc shared library, or None.
+  """The installed jemalloc shared library, or None.
 
   Returns:
-    Its path (Debian: /usr/lib/<arch>/libjemalloc.so.2, package
-    `libjemalloc2`), its soname if it is in the linker's cache but none of
-    the usual folders, or None when it is not installed.
+    Its soname as the dynamic linker's cache knows it (Debian's
+    `libjemalloc2`: 'libjemalloc.so.2'), which LD_PRELOAD resolves the way
+    it resolves any library; None when it is not installed.
   """
-  name = ctypes.util.find_library("jemalloc")
-  if not name:
-    return None
-  for folder in _LIBRARY_DIRS:
-    path = os.path.join(folder, name)
-    if os.path.exists(path):
-      return path
-  return name
+  return ctypes.util.find_library("jemalloc")
 
 
 def worker_environment(onednn: bool = False,

@@ -41,11 +41,11 @@ _RESUMABLE_CHANGES = ("num_candidates", "num_workers", "final", "export",
                       "final_train_size", "executor", "ray_address",
                       "cpus_per_candidate", "gpus_per_candidate", "strategy",
                       "tpu", "candidates_per_worker", "worker_allocator")
-# Measured (benchmarks/memory.py): a worker releasing each candidate still
-# grew by about 6 MB per candidate (not Python objects; TensorFlow's native
-# side), against about 190 MB before. Replacing it every 50 candidates caps
-# that at about 300 MB above a 1 GB worker, for one worker start (importing
-# TensorFlow, loading the data: seconds) per 50 candidates of ~30 s each.
+# Measured (benchmarks/memory.py, a worker never replaced): it grew 17 MB
+# from candidate 10 to 50 on jemalloc (53 MB on glibc), against about 190 MB
+# per candidate before any release. Replacing it every 50 candidates caps
+# that for one worker start (importing TensorFlow, loading the data: seconds)
+# per 50 candidates of ~30 s each.
 DEFAULT_CANDIDATES_PER_WORKER = 50
 
 
