@@ -37,7 +37,9 @@ setuptools.setup(
     extras_require={
         # scikit-learn ships the 8x8 digits images the fastest tests use.
         # Ray (core) runs the Ray executor's tests; psutil finds the Ray
-        # worker a node-loss test kills.
+        # worker a node-loss test kills and reads workers' resident memory
+        # and environment (tests/test_memory.py, tests/test_local_pool.py,
+        # benchmarks/memory.py).
         "test": ["pytest>=8", "hypothesis>=6.100", "scikit-learn>=1.4",
                  "ray>=2.9", "psutil>=5.9"],
         "ray": ["ray[default]>=2.9"],

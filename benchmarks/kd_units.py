@@ -304,12 +304,12 @@ class StandaloneUnit:
     global_params = dataclasses.replace(config.global_params,
                                         num_classes=data.num_classes)
     kd = config.final.kd_alpha > 0
-    teacher = builtin_teacher(config)[0] if kd else None
+    teacher_path = builtin_teacher(config)[1].path if kd else None
     record = history.CandidateRecord(
         step=0, index=0, actions=self.actions, blocks=self.blocks,
         status=history.STATUS_OK)
     with tempfile.TemporaryDirectory(prefix="kd_bench_") as out_dir:
-      final = finalize.finalize(record, config, global_params, teacher,
+      final = finalize.finalize(record, config, global_params, teacher_path,
                                 out_dir, log=lambda message: None)
     spec = arch.ArchSpec(arch.decode_blocks(self.blocks), global_params,
                          data.input_shape)

@@ -20,8 +20,8 @@ in one process:
              apart
   proxy      today's proxy per candidate: build the student, KD-train it
              for the preset's 2 epochs, recalibrate BN, evaluate
-             (`distill.train_candidate`, as a search worker does; latency
-             not included)
+             (`candidate_training.train_candidate`, as a search worker
+             does; latency not included)
 
 The first score after each proxy candidate is reported apart: the
 candidate's `keras.utils.set_random_seed` clears TensorFlow's kernel cache,
@@ -51,6 +51,7 @@ import keras  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
+from akd_tf.distill import candidate_training  # pylint: disable=g-import-not-at-top
 from akd_tf.distill import data as data_lib  # pylint: disable=g-import-not-at-top
 from akd_tf.distill import distiller as distill  # pylint: disable=g-import-not-at-top
 from akd_tf.distill import teacher as teacher_lib  # pylint: disable=g-import-not-at-top
@@ -66,9 +67,9 @@ RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                        "supernet_speed.json")
 CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "akd_tf")
 # The quick preset's proxy task and students.
-PROXY = distill.TrainConfig(epochs=2, batch_size=32, learning_rate=3e-3,
-                            kd_alpha=0.9, kd_temperature=4.0,
-                            bn_momentum=0.9, bn_recalibration_images=1000)
+PROXY = candidate_training.TrainConfig(
+    epochs=2, batch_size=32, learning_rate=3e-3, kd_alpha=0.9,
+    kd_temperature=4.0, bn_momentum=0.9, bn_recalibration_images=1000)
 PARAMS = arch.GlobalParams(num_classes=10, batch_norm_momentum=0.9,
                            head_size=256)
 
@@ -167,8 +168,9 @@ def proxy_candidate(space, actions, data, logits) -> float:
   keras.utils.set_random_seed(PROXY.seed)
   spec = arch.ArchSpec(blocks=space.decode(actions), global_params=PARAMS,
                        input_shape=data.input_shape)
-  distill.train_candidate(builder.build_from_spec(spec), data.train,
-                          data.minival, PROXY, teacher_logits=logits)
+  candidate_training.train_candidate(builder.build_from_spec(spec),
+                                     data.train, data.minival, PROXY,
+                                     teacher_logits=logits)
   return time.perf_counter() - start
 
 

@@ -1,6 +1,6 @@
-"""Test setup shared by every test module: quiet TensorFlow, CPU only, the
-probability teachers of the teacher and distillation tests, and the tiny
-student of the latency tests."""
+"""Test setup shared by every test module: quiet TensorFlow, CPU only,
+digits and a teacher trained on it, the probability teachers of the teacher
+and distillation tests, and the tiny student of the latency tests."""
 
 import os
 
@@ -17,6 +17,26 @@ def pytest_configure(config):
   config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning")
 
 
+@pytest.fixture(scope="module")
+def digits():
+  """scikit-learn's digits as 8x8x1 images of 10 classes."""
+  from akd_tf.distill import data  # pylint: disable=g-import-not-at-top
+  return data.load_data(data.DataConfig("digits"))
+
+
+@pytest.fixture(scope="module")
+def digits_teacher(digits):  # pylint: disable=redefined-outer-name
+  """A small CNN teacher trained for 2 epochs on `digits`; it outputs
+  logits."""
+  import keras  # pylint: disable=g-import-not-at-top
+  from akd_tf.distill import teacher  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(0)
+  model = teacher.build_teacher("cnn_deep", digits.input_shape, 10)
+  teacher.train_teacher(model, digits, teacher.TeacherRecipe(
+      epochs=2, batch_size=64))
+  return model
+
+
 def _nested_application(keras):
   """MobileNetV2 (softmax, its default) inside an outer functional model
   that resizes digits' 8x8x1 images to the 32x32x3 it needs at least.
@@ -25,8 +45,8 @@ def _nested_application(keras):
   about 1e-11 (a uniform teacher); they are recomputed on digits, which
   spreads its probabilities over 1e-3..0.8 as a teacher's are.
   """
+  from akd_tf.distill import candidate_training  # pylint: disable=g-import-not-at-top
   from akd_tf.distill import data  # pylint: disable=g-import-not-at-top
-  from akd_tf.distill import distiller  # pylint: disable=g-import-not-at-top
 
   def wrapped(application):
     inputs = keras.Input((8, 8, 1))
@@ -39,7 +59,8 @@ def _nested_application(keras):
       classifier_activation=activation)
   probabilities = make("softmax")
   digits = data.load_data(data.DataConfig("digits"))
-  distiller.recalibrate_batch_norm(wrapped(probabilities), digits.train, 512)
+  candidate_training.recalibrate_batch_norm(wrapped(probabilities),
+                                            digits.train, 512)
   logits = make(None)
   logits.set_weights(probabilities.get_weights())
   return wrapped(probabilities), wrapped(logits)

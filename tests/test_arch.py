@@ -1,6 +1,7 @@
 """Tests of akd_tf.space.arch: block strings, records and ArchSpec JSON."""
 
 import json
+import sys
 
 import pytest
 
@@ -130,3 +131,7 @@ def test_arch_spec_rejects_bad_input_shape():
   with pytest.raises(ValueError, match="input_shape"):
     arch.ArchSpec(blocks=arch.decode_blocks(["r1_k3_s11_e1_i32_o16"]),
                   global_params=arch.GlobalParams(), input_shape=(28, 28))
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

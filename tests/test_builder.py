@@ -1,6 +1,8 @@
 """Tests of akd_tf.space.builder and akd_tf.space.profile: presets, shapes,
 saving, and the same student built with Keras 3 and with tf_keras."""
 
+import sys
+
 import hypothesis
 from hypothesis import strategies as st
 import keras
@@ -167,3 +169,7 @@ def test_keras3_and_tf_keras_build_the_same_student(activation):
   got = legacy(images, training=False).numpy()
   assert np.std(expected) > 0.1
   np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

@@ -1,5 +1,7 @@
 """Tests of akd_tf.latency.cache: the shared cache file and its keys."""
 
+import sys
+
 import pytest
 
 from akd_tf.latency import cache as cache_lib
@@ -67,3 +69,7 @@ def test_cached_latency_is_remeasured_after_a_builder_change(
   changed = measurer_lib.LatencyMeasurer(config=FAST, cache_path=path)
   assert not changed.measure(tiny_spec()).cached
   assert changed.num_conversions == 1
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

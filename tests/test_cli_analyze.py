@@ -8,20 +8,22 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
+from akd_tf.distill import candidate_training
 from akd_tf.distill import data
-from akd_tf.distill import distiller
+from akd_tf.nas import config as config_lib
 from akd_tf.nas import history
-from akd_tf.nas import loop
 from akd_tf.nas import reward
 from akd_tf.space import arch
 from akd_tf.space import search_space
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPACE = search_space.SearchSpace()
-CONFIG = loop.SearchConfig(
+CONFIG = config_lib.SearchConfig(
     data=data.DataConfig(dataset="digits"), global_params=arch.GlobalParams(),
-    proxy=distiller.TrainConfig(), final=distiller.TrainConfig(),
+    proxy=candidate_training.TrainConfig(),
+    final=candidate_training.TrainConfig(),
     reward=reward.RewardConfig(target_ms=1.0))
 
 
@@ -153,3 +155,7 @@ def test_a_bad_model_dir_exits_with_the_message_not_a_traceback(tmp_path):
   assert proc.returncode != 0
   assert "--model_dirs:" in proc.stderr and "no such directory" in proc.stderr
   assert "Traceback" not in proc.stderr
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

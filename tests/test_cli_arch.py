@@ -49,3 +49,7 @@ def test_bad_input_is_a_clear_error_not_a_traceback(args, message):
   assert result.returncode != 0
   assert message in result.stderr
   assert "Traceback" not in result.stderr
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

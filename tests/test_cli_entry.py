@@ -86,15 +86,24 @@ def _groups(help_text):
   return groups
 
 
-def test_every_console_script_lists_exactly_its_own_flags_by_group(
-    tmp_path):
-  scripts = _console_scripts()
-  assert len(scripts) >= 6, scripts
+@pytest.fixture(name="helpshort", scope="module")
+def fixture_helpshort(tmp_path_factory):
+  """{console script: (its --helpshort, the flags its akd_tf.cli modules
+  define)}, every script run at once."""
+  tmp_path = tmp_path_factory.mktemp("scripts")
   runs = {name: _helpshort(tmp_path, name, module, function)
-          for name, module, function in scripts}
+          for name, module, function in _console_scripts()}
+  outputs = {}
   for name, process in runs.items():
     stdout, stderr = process.communicate(timeout=600)
-    own = set(json.loads(stderr.splitlines()[0]))
+    outputs[name] = stdout, set(json.loads(stderr.splitlines()[0]))
+  return outputs
+
+
+def test_every_console_script_lists_exactly_its_own_flags_by_group(
+    helpshort):
+  assert len(helpshort) >= 6, list(helpshort)
+  for name, (stdout, own) in helpshort.items():
     groups = _groups(stdout)
     listed = [flag for flags in groups.values() for flag in flags]
     assert listed, f"{name} --helpshort lists no flags:\n{stdout}"
@@ -105,11 +114,8 @@ def test_every_console_script_lists_exactly_its_own_flags_by_group(
     assert next(iter(groups)) == name, (name, list(groups))
 
 
-def test_akd_search_help_groups_the_search_flags(tmp_path):
-  name, module, function = next(s for s in _console_scripts()
-                                if s[0] == "akd-search")
-  stdout, _ = _helpshort(tmp_path, name, module, function).communicate(
-      timeout=600)
+def test_akd_search_help_groups_the_search_flags(helpshort):
+  stdout, _ = helpshort["akd-search"]
   groups = _groups(stdout)
   assert stdout.startswith("akd-search: search the MnasNet space")
   assert "model_dir" in groups["akd-search"]
@@ -200,3 +206,7 @@ def test_usage_error_is_one_line_naming_the_flag(tmp_path):
   assert errors == ["akd-search: error: --num_candidates=0: SearchConfig: "
                     "num_candidates=0 must be >= 1"], proc.stderr
   assert "akd-search controller:" not in proc.stderr
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

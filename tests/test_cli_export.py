@@ -112,3 +112,7 @@ def test_akd_export_prints_the_table_and_writes_the_report(student,
   assert printed["float_max_abs_diff"] == report["float_max_abs_diff"] < 1e-4
   assert printed["int8_top1_drop"] == report["int8_top1_drop"]
   assert report["test_images"] == 100
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

@@ -10,6 +10,7 @@ import pytest
 
 from akd_tf.nas import history
 from akd_tf.nas import reward
+from search_testing import QUICK_SEED
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -57,12 +58,22 @@ def test_teacher_output_flag_reaches_the_search_config():
     assert expected in got, (argv, got)
 
 
+def test_strategy_flags_reach_the_search_config():
+  default, mirrored, tpu = _configs_from_flags([
+      [], ["--strategy=mirrored", "--logical_cpus=2"],
+      ["--strategy=tpu", "--tpu=local"]])
+  assert (default["strategy"], default["tpu"]) == ("one_device", None)
+  assert mirrored["strategy"] == "mirrored"
+  assert (tpu["strategy"], tpu["tpu"]) == ("tpu", "local")
+
+
 # A bad value of each flag a config checks, and the flag the error names.
 _BAD_FLAGS = [
     (["--num_candidates=0"], "num_candidates"),
     (["--num_workers=0"], "num_workers"),
     (["--candidates_per_step=-1"], "candidates_per_step"),
     (["--threads_per_worker=-1"], "threads_per_worker"),
+    (["--candidates_per_worker=-1"], "candidates_per_worker"),
     (["--proxy_epochs=0"], "proxy_epochs"),
     (["--final_epochs=0"], "final_epochs"),
     (["--proxy_batch_size=0"], "proxy_batch_size"),
@@ -101,6 +112,10 @@ _BAD_FLAGS = [
     (["--cpus_per_candidate=2"], "cpus_per_candidate"),
     (["--dataset=folder:"], "dataset"),
     (["--dataset=folder:/nonexistent/akd_images"], "dataset"),
+    (["--strategy=multi_worker"], "strategy"),
+    (["--strategy=tpu"], "tpu"),
+    (["--tpu=local"], "tpu"),
+    (["--logical_cpus=1"], "logical_cpus"),
 ]
 
 
@@ -142,7 +157,8 @@ def _search(tmp_path, teacher, *extra):
       "--proxy_train_size=320", "--proxy_batch_size=32",
       "--final_train_size=320", "--final_epochs=1", "--head_size=32",
       "--width_multiplier=0.25", "--target_ms=0.05", "--latency_runs=5",
-      "--latency_repeats=1", "--noexport", "--num_candidates=1", *extra])
+      "--latency_repeats=1", "--noexport", "--num_candidates=1",
+      f"--seed={QUICK_SEED}", *extra])
 
 
 def test_softmax_teacher_is_refused_naming_teacher_output(
@@ -166,6 +182,11 @@ def test_softmax_teacher_searches_with_teacher_output_probabilities(
       str(tmp_path / "search" / "history.jsonl")).read()
   assert record.ok, record.error
   assert (tmp_path / "search" / "best" / "student.keras").exists()
+  # The top-k table, on stdout.
+  table = proc.stdout.splitlines()
+  assert table[-3].startswith("top 1 of 1 distinct candidates by reward")
+  assert table[-1].split()[:3] == ["1", "0/0", f"{record.reward:.4f}"]
+  assert table[-1].endswith(" ".join(record.blocks))
 
 
 def test_unreadable_image_of_a_folder_dataset_is_a_clear_error(tmp_path):
@@ -180,3 +201,7 @@ def test_unreadable_image_of_a_folder_dataset_is_a_clear_error(tmp_path):
           f"{images}/cat/broken.png as an image") in proc.stderr
   assert "Traceback" not in proc.stderr
   assert not (tmp_path / "search" / "search_config.json").exists()
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

@@ -9,8 +9,8 @@ import sys
 import keras
 import pytest
 
+from akd_tf.distill import candidate_training
 from akd_tf.distill import data
-from akd_tf.distill import distiller
 from akd_tf.distill import training
 from akd_tf.space import arch
 
@@ -168,7 +168,8 @@ def test_interrupted_training_resumes_from_the_last_epoch(tmp_path):
   job = training.TrainJob(
       role="student", model_dir=str(tmp_path),
       data=data.DataConfig("digits", train_size=256),
-      train=distiller.TrainConfig(epochs=3, batch_size=64, kd_alpha=0.0),
+      train=candidate_training.TrainConfig(epochs=3, batch_size=64,
+                                           kd_alpha=0.0),
       arch=arch.ArchSpec(arch.decode_blocks(BLOCKS.split(",")),
                          arch.GlobalParams(num_classes=10), (8, 8, 1)))
   lines = []
@@ -192,7 +193,7 @@ def test_interrupted_training_resumes_from_the_last_epoch(tmp_path):
 
 
 def test_train_job_rejects_inconsistent_roles():
-  config = distiller.TrainConfig()
+  config = candidate_training.TrainConfig()
   with pytest.raises(ValueError, match="role 'teacher' trains a built-in"):
     training.TrainJob(role="teacher", model_dir="m",
                       data=data.DataConfig(), train=config)
@@ -204,3 +205,7 @@ def test_train_job_rejects_inconsistent_roles():
   with pytest.raises(ValueError, match="strategy 'gpus'"):
     training.TrainJob(role="teacher", teacher="cnn_deep", model_dir="m",
                       data=data.DataConfig(), train=config, strategy="gpus")
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

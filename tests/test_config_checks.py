@@ -1,5 +1,7 @@
 """Tests of akd_tf.config_checks."""
 
+import sys
+
 import pytest
 
 from akd_tf import config_checks
@@ -19,3 +21,7 @@ def test_require_without_owner_raises_the_bare_message():
 
 def test_require_passes_when_every_check_holds():
   config_checks.require(((True, "a"), (1 > 0, "b")), "Config")
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

@@ -410,3 +410,6 @@ def test_no_budget_warning_at_or_above_what_reinforce_needed():
     assert controller_lib.budget_warning(enough, noise=sigma) is None
     assert controller_lib.budget_warning(enough - 1, noise=sigma)
 
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

@@ -1,5 +1,7 @@
 """Tests of akd_tf.latency.convert: Keras -> TFLite, float32 and int8."""
 
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -74,3 +76,7 @@ def test_int8_timing_conversion_leaves_the_weights_as_they_were():
   convert.convert_for_timing(model, "int8")
   for weight, value in zip(model.weights, before):
     np.testing.assert_array_equal(weight.numpy(), value)
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

@@ -3,6 +3,7 @@ pipelines."""
 
 import gzip
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -13,11 +14,6 @@ FASHION = os.path.join(data.FASHION_MNIST_DIR, "train-images-idx3-ubyte.gz")
 needs_fashion = pytest.mark.skipif(
     not os.path.exists(FASHION),
     reason="apt-get install dataset-fashion-mnist")
-
-
-@pytest.fixture(scope="module")
-def digits():
-  return data.load_data(data.DataConfig("digits"))
 
 
 @pytest.fixture(scope="module")
@@ -212,3 +208,7 @@ def test_tfds_minival_is_a_seeded_random_hold_out(tiny_tfds):
   small = data.load_data(config(1, train_size=15))
   assert small.train.size == 15
   assert not _image_set(small.train) & _image_set(other.minival)
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

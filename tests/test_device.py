@@ -1,6 +1,8 @@
 """Tests of akd_tf.latency.device: the on-device command path, with a local
 stand-in for adb and benchmark_model (fake_benchmark_model.py)."""
 
+import sys
+
 import pytest
 
 from akd_tf.latency import device
@@ -36,3 +38,7 @@ def test_template_without_placeholder_is_rejected():
     device.check_command_template("adb shell benchmark_model")
   with pytest.raises(ValueError, match="is empty"):
     device.check_command_template("  ")
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

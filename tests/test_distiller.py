@@ -1,5 +1,5 @@
-"""Tests of akd_tf.distill.distiller: the Distiller's loss, metrics,
-strategies, and train_candidate."""
+"""Tests of akd_tf.distill.distiller: the Distiller's loss, metrics, inputs
+and teachers, and strategies."""
 
 import json
 import os
@@ -13,32 +13,9 @@ import pytest
 from akd_tf.distill import data
 from akd_tf.distill import distiller as distiller_lib
 from akd_tf.distill import teacher as teacher_lib
-from akd_tf.space import builder
+from distill_testing import plain_student
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope="module")
-def digits():
-  return data.load_data(data.DataConfig("digits"))
-
-
-@pytest.fixture(scope="module")
-def digits_teacher(digits):
-  keras.utils.set_random_seed(0)
-  model = teacher_lib.build_teacher("cnn_deep", digits.input_shape, 10)
-  teacher_lib.train_teacher(model, digits, teacher_lib.TeacherRecipe(
-      epochs=2, batch_size=64))
-  return model
-
-
-def _plain_student(seed=0):
-  """No BN or dropout: exact comparisons across strategies and feeds."""
-  keras.utils.set_random_seed(seed)
-  inputs = keras.Input((8, 8, 1))
-  x = keras.layers.Conv2D(8, 3, activation="relu")(inputs)
-  x = keras.layers.Flatten()(x)
-  return keras.Model(inputs, keras.layers.Dense(10)(x))
 
 
 def _log_softmax(z):
@@ -55,7 +32,7 @@ def test_loss_matches_a_hand_computation():
   p_t = np.exp(_log_softmax(t / temp))
   kl = (p_t * (np.log(p_t) - _log_softmax(s / temp))).sum(-1).mean()
   ce = -_log_softmax(s)[np.arange(6), y].mean()
-  distiller = distiller_lib.Distiller(_plain_student(), alpha=alpha,
+  distiller = distiller_lib.Distiller(plain_student(), alpha=alpha,
                                       temperature=temp)
   total, student_loss, kd = (float(v) for v in distiller.compute_losses(
       y, s, t))
@@ -74,24 +51,13 @@ def test_loss_matches_a_hand_computation():
 @pytest.mark.parametrize("alpha", [-0.1, 1.5, "0.5", None])
 def test_alpha_outside_unit_interval_is_refused(alpha):
   with pytest.raises(ValueError, match="alpha"):
-    distiller_lib.Distiller(_plain_student(), alpha=alpha)
+    distiller_lib.Distiller(plain_student(), alpha=alpha)
 
 
 @pytest.mark.parametrize("temperature", [0.0, -1.0, float("inf")])
 def test_temperature_must_be_positive(temperature):
   with pytest.raises(ValueError, match="temperature"):
-    distiller_lib.Distiller(_plain_student(), temperature=temperature)
-  with pytest.raises(ValueError, match="temperature"):
-    distiller_lib.TrainConfig(kd_temperature=temperature)
-
-
-def test_train_config_validates_its_fields():
-  with pytest.raises(ValueError, match=r"alpha=2 must be in \[0, 1\]"):
-    distiller_lib.TrainConfig(kd_alpha=2)
-  with pytest.raises(ValueError, match="optimizer='lamb'"):
-    distiller_lib.TrainConfig(optimizer="lamb")
-  with pytest.raises(ValueError, match="epochs=0"):
-    distiller_lib.TrainConfig(epochs=0)
+    distiller_lib.Distiller(plain_student(), temperature=temperature)
 
 
 def test_incompatible_teacher_is_refused():
@@ -99,17 +65,17 @@ def test_incompatible_teacher_is_refused():
   wrong = keras.Model(inputs, keras.layers.Dense(3)(
       keras.layers.Flatten()(inputs)))
   with pytest.raises(ValueError, match="output shapes are incompatible"):
-    distiller_lib.Distiller(_plain_student(), teacher=wrong)
+    distiller_lib.Distiller(plain_student(), teacher=wrong)
 
 
 def test_compile_refuses_a_loss():
-  distiller = distiller_lib.Distiller(_plain_student(), alpha=0.0)
+  distiller = distiller_lib.Distiller(plain_student(), alpha=0.0)
   with pytest.raises(ValueError, match="'loss' cannot be set"):
     distiller.compile(optimizer="adam", loss="mse")
 
 
 def test_plain_training_needs_no_teacher_and_logs_real_values(digits):
-  distiller = distiller_lib.Distiller(_plain_student(), alpha=0.0)
+  distiller = distiller_lib.Distiller(plain_student(), alpha=0.0)
   distiller.compile(keras.optimizers.Adam(1e-3))
   history = distiller.fit(data.make_dataset(digits.train, 64), epochs=2,
                           verbose=0, shuffle=False).history
@@ -119,28 +85,8 @@ def test_plain_training_needs_no_teacher_and_logs_real_values(digits):
   assert history["accuracy"][-1] > 0.3
 
 
-def test_top1_accuracy_counts_rows_whose_largest_logit_is_the_label():
-  logits = np.array([[0.1, 2.0, -1.0], [3.0, 0.0, 0.0], [0.0, 0.0, 5.0],
-                     [1.0, 4.0, 2.0]], np.float32)
-  assert distiller_lib.top1_accuracy(logits, np.array([1, 0, 1, 2])) == 0.5
-
-
-def test_accuracy_of_matches_the_distillers_accuracy_metric(digits):
-  distiller = distiller_lib.Distiller(_plain_student(), alpha=0.0)
-  distiller.compile(keras.optimizers.Adam(1e-3))
-  distiller.fit(data.make_dataset(digits.train, 64), epochs=1, verbose=0,
-                shuffle=False)
-  metric = distiller.evaluate(data.make_dataset(digits.test, 100),
-                              verbose=0, return_dict=True)["accuracy"]
-  accuracy = distiller_lib.accuracy_of(distiller.student, digits.test,
-                                       batch_size=100)
-  assert 0.2 < accuracy < 1.0
-  assert accuracy * digits.test.size == round(accuracy * digits.test.size)
-  assert accuracy == pytest.approx(metric, abs=1e-6)
-
-
 def test_kd_without_teacher_or_logits_is_refused(digits):
-  distiller = distiller_lib.Distiller(_plain_student(), alpha=0.5)
+  distiller = distiller_lib.Distiller(plain_student(), alpha=0.5)
   distiller.compile()
   with pytest.raises(ValueError, match="needs teacher logits"):
     distiller.fit(data.make_dataset(digits.train, 64), epochs=1, verbose=0,
@@ -148,7 +94,7 @@ def test_kd_without_teacher_or_logits_is_refused(digits):
 
 
 def test_kd_history_holds_the_real_loss_parts(digits, digits_teacher):
-  distiller = distiller_lib.Distiller(_plain_student(), teacher=digits_teacher,
+  distiller = distiller_lib.Distiller(plain_student(), teacher=digits_teacher,
                                       alpha=0.7, temperature=3.0)
   distiller.compile(keras.optimizers.Adam(1e-3))
   before = teacher_lib.weights_hash(digits_teacher)
@@ -173,7 +119,7 @@ def test_cached_logits_train_exactly_like_the_online_teacher(
   logits = teacher_lib.teacher_logits(digits_teacher, digits.train)
   weights, histories = [], []
   for cached in (False, True):
-    student = _plain_student()
+    student = plain_student()
     distiller = distiller_lib.Distiller(
         student, teacher=None if cached else digits_teacher, alpha=0.9,
         temperature=4.0)
@@ -198,7 +144,7 @@ def test_dict_inputs_without_cached_logits_get_them_from_the_teacher(
     digits, digits_teacher):
   weights, histories = [], []
   for as_dicts in (False, True):
-    student = _plain_student()
+    student = plain_student()
     distiller = distiller_lib.Distiller(student, teacher=digits_teacher,
                                         alpha=0.7, temperature=3.0)
     distiller.compile(keras.optimizers.SGD(0.05))
@@ -215,7 +161,7 @@ def test_dict_inputs_without_cached_logits_get_them_from_the_teacher(
 
 
 def test_dict_inputs_without_cached_logits_or_teacher_are_refused(digits):
-  distiller = distiller_lib.Distiller(_plain_student(), alpha=0.5)
+  distiller = distiller_lib.Distiller(plain_student(), alpha=0.5)
   distiller.compile()
   with pytest.raises(ValueError, match="needs teacher logits"):
     distiller.fit(_as_dicts(data.make_dataset(digits.train, 64)), epochs=1,
@@ -224,7 +170,7 @@ def test_dict_inputs_without_cached_logits_or_teacher_are_refused(digits):
 
 def _first_distillation_loss(student_weights, teacher, batch, **kwargs):
   """The distillation loss of one step on `batch` (before the update)."""
-  student = _plain_student()
+  student = plain_student()
   student.set_weights(student_weights)
   distiller = distiller_lib.Distiller(student, teacher=teacher, alpha=1.0,
                                       temperature=4.0, **kwargs)
@@ -237,7 +183,7 @@ def test_distiller_takes_a_softmax_teacher_only_as_probabilities(
     softmax_teacher, digits):
   probabilities, logits = softmax_teacher
   batch = data.make_dataset(data.take(digits.train, 128), 128)
-  weights = _plain_student().get_weights()
+  weights = plain_student().get_weights()
   with pytest.raises(ValueError, match="pass --teacher_output=probabilities"):
     _first_distillation_loss(weights, probabilities, batch)
   expected = _first_distillation_loss(weights, logits, batch)
@@ -249,7 +195,7 @@ def test_distiller_takes_a_softmax_teacher_only_as_probabilities(
 
 def test_distiller_refuses_a_logits_teacher_said_to_output_probabilities(
     digits, digits_teacher):
-  distiller = distiller_lib.Distiller(_plain_student(), teacher=digits_teacher,
+  distiller = distiller_lib.Distiller(plain_student(), teacher=digits_teacher,
                                       teacher_output="probabilities")
   distiller.compile()
   with pytest.raises(ValueError, match="needs --teacher_output=logits"):
@@ -324,88 +270,5 @@ def test_mirrored_strategy_matches_one_device_weights_and_logs():
                                  rtol=1e-4, err_msg=key)
 
 
-def _bn_student(momentum):
-  params = builder.preset_global_params(
-      "mobilenet_v2", num_classes=10, depth_multiplier=0.5, head_size=64,
-      stem_strides=1, dropout_rate=0.0, batch_norm_momentum=momentum)
-  return builder.build_student(builder.preset_block_strings("mobilenet_v2")[:3],
-                               params, (8, 8, 1))
-
-
-def test_short_training_needs_bn_momentum_0_9(digits):
-  # 105 steps: with momentum 0.99 the moving statistics stay near their
-  # initial values and evaluation falls to chance; with 0.9 it works.
-  accuracy = {}
-  for momentum in (0.9, 0.99):
-    keras.utils.set_random_seed(0)
-    student = _bn_student(0.99)
-    config = distiller_lib.TrainConfig(epochs=5, batch_size=64, kd_alpha=0.0,
-                                       learning_rate=3e-3, bn_momentum=momentum)
-    result = distiller_lib.train_candidate(student, digits.train,
-                                           digits.minival, config)
-    accuracy[momentum] = result.accuracy
-  assert accuracy[0.9] > 0.8, accuracy
-  assert accuracy[0.99] < 0.4, accuracy
-
-
-def test_train_candidate_reports_accuracy_losses_and_phase_times(
-    digits, digits_teacher):
-  logits = teacher_lib.teacher_logits(digits_teacher, digits.train)
-  config = distiller_lib.TrainConfig(epochs=2, batch_size=64)
-  result = distiller_lib.train_candidate(_plain_student(), digits.train,
-                                         digits.minival, config,
-                                         teacher_logits=logits)
-  assert result.mode == "kd_cached"
-  assert 0.0 <= result.accuracy <= 1.0 and result.accuracy > 0.3
-  assert result.train_seconds > 0 and result.eval_seconds > 0
-  assert result.train_distillation_loss > 0 and result.loss > 0
-  assert len(result.history["loss"]) == 2
-  online = distiller_lib.train_candidate(_plain_student(), digits.train,
-                                         digits.minival, config,
-                                         teacher=digits_teacher)
-  assert online.mode == "kd_online"
-  assert online.accuracy == pytest.approx(result.accuracy, abs=0.02)
-  plain = distiller_lib.train_candidate(
-      _plain_student(), digits.train, digits.minival,
-      distiller_lib.TrainConfig(epochs=1, kd_alpha=0.0))
-  assert plain.mode == "plain" and plain.train_distillation_loss == 0.0
-
-
-def test_kd_candidate_without_teacher_is_refused(digits):
-  with pytest.raises(ValueError, match="needs a teacher or cached"):
-    distiller_lib.train_candidate(_plain_student(), digits.train,
-                                  digits.minival,
-                                  distiller_lib.TrainConfig(kd_alpha=0.5))
-
-
-def test_diverged_candidate_raises_candidate_diverged(digits):
-  inputs = keras.Input((8, 8, 1))
-  x = keras.layers.Rescaling(float("inf"))(inputs)  # 0 * inf is NaN.
-  broken = keras.Model(inputs, keras.layers.Dense(10)(
-      keras.layers.Flatten()(x)))
-  with pytest.raises(distiller_lib.CandidateDiverged,
-                     match="non-finite loss") as e:
-    distiller_lib.train_candidate(
-        broken, digits.train, digits.minival,
-        distiller_lib.TrainConfig(epochs=3, kd_alpha=0.0))
-  assert e.value.train_seconds > 0
-  assert not np.isfinite(e.value.history["loss"][-1])
-  assert len(e.value.history["loss"]) == 1  # Stopped in the first epoch.
-
-
-def test_bn_recalibration_sets_the_exact_mean_statistics():
-  rng = np.random.default_rng(0)
-  images = rng.normal(3.0, 2.0, size=(300, 2, 2, 1)).astype(np.float32)
-  split = data.Split(name="train", size=300, fingerprint="x", images=images,
-                     labels=np.zeros(300, np.int32))
-  inputs = keras.Input((2, 2, 1))
-  model = keras.Model(inputs, keras.layers.BatchNormalization(
-      momentum=0.99)(inputs))
-  used = distiller_lib.recalibrate_batch_norm(model, split, images=200,
-                                              batch_size=100)
-  assert used == 200
-  layer = model.layers[-1]
-  per_batch = [images[i:i + 100].mean() for i in (0, 100)]
-  np.testing.assert_allclose(layer.moving_mean.numpy(), [np.mean(per_batch)],
-                             rtol=1e-5)
-  assert layer.momentum == 0.99
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

@@ -1,6 +1,8 @@
 """Tests of akd_tf.distill.diswot on real Fashion-MNIST images and real
 models."""
 
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -134,3 +136,7 @@ def test_scoring_changes_nothing_in_the_student(teacher, student, images):
   assert scorer.score(student) == first
   for weight, value in zip(student.weights, before):
     np.testing.assert_array_equal(np.array(weight), value)
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

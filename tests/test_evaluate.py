@@ -1,47 +1,31 @@
-"""Tests of akd_tf.nas.evaluate: one candidate end to end, failures, lost
-workers."""
+"""Tests of akd_tf.nas.evaluate: one candidate end to end, its failures,
+its latency timed in the driver."""
 
 import dataclasses
-import multiprocessing
 import os
 import random
-import signal
 import sys
-import threading
-import time
 
 import numpy as np
 import pytest
 
+from akd_tf.distill import candidate_training
 from akd_tf.distill import data as data_lib
-from akd_tf.distill import distiller
 from akd_tf.latency import timing
 from akd_tf.nas import evaluate
 from akd_tf.nas import history
 from akd_tf.nas import reward
 from akd_tf.space import arch
 from akd_tf.space import search_space
+from search_testing import quick_actions
+from search_testing import tiny_eval_config
 
 SPACE = search_space.SearchSpace()
 
 
-def make_config(tmp_path, **train_changes):
-  train = distiller.TrainConfig(**{"epochs": 1, "batch_size": 32,
-                                   "kd_alpha": 0.0, **train_changes})
-  return evaluate.EvalConfig(
-      data=data_lib.DataConfig(dataset="digits", train_size=256,
-                               minival_size=200),
-      global_params=arch.GlobalParams(num_classes=10, batch_norm_momentum=0.9,
-                                      head_size=32, depth_multiplier=0.25),
-      space=SPACE.get_config(), train=train,
-      reward=reward.RewardConfig(target_ms=0.05),
-      latency=timing.LatencyConfig(runs=5, repeats=1, warmup=2),
-      latency_cache_path=str(tmp_path / "latency.jsonl"))
-
-
 def test_candidate_is_built_timed_trained_and_rewarded(tmp_path):
-  evaluator = evaluate.CandidateEvaluator(make_config(tmp_path))
-  actions = SPACE.sample(0)
+  evaluator = evaluate.CandidateEvaluator(tiny_eval_config(tmp_path))
+  actions = quick_actions()
   record = evaluator.evaluate(evaluate.CandidateTask(4, 1, actions))
   assert record.ok, record.error
   assert (record.step, record.index, record.actions) == (4, 1, actions)
@@ -61,10 +45,10 @@ def test_same_candidate_scores_the_same_whatever_ran_before(tmp_path):
   # A worker's first candidate used to get unseeded initial weights, so a
   # search's scores depended on which worker ran what.
   config = dataclasses.replace(
-      make_config(tmp_path, learning_rate=1e-2, epochs=2),
+      tiny_eval_config(tmp_path, learning_rate=1e-2, epochs=2),
       data=data_lib.DataConfig(dataset="digits", train_size=1000,
                                minival_size=200))
-  actions = SPACE.sample(0)
+  actions = quick_actions()
   first = evaluate.CandidateEvaluator(config).evaluate(
       evaluate.CandidateTask(0, 0, actions))
   random.seed(12345)  # Anything else this process might have drawn.
@@ -77,8 +61,8 @@ def test_same_candidate_scores_the_same_whatever_ran_before(tmp_path):
 
 def test_diverged_candidate_is_a_failed_record(tmp_path):
   evaluator = evaluate.CandidateEvaluator(
-      make_config(tmp_path, learning_rate=1e30))
-  record = evaluator.evaluate(evaluate.CandidateTask(0, 0, SPACE.sample(1)))
+      tiny_eval_config(tmp_path, learning_rate=1e30))
+  record = evaluator.evaluate(evaluate.CandidateTask(0, 0, quick_actions()))
   assert record.status == history.STATUS_FAILED
   assert record.error.startswith("diverged")
   assert record.accuracy is None
@@ -87,9 +71,9 @@ def test_diverged_candidate_is_a_failed_record(tmp_path):
 
 
 def test_driver_timed_latency_is_used_without_timing_again(tmp_path):
-  config = make_config(tmp_path)
+  config = tiny_eval_config(tmp_path)
   timer = evaluate.CandidateTimer(config, data_lib.load_data(config.data))
-  timed = timer.time(evaluate.CandidateTask(0, 0, SPACE.sample(0)))
+  timed = timer.time(evaluate.CandidateTask(0, 0, quick_actions()))
   assert isinstance(timed, evaluate.CandidateTask)
   assert timed.latency_ms > 0 and timed.latency_source == "measured"
   assert timer.measurer.num_conversions == 1
@@ -106,7 +90,7 @@ def test_driver_timed_latency_is_used_without_timing_again(tmp_path):
 def test_candidate_whose_latency_fails_is_failed_before_training(tmp_path):
   fake = os.path.join(os.path.dirname(__file__), "fake_benchmark_model.py")
   config = dataclasses.replace(
-      make_config(tmp_path), latency_mode="command",
+      tiny_eval_config(tmp_path), latency_mode="command",
       latency_command=f"{sys.executable} {fake} --graph={{tflite}} --fail")
   timer = evaluate.CandidateTimer(config, data_lib.load_data(config.data))
   record = timer.time(evaluate.CandidateTask(2, 1, SPACE.sample(0)))
@@ -124,7 +108,7 @@ def test_int8_latency_of_untrained_se_student_is_measured(tmp_path):
   # untrained, and XNNPACK refused its int8 model whatever the calibration
   # images: a bias against SE in any int8-latency search.
   config = dataclasses.replace(
-      make_config(tmp_path),
+      tiny_eval_config(tmp_path),
       data=data_lib.DataConfig(dataset="fashion_mnist", train_size=256,
                                minival_size=200),
       global_params=arch.GlobalParams(num_classes=10, batch_norm_momentum=0.9,
@@ -140,65 +124,24 @@ def test_int8_latency_of_untrained_se_student_is_measured(tmp_path):
 
 
 def test_kd_without_teacher_is_a_setup_error(tmp_path):
-  config = make_config(tmp_path)
-  config = evaluate.EvalConfig(**{**config.__dict__, "train":
-                                  distiller.TrainConfig(kd_alpha=0.5)})
+  config = tiny_eval_config(tmp_path)
+  config = evaluate.EvalConfig(**{
+      **config.__dict__,
+      "train": candidate_training.TrainConfig(kd_alpha=0.5)})
   with pytest.raises(ValueError, match="needs teacher_logits_path"):
     evaluate.CandidateEvaluator(config)
 
 
 def test_online_softmax_teacher_needs_teacher_output_probabilities(
     tmp_path, softmax_teacher_file):
-  config = dataclasses.replace(make_config(tmp_path, kd_alpha=0.9),
+  config = dataclasses.replace(tiny_eval_config(tmp_path, kd_alpha=0.9),
                                teacher_path=softmax_teacher_file)
   with pytest.raises(ValueError, match="pass --teacher_output=probabilities"):
     evaluate.CandidateEvaluator(config)
   evaluator = evaluate.CandidateEvaluator(
       dataclasses.replace(config, teacher_output="probabilities"))
-  record = evaluator.evaluate(evaluate.CandidateTask(0, 0, SPACE.sample(0)))
+  record = evaluator.evaluate(evaluate.CandidateTask(0, 0, quick_actions()))
   assert record.ok, record.error
-
-
-def kill_worker_mid_candidate(cache_path, killed, stop):
-  """SIGKILLs the pool's worker once it reports being inside a candidate.
-
-  The worker appends the candidate's latency-cache line after building and
-  timing the student and before training it (seconds), so the line's
-  appearance is the observable moment the worker is mid-candidate.
-  """
-  while not stop.is_set():
-    workers = multiprocessing.active_children()
-    if workers and os.path.exists(cache_path) and os.path.getsize(cache_path):
-      os.kill(workers[0].pid, signal.SIGKILL)
-      killed.append(workers[0].pid)
-      return
-    time.sleep(0.02)
-
-
-@pytest.mark.parametrize("max_retries, status", [
-    (1, history.STATUS_OK), (0, history.STATUS_FAILED)])
-def test_lost_worker_costs_a_retry_then_fails(tmp_path, max_retries, status):
-  config = make_config(tmp_path)
-  pool = evaluate.LocalPool(config, num_workers=1, max_retries=max_retries)
-  killed, stop = [], threading.Event()
-  killer = threading.Thread(target=kill_worker_mid_candidate, args=(
-      config.latency_cache_path, killed, stop))
-  killer.start()
-  try:
-    records = list(pool.evaluate([evaluate.CandidateTask(0, 0,
-                                                         SPACE.sample(2))]))
-  finally:
-    stop.set()
-    killer.join()
-    pool.shutdown()
-  assert killed, "the worker was never seen inside the candidate"
-  assert [r.status for r in records] == [status]
-  if status == history.STATUS_OK:
-    # The retry ran in a new worker and found the killed one's timing.
-    assert records[0].latency_source == "cache"
-    assert not records[0].worker.endswith(f":{killed[0]}")
-  else:
-    assert "worker process died" in records[0].error
 
 
 def test_error_text_names_the_type_and_can_keep_only_the_last_line():
@@ -209,3 +152,7 @@ def test_error_text_names_the_type_and_can_keep_only_the_last_line():
       "RuntimeError: ValueError: bad block")
   assert evaluate.error_text(ValueError("x" * 50), max_chars=20) == (
       "ValueError: xxxxxxxx...")
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

@@ -3,6 +3,7 @@ akd_tf.deploy.export_qat) on digits."""
 
 import importlib
 import json
+import logging
 import os
 import sys
 
@@ -51,11 +52,15 @@ def student(tmp_path_factory):
   return path
 
 
-def test_int8_export_writes_artifacts_that_match_keras(student, tmp_path):
+def test_int8_export_writes_artifacts_that_match_keras(student, tmp_path,
+                                                       caplog):
+  caplog.set_level(logging.INFO, logger="akd_tf")
   model, spec = export.load_student(student)
   assert spec.block_strings == BLOCKS
   report = export.export_student(model, _config(tmp_path, quantize="int8"),
-                                 spec, model_path=student, log=lambda _: None)
+                                 spec, model_path=student)
+  # Without a `log`, its progress lines go to the module's logger.
+  assert any(r.name == "akd_tf.deploy.export" for r in caplog.records)
   names = ("saved_model", "student_float.tflite", "student_int8.tflite",
            "export_report.json")
   assert all((tmp_path / name).exists() for name in names)
@@ -149,3 +154,7 @@ def test_export_rejects_data_of_another_input_shape(student, tmp_path):
 def test_export_config_rejects_unknown_quantization(tmp_path):
   with pytest.raises(ValueError, match="quantize='fp16' is not one of"):
     export.ExportConfig(output_dir=str(tmp_path), quantize="fp16")
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

@@ -1,5 +1,6 @@
 """Tests of akd_tf.nas.history: durable appends, torn lines, round trips."""
 
+import os
 import subprocess
 import sys
 
@@ -69,3 +70,47 @@ def test_appends_from_a_killed_process_survive(tmp_path):
                           timeout=60)
   assert result.returncode == -9
   assert [r.step for r in history.History(str(path)).read()] == list(range(5))
+
+
+def test_load_history_reads_a_model_dirs_records(tmp_path):
+  log = history.History(str(tmp_path / "history.jsonl"))
+  records = [make_record(0), make_record(0, 1, history.STATUS_FAILED)]
+  for record in records:
+    log.append(record)
+  assert history.load_history(str(tmp_path)) == records
+
+
+def test_load_history_of_a_folder_without_a_search_names_it(tmp_path):
+  with pytest.raises(FileNotFoundError, match=f"{tmp_path} holds no search"):
+    history.load_history(str(tmp_path))
+
+
+def test_load_history_is_akd_tf_load_history_without_tensorflow(tmp_path):
+  history.History(str(tmp_path / "history.jsonl")).append(make_record(0))
+  code = ("import sys, akd_tf; records = akd_tf.load_history(sys.argv[1]); "
+          "print(len(records), 'tensorflow' in sys.modules)")
+  out = subprocess.run([sys.executable, "-c", code, str(tmp_path)],
+                       capture_output=True, text=True, check=True,
+                       env=dict(os.environ,
+                                PYTHONPATH=os.pathsep.join(sys.path)))
+  assert out.stdout.split() == ["1", "False"]
+
+
+def test_to_dataframe_without_pandas_says_how_to_install_it(monkeypatch):
+  monkeypatch.setitem(sys.modules, "pandas", None)  # import pandas fails.
+  with pytest.raises(ImportError, match="pip install pandas"):
+    history.to_dataframe([make_record(0)])
+
+
+def test_to_dataframe_has_a_row_per_record_and_a_column_per_field():
+  pytest.importorskip("pandas")
+  records = [make_record(0), make_record(0, 1, history.STATUS_FAILED)]
+  frame = history.to_dataframe(records)
+  assert list(frame["status"]) == ["ok", "failed"]
+  assert list(frame["seconds_train"]) == [1.0, 1.0]
+  assert frame["blocks"][0] == ("r1_k3_s11_e1_i32_o16",)
+  assert "timings" not in frame.columns
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

@@ -3,6 +3,7 @@ in akd_tf/distill/data.py) on PNGs written from scikit-learn's digits."""
 
 import os
 import re
+import sys
 
 import keras
 import numpy as np
@@ -176,3 +177,7 @@ def test_folder_prefix_without_a_path_is_refused():
   with pytest.raises(ValueError, match="names no folder"):
     data.DataConfig("folder:")
   assert image_folder.folder_path("folder:~/x") == os.path.expanduser("~/x")
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

@@ -2,6 +2,9 @@
 
 import json
 import multiprocessing
+import sys
+
+import pytest
 
 from akd_tf import jsonl
 
@@ -49,3 +52,7 @@ def test_concurrent_writers_never_interleave_lines(tmp_path):
     records = [json.loads(line) for line in f]
   assert sorted((r["writer"], r["i"]) for r in records) == [
       (w, i) for w in range(4) for i in range(50)]
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

@@ -2,17 +2,22 @@
 
 Layers, lowest first (README "Layout"):
 
-  akd_tf (config_checks, jsonl) <- space <- distill, latency <- oneshot
-  <- nas <- deploy, analysis <- cli
+  config_checks, jsonl, memory <- space <- distill, latency <- oneshot
+  <- nas <- deploy, analysis <- cli <- api <- akd_tf/__init__.py
 
 A module may import its own subpackage and any lower layer; distill and
-latency do not import each other, nor do deploy and analysis. Imports are
+latency do not import each other, nor do deploy and analysis. The
+package's __init__ is its public face, above everything: it re-exports
+`api.search` and `nas.history.load_history`, imported on first use (so
+that `import akd_tf.space.arch` does not import the API); every module
+may `import akd_tf` itself. Imports are
 read with `ast` from the source, function-level imports included, so the
 test needs no TensorFlow.
 """
 
 import ast
 import os
+import sys
 
 import pytest
 
@@ -20,18 +25,20 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(ROOT, "akd_tf")
 # Layer of every subpackage and top-level module of akd_tf.
 LAYERS = {
-    "akd_tf": 0, "config_checks": 0, "jsonl": 0,
+    "config_checks": 0, "jsonl": 0, "memory": 0,
     "space": 1,
     "distill": 2, "latency": 2,
     "oneshot": 3,
     "nas": 4,
     "deploy": 5, "analysis": 5,
     "cli": 6,
+    "api": 7,
+    "akd_tf": 8,
 }
 
 
 def unit_of(module: str) -> str:
-  """'akd_tf.nas.loop' -> 'search'; 'akd_tf.config_checks' ->
+  """'akd_tf.nas.loop' -> 'nas'; 'akd_tf.config_checks' ->
   'config_checks'; 'akd_tf' -> 'akd_tf'."""
   parts = module.split(".")
   return parts[1] if len(parts) > 1 else parts[0]
@@ -105,6 +112,8 @@ def test_no_module_imports_a_higher_or_sibling_layer():
     ("akd_tf.distill.training", "import akd_tf.latency.timing\n"),
     ("akd_tf.deploy.export", "from akd_tf import analysis\n"),
     ("akd_tf.config_checks", "from akd_tf.space import arch\n"),
+    ("akd_tf.cli.search", "from akd_tf import api\n"),
+    ("akd_tf.deploy.pipeline", "def f():\n  from akd_tf import api\n"),
     ("akd_tf.nas.evaluate", "from ..cli import flag_configs\n"),
     ("akd_tf.oneshot.scorer", "from akd_tf.nas import evaluate\n"),
     ("akd_tf.distill.data", "from akd_tf.oneshot import supernet\n"),
@@ -121,6 +130,13 @@ def test_an_upward_or_sideways_import_is_caught(module, source):
     ("akd_tf.nas.ray_pool", "from . import evaluate\n"),
     ("akd_tf.nas.evaluate", "from akd_tf.oneshot import scorer\n"),
     ("akd_tf.oneshot.trainer", "from akd_tf.distill import distiller\n"),
+    ("akd_tf.api", "from akd_tf.cli import flag_configs\n"),
+    ("akd_tf", "def f():\n  from akd_tf import api\n"),
+    ("akd_tf.space.arch", "import akd_tf\n"),
 ])
 def test_a_downward_import_is_allowed(module, source):
   assert not violations(module, source)
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

@@ -1,10 +1,13 @@
 """End-to-end tests of the search: resume after SIGKILL, failures, outputs.
 
 Each test runs the real `akd-search` app in a subprocess on scikit-learn's
-digits with a tiny proxy task, so a candidate takes seconds.
+digits with a tiny proxy task, so a candidate takes seconds. One
+uninterrupted search of the module (`reference`) is run once: the killed
+searches must end as it did, and the progress-line and export tests read its
+log and its exported winner.
 """
 
-import dataclasses
+import collections
 import json
 import os
 import re
@@ -17,23 +20,40 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from akd_tf.distill import data as data_lib
-from akd_tf.distill import distiller
 from akd_tf.nas import controller as controller_lib
 from akd_tf.nas import history
-from akd_tf.nas import loop
-from akd_tf.nas import reward
-from akd_tf.space import arch
 from akd_tf.space import search_space
+from search_testing import QUICK_SEED
 
-NUM_CANDIDATES = 4
-SEED = 3
+NUM_CANDIDATES = 3
+SEED = QUICK_SEED
+FINAL_EPOCHS = 3  # The reference's: its log then counts epochs n/3.
+
+Reference = collections.namedtuple("Reference",
+                                   ["model_dir", "cache_dir", "stderr"])
+
+
+@pytest.fixture(name="reference", scope="module")
+def fixture_reference(tmp_path_factory):
+  """An uninterrupted search of NUM_CANDIDATES, run once for the module.
+
+  It starts from an empty cache, so it trains the built-in teacher; it
+  trains its winner FINAL_EPOCHS epochs and exports it; TensorFlow's own
+  log level is left unset, as a user's would be.
+  """
+  root = tmp_path_factory.mktemp("reference")
+  env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+  result = run_to_end(root / "search", root / "cache", "--export",
+                      f"--final_epochs={FINAL_EPOCHS}", env=env)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return Reference(root / "search", str(root / "cache"), result.stderr)
 
 
 @pytest.fixture(name="cache_dir", scope="module")
-def fixture_cache_dir(tmp_path_factory):
-  """Built-in teacher and logits cache shared by the tests of this module."""
-  return str(tmp_path_factory.mktemp("cache"))
+def fixture_cache_dir(reference):
+  """The reference's teacher and logits cache, shared by the searches of
+  this module (the killed ones must use the reference's teacher)."""
+  return reference.cache_dir
 
 
 def search_args(model_dir, cache_dir, *extra):
@@ -78,10 +98,10 @@ def read_history(model_dir):
   return history.History(os.path.join(model_dir, "history.jsonl")).read()
 
 
-def assert_each_candidate_once(records):
+def assert_each_candidate_once(records, num_candidates=NUM_CANDIDATES):
   keys = [r.key for r in records]
   assert len(keys) == len(set(keys)), f"duplicated evaluations: {keys}"
-  assert len(keys) == NUM_CANDIDATES, f"lost evaluations: {keys}"
+  assert len(keys) == num_candidates, f"lost evaluations: {keys}"
 
 
 def assert_controller_replays(records, per_step):
@@ -90,7 +110,7 @@ def assert_controller_replays(records, per_step):
       search_space.SearchSpace().num_choices,
       controller_lib.ControllerConfig(seed=SEED))
   by_key = {r.key: r for r in records}
-  for step in range(NUM_CANDIDATES // per_step):
+  for step in range(len(records) // per_step):
     batch = [by_key[(step, i)] for i in range(per_step)]
     assert [controller.sample() for _ in batch] == [r.actions for r in batch]
     controller.update([(r.actions, r.reward if r.ok else None)
@@ -98,10 +118,10 @@ def assert_controller_replays(records, per_step):
 
 
 @pytest.mark.slow
-def test_killed_search_resumes_as_if_uninterrupted(tmp_path, cache_dir):
-  reference = run_to_end(tmp_path / "reference", cache_dir)
-  assert reference.returncode == 0, reference.stderr[-3000:]
-  expected = read_history(tmp_path / "reference")
+def test_killed_search_resumes_as_if_uninterrupted(tmp_path, reference,
+                                                   cache_dir):
+  expected = read_history(reference.model_dir)
+  assert len(expected) == NUM_CANDIDATES
 
   killed_dir = tmp_path / "killed"
   kept = kill_when_recorded(killed_dir, cache_dir, 2)
@@ -121,20 +141,20 @@ def test_killed_search_resumes_as_if_uninterrupted(tmp_path, cache_dir):
 @pytest.mark.slow
 def test_killed_two_worker_search_loses_and_repeats_nothing(tmp_path,
                                                              cache_dir):
+  # One step of two candidates, killed once one of them is recorded: the
+  # resumed search must evaluate the other, and only it.
   model_dir = tmp_path / "two_workers"
-  kill_when_recorded(model_dir, cache_dir, 1, "--num_workers=2")
-  resumed = run_to_end(model_dir, cache_dir, "--num_workers=2")
+  two = ("--num_workers=2", "--num_candidates=2")
+  kill_when_recorded(model_dir, cache_dir, 1, *two)
+  resumed = run_to_end(model_dir, cache_dir, *two)
   assert resumed.returncode == 0, resumed.stderr[-3000:]
   records = read_history(model_dir)
-  assert_each_candidate_once(records)
+  assert_each_candidate_once(records, num_candidates=2)
   assert_controller_replays(records, per_step=2)
 
 
-def test_exported_winner_is_verified_as_akd_export_does(tmp_path, cache_dir):
-  model_dir = tmp_path / "exported"
-  result = run_to_end(model_dir, cache_dir, "--export", "--num_candidates=1")
-  assert result.returncode == 0, result.stderr[-3000:]
-  best = model_dir / "best"
+def test_exported_winner_is_verified_as_akd_export_does(reference):
+  best = reference.model_dir / "best"
   report = json.loads((best / "export_report.json").read_text())
   assert report["quantize"] == "none"
   assert report["model"] == str(best / "student.keras")
@@ -177,48 +197,25 @@ def test_diverging_candidates_are_recorded_as_failed(tmp_path, cache_dir):
       restored.probabilities(), untrained.probabilities()))
 
 
-def test_resume_with_other_settings_is_refused(tmp_path, cache_dir):
+def test_resume_with_other_settings_is_refused(tmp_path):
   model_dir = tmp_path / "config"
   model_dir.mkdir()
   (model_dir / "search_config.json").write_text(json.dumps(
       {"reward_accuracy": "ce"}))
-  result = run_to_end(model_dir, cache_dir)
+  result = run_to_end(model_dir, tmp_path / "cache")
   assert result.returncode == 1
   assert "holds a search with other settings" in result.stderr
 
 
-def _config(**changes):
-  config = loop.SearchConfig(
-      data=data_lib.DataConfig(dataset="digits"),
-      global_params=arch.GlobalParams(num_classes=10),
-      proxy=distiller.TrainConfig(), final=distiller.TrainConfig(),
-      reward=reward.RewardConfig(target_ms=0.05))
-  return dataclasses.replace(config, **changes)
-
-
-def test_search_saved_before_a_setting_existed_resumes(tmp_path):
-  # A setting added since the search was written did what its default does.
-  saved = _config().get_config()
-  del saved["teacher_output"]
-  del saved["proxy"]["bn_recalibration_images"]
-  path = tmp_path / "search_config.json"
-  path.write_text(json.dumps(saved))
-  loop._check_resume_config(  # pylint: disable=protected-access
-      str(path), _config().get_config())
-  path.write_text(json.dumps(saved))
-  with pytest.raises(ValueError, match=r"other settings of \['teacher_output'"):
-    loop._check_resume_config(  # pylint: disable=protected-access
-        str(path), _config(teacher_output="probabilities").get_config())
-
-
 def test_too_few_candidates_for_reinforce_are_warned_about_at_start(
-    tmp_path, cache_dir):
+    tmp_path):
   # The refused resume ends each run right after the start.
   for controller in ("reinforce", "random"):
     model_dir = tmp_path / controller
     model_dir.mkdir()
     (model_dir / "search_config.json").write_text(json.dumps({}))
-    result = run_to_end(model_dir, cache_dir, f"--controller={controller}")
+    result = run_to_end(model_dir, tmp_path / "cache",
+                        f"--controller={controller}")
     assert "holds a search with other settings" in result.stderr
     warned = (f"warning: --num_candidates={NUM_CANDIDATES}" in result.stderr
               and "sigma 0.01 (assumed" in result.stderr)
@@ -233,32 +230,33 @@ def test_too_few_candidates_for_reinforce_are_warned_about_at_start(
     ("--teacher=/nonexistent.keras", "--teacher=/nonexistent.keras: neither"),
     ("--latency=command", "--latency_command"),
 ])
-def test_bad_flags_are_clear_errors(tmp_path, cache_dir, flag, message):
-  result = run_to_end(tmp_path / "bad", cache_dir, flag)
+def test_bad_flags_are_clear_errors(tmp_path, flag, message):
+  result = run_to_end(tmp_path / "bad", tmp_path / "cache", flag)
   assert result.returncode != 0
   assert message in result.stderr
   assert "Traceback" not in result.stderr
 
 
-@pytest.mark.slow
 def test_progress_lines_count_steps_and_time_teacher_and_final_training(
-    tmp_path):
-  env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-  result = run_to_end(tmp_path / "search", str(tmp_path / "fresh_cache"),
-                      "--num_candidates=2", "--final_epochs=3", env=env)
-  assert result.returncode == 0, result.stderr[-3000:]
-  lines = result.stderr.splitlines()
+    reference):
+  lines = reference.stderr.splitlines()
   # Neither the app nor its worker process prints TensorFlow's start-up.
-  assert "oneDNN custom operations" not in result.stderr
+  assert "oneDNN custom operations" not in reference.stderr
   # The built-in teacher and the winner's final training log their epochs.
   assert any("teacher resnet_wide training: epoch 2/2 took" in line
-             for line in lines), result.stderr[-3000:]
-  assert any("final training: epoch 3/3 took" in line for line in lines)
+             for line in lines), reference.stderr[-3000:]
+  assert any(f"final training: epoch {FINAL_EPOCHS}/{FINAL_EPOCHS} took"
+             in line for line in lines)
   candidates = [line for line in lines if "] step " in line]
-  assert [re.search(r"\[\d/2\] step \d candidate \d:", line).group(0)
-          for line in candidates] == ["[1/2] step 0 candidate 0:",
-                                      "[2/2] step 1 candidate 0:"]
+  assert [re.search(r"\[\d/\d\] step \d candidate \d:", line).group(0)
+          for line in candidates] == [
+              f"[{i + 1}/{NUM_CANDIDATES}] step {i} candidate 0:"
+              for i in range(NUM_CANDIDATES)]
   # Once no candidate is left, the ETA is the final training's.
   eta, final = re.search(r"ETA ([\d.]+ \w+), final training ([\d.]+ \w+) "
                          r"of it\)", candidates[-1]).groups()
   assert eta == final and final != "0 s", candidates[-1]
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

@@ -1,5 +1,7 @@
 """Tests of akd_tf.latency.lut: part keys, sliced parts, the table."""
 
+import sys
+
 import pytest
 
 from akd_tf.latency import lut as lut_lib
@@ -71,3 +73,7 @@ def test_lut_save_load_round_trip_merges_other_writers(tmp_path):
   (tmp_path / "bad.json").write_text('{"format": "other"}')
   with pytest.raises(ValueError, match="not a latency table"):
     lut_lib.LatencyLUT.load(str(tmp_path / "bad.json"))
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

@@ -99,3 +99,7 @@ def test_unknown_mode_is_rejected_by_name():
 def test_command_mode_rejects_a_template_without_placeholder():
   with pytest.raises(ValueError, match=r"no \{tflite\} placeholder"):
     measurer_lib.LatencyMeasurer("command", command="adb shell benchmark_model")
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

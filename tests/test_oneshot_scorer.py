@@ -1,11 +1,13 @@
 """The one-shot scorer: a path's accuracy after its own BN recalibration."""
 
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from akd_tf.distill import candidate_training
 from akd_tf.distill import data as data_lib
-from akd_tf.distill import distiller
 from akd_tf.oneshot import scorer as scorer_lib
 from akd_tf.oneshot import student as student_lib
 from akd_tf.oneshot import supernet as supernet_lib
@@ -60,7 +62,7 @@ def test_score_is_the_student_accuracy_with_bn_recomputed_on_its_path(
   student = student_lib.inherit_student(supernet, actions)
   calibration, _ = data_lib.arrays(digits.train, CONFIG.calibration_images,
                                    seed=CONFIG.calibration_seed)
-  distiller.set_bn_momentum(student, 0.0)
+  candidate_training.set_bn_momentum(student, 0.0)
   student(calibration, training=True)
   images, labels = data_lib.arrays(digits.minival)
   logits = student.predict(images, verbose=0)
@@ -119,3 +121,7 @@ def test_score_blocks_names_a_block_outside_the_space(scorer):
   blocks[0] = blocks[0].replace("_k3_", "_k7_").replace("_k5_", "_k7_")
   with pytest.raises(ValueError, match="kernel"):
     scorer.score_blocks(blocks)
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

@@ -1,6 +1,7 @@
 """A search with --proxy=oneshot: a supernet trained once, candidates scored."""
 
 import os
+import sys
 
 import pytest
 import search_testing
@@ -70,3 +71,7 @@ def test_oneshot_needs_a_sandwich_of_two_paths(tmp_path):
 def test_unknown_proxy_mode_is_named(tmp_path):
   with pytest.raises(ValueError, match="proxy_mode='x' is not one of"):
     search_testing.tiny_search_config(str(tmp_path), proxy_mode="x")
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

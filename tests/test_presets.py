@@ -88,3 +88,7 @@ def test_installed_package_ships_the_presets(tmp_path):
   # The preset's values, and a later flag overrides the preset's.
   assert (got["target_ms"], got["proxy_train_size"]) == (0.15, 3000)
   assert got["num_candidates"] == 3
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

@@ -2,6 +2,7 @@
 included)."""
 
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -103,3 +104,7 @@ def test_top_k_regret_breaks_proxy_ties_by_position():
 def test_top_k_regret_rejects_k_beyond_the_architectures():
   with pytest.raises(ValueError, match="k=3"):
     rank_stats.top_k_regret([0.1, 0.2], [1, 2], 3)
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

@@ -19,6 +19,8 @@ import shlex
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The app prose flags of a section belong to (sections not listed have
 # none, or name the app in the paragraph).
@@ -259,3 +261,7 @@ def test_flags_are_attributed_to_the_app_of_their_command():
       "        --jobs=2 && .venv/bin/ray start --head"])) == [
           ("benchmarks/c.py", "budget"), ("benchmarks/c.py", "jobs"),
           ("external", "head")]
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

@@ -1,6 +1,7 @@
 """Tests of the MnasNet and TuNAS rewards and their corner cases."""
 
 import math
+import sys
 
 import pytest
 
@@ -97,3 +98,7 @@ def test_config_round_trip():
   config = reward.RewardConfig(target_ms=3.0, kind="abs", beta=-0.3)
   assert reward.RewardConfig.from_config(config.get_config()) == config
   assert config.get_config()["alpha"] is None
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

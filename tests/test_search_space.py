@@ -1,6 +1,7 @@
 """Tests of akd_tf.space.search_space: actions <-> blocks, size, sampling."""
 
 import math
+import sys
 
 import pytest
 
@@ -82,3 +83,18 @@ def test_encode_rejects_block_outside_space(space):
 def test_config_round_trip(space):
   assert search_space.SearchSpace.from_config(
       space.get_config()).num_choices == space.num_choices
+
+
+def test_choice_labels_name_every_choice_of_every_decision():
+  space = search_space.SearchSpace()
+  labels = space.choice_labels()
+  assert [len(choices) for choices in labels] == list(space.num_choices)
+  # Block 1 of MobileNetV2's skeleton: 24 filters, 2 layers.
+  assert labels[6:12] == [("conv", "dwconv", "mbconv3", "mbconv6"),
+                          ("3", "5"), ("0", "0.25"), ("skip", "noskip"),
+                          ("18", "24", "30"), ("1", "2", "3")]
+  assert labels[5] == ("1", "2")  # Block 0 has one layer: 0 or +1.
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

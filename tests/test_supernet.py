@@ -1,5 +1,7 @@
 """The supernet is the search space: every path is its builder student."""
 
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -160,3 +162,7 @@ def test_supernet_config_round_trips():
   again = supernet_lib.Supernet.from_config(net.get_config())
   assert again.get_config() == net.get_config()
   assert [w.shape for w in again.weights] == [w.shape for w in net.weights]
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

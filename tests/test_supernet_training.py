@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from akd_tf.distill import candidate_training
 from akd_tf.distill import data as data_lib
 from akd_tf.distill import distiller
 from akd_tf.distill import teacher as teacher_lib
@@ -101,7 +102,8 @@ def test_a_step_changes_only_the_weights_of_its_path(kd_trainer):
 
 def test_path_optimizer_leaves_zero_gradient_elements_and_their_state():
   variable = tf.Variable(np.ones(4, np.float32))
-  optimizer = path_optimizer.make_path_optimizer(distiller.TrainConfig(), 10)
+  optimizer = path_optimizer.make_path_optimizer(
+      candidate_training.TrainConfig(), 10)
   optimizer.build([variable])
   # The value and Adam's two moments of each element.
   state = [variable] + [v for v in optimizer.variables if v.shape == (4,)]
@@ -146,7 +148,8 @@ def test_a_ce_step_on_a_path_is_the_stand_alone_students_step(digits):
   labels = digits.train.labels[index]
   before = [w.numpy().copy() for w in student.weights]
   loss = distiller.Distiller(student, alpha=0.0)
-  optimizer = distiller.make_optimizer(config.train_config(), config.steps)
+  optimizer = candidate_training.make_optimizer(config.train_config(),
+                                               config.steps)
   with tf.GradientTape() as tape:
     total = loss.compute_losses(labels, student(images, training=True))[0]
   optimizer.apply_gradients(zip(
@@ -322,3 +325,7 @@ def test_cache_key_covers_the_teacher_and_the_recipe(digits, logits):
   assert key(kd) != key(trainer_lib.SupernetTrainConfig(kd_alpha=0.0))
   assert key(kd) != key(trainer_lib.SupernetTrainConfig(steps=999))
   assert key(kd) == key(trainer_lib.SupernetTrainConfig(checkpoint_every=7))
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

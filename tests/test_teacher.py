@@ -1,19 +1,14 @@
 """Tests of akd_tf.distill.teacher: loading, checks, built-ins, caches."""
 
 import os
+import sys
 
 import keras
 import numpy as np
 import pytest
 
-from akd_tf.distill import data
 from akd_tf.distill import distiller as distiller_lib
 from akd_tf.distill import teacher
-
-
-@pytest.fixture(scope="module")
-def digits():
-  return data.load_data(data.DataConfig("digits"))
 
 
 def _small_model(input_shape=(8, 8, 1), classes=10, activation=None):
@@ -232,3 +227,7 @@ def test_teacher_logits_cache_is_keyed_by_teacher_output(digits, tmp_path):
                                  teacher_output="probabilities")
   assert not (log_p == 7.0).any()
   assert len(list((tmp_path / "teacher_logits").iterdir())) == 2
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

@@ -4,24 +4,26 @@ akd_tf.nas.history."""
 import dataclasses
 import json
 import math
+import sys
 import time
 
 import numpy as np
 import pytest
 
 from akd_tf.analysis import teacher_dependence as dependence
+from akd_tf.distill import candidate_training
 from akd_tf.distill import data
-from akd_tf.distill import distiller
+from akd_tf.nas import config as config_lib
 from akd_tf.nas import history
-from akd_tf.nas import loop
 from akd_tf.nas import reward
 from akd_tf.space import arch
 from akd_tf.space import search_space
 
 SPACE = search_space.SearchSpace()
-CONFIG = loop.SearchConfig(
+CONFIG = config_lib.SearchConfig(
     data=data.DataConfig(dataset="digits"), global_params=arch.GlobalParams(),
-    proxy=distiller.TrainConfig(), final=distiller.TrainConfig(),
+    proxy=candidate_training.TrainConfig(),
+    final=candidate_training.TrainConfig(),
     reward=reward.RewardConfig(target_ms=1.0))
 
 
@@ -289,3 +291,7 @@ def test_clustered_searches_of_one_teacher_fool_only_the_candidate_level():
                                              level="search")
   assert candidate.p_value < 0.01
   assert search_level.p_value > 0.1
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

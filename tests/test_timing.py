@@ -1,5 +1,7 @@
 """Tests of akd_tf.latency.timing: the LiteRT timing protocol and its config."""
 
+import sys
+
 import keras
 import pytest
 
@@ -40,3 +42,7 @@ def test_config_rejects_bad_values_by_name():
     timing.LatencyConfig(threads=0)
   with pytest.raises(ValueError, match="statistic='p99'"):
     timing.LatencyConfig(statistic="p99")
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))

@@ -6,14 +6,15 @@
 
 `d` is what `teacher_dependence.choice_distributions` returns.
 
+Drawn on an Agg canvas of its own (`akd_tf.nas.report.agg_figure`):
+matplotlib's global backend is left as the user set it.
+
 Public names: plot_choice_distributions.
 """
 
-import matplotlib
+from matplotlib import patches
 
-matplotlib.use("Agg")
-from matplotlib import patches  # pylint: disable=g-import-not-at-top,wrong-import-position
-from matplotlib import pyplot  # pylint: disable=g-import-not-at-top,wrong-import-position
+from akd_tf.nas import report
 
 __all__ = ["plot_choice_distributions"]
 
@@ -62,7 +63,8 @@ def plot_choice_distributions(distributions: dict, path: str,
   skeleton = distributions["skeleton"]
   num_blocks = len(skeleton)
   width = 0.8 / len(groups)
-  figure, axes_grid = pyplot.subplots(3, 2, figsize=(13, 11))
+  figure = report.agg_figure((13, 11))
+  axes_grid = figure.subplots(3, 2)
   for axes, (name, panel_title) in zip(axes_grid.flat, _PANELS):
     legend = {}
     for b in range(num_blocks):
@@ -104,4 +106,3 @@ def plot_choice_distributions(distributions: dict, path: str,
                   y=0.995)
   figure.tight_layout(rect=(0, 0, 1, 0.95))
   figure.savefig(path, dpi=110)
-  pyplot.close(figure)

@@ -251,35 +251,23 @@ def _one_hot(space, runs, top_k) -> Tuple[np.ndarray, np.ndarray]:
 
 
 def _choice_labels(space) -> List[Dict[str, List[str]]]:
-  """Per block, per distribution decision: the label of every choice."""
+  """Per block, per distribution decision: the label of every choice
+  (`SearchSpace.choice_labels`, and the expansion ratio of every conv_op)."""
   per_block = len(search_space.DECISIONS)
+  choice_labels = space.choice_labels()
   labels = []
   for b in range(len(space.skeleton)):
-    block_labels = {name: [] for name in DISTRIBUTION_DECISIONS}
-    for d, name in enumerate(search_space.DECISIONS):
-      for choice in range(space.num_choices[b * per_block + d]):
-        actions = [0] * space.num_decisions
-        actions[b * per_block + d] = choice
-        block = space.decode(actions)[b]
-        block_labels[name].append(_label(name, choice, block))
-        if name == "conv_op":
-          block_labels["expansion"].append(str(block.expand_ratio))
-    labels.append(block_labels)
+    block_labels = {name: list(choice_labels[b * per_block + d])
+                    for d, name in enumerate(search_space.DECISIONS)}
+    block_labels["expansion"] = []
+    for choice in range(space.num_choices[b * per_block]):
+      actions = [0] * space.num_decisions
+      actions[b * per_block] = choice
+      block_labels["expansion"].append(
+          str(space.decode(actions)[b].expand_ratio))
+    labels.append({name: block_labels[name]
+                   for name in DISTRIBUTION_DECISIONS})
   return labels
-
-
-def _label(name, choice, block) -> str:
-  if name == "conv_op":
-    return search_space.CONV_OPS[choice]
-  if name == "kernel":
-    return str(block.kernel_size)
-  if name == "se_ratio":
-    return f"{block.se_ratio or 0:g}"
-  if name == "skip":
-    return "skip" if block.id_skip else "noskip"
-  if name == "filters":
-    return str(block.output_filters)
-  return str(block.num_repeat)
 
 
 def choice_distributions(runs: Sequence[SearchRun], top_k: int) -> dict:

@@ -6,9 +6,12 @@
 Trains (or reuses) the teacher, runs the controller's search with KD-trained
 accuracy in the reward (--reward_accuracy=kd, AKD) or plain accuracy
 (--reward_accuracy=ce, the NAS+KD baseline), then trains the winner by KD and
-exports it under <model_dir>/best. Rerunning the same command resumes a
-killed search where it stopped. --executor=ray evaluates candidates as Ray
-tasks (on a cluster with --ray_address=auto) instead of local processes.
+exports it under <model_dir>/best, and prints the --top_k candidates of
+highest reward as a table on stdout. Rerunning the same command resumes a
+killed search where it stopped, and a killed final training from its last
+finished epoch. --strategy distributes the final training (mirrored: all
+local GPUs). --executor=ray evaluates candidates as Ray tasks (on a cluster
+with --ray_address=auto) instead of local processes.
 """
 
 import logging as std_logging
@@ -22,7 +25,9 @@ from absl import logging
 from akd_tf.cli import entry
 from akd_tf.cli import flag_configs
 from akd_tf.cli import presets
+from akd_tf.distill import training
 from akd_tf.nas import controller as controller_lib
+from akd_tf.nas import report
 
 MODEL_DIR = flags.DEFINE_string(
     "model_dir", None, "Where the search writes (and resumes) everything.")
@@ -31,6 +36,9 @@ PRESET = flags.DEFINE_enum(
     "A search preset shipped with akd_tf (the repository's flags/NAME.cfg): "
     "the same as --flagfile=<its installed path>, so flags after it "
     "override it. Command line only.")
+TOP_K = flags.DEFINE_integer(
+    "top_k", 5, "Candidates of highest reward listed in the table printed "
+    "at the end (0: no table).", lower_bound=0)
 GROUPS = (
     entry.module_group("akd-search", globals()),
     entry.defined_group("data", flag_configs.define_data_flags),
@@ -56,6 +64,8 @@ def main(argv):
     raise app.UsageError("--model_dir is required: where the search writes "
                          "its history, checkpoints and the best student")
   config = flag_configs.search_config_from_flags()
+  if flags.FLAGS.logical_cpus:
+    training.split_cpu(flags.FLAGS.logical_cpus)
   if config.controller == "reinforce":
     warning = controller_lib.budget_warning(config.num_candidates)
     if warning:
@@ -67,6 +77,8 @@ def main(argv):
   except (ValueError, FileNotFoundError, ImportError) as error:
     print(f"akd-search: error: {error}", file=sys.stderr)
     return 1
+  if TOP_K.value:
+    print(report.top_table(result.records, TOP_K.value), flush=True)
   ok = sum(r.ok for r in result.records)
   _progress(f"{len(result.records)} candidates ({len(result.records) - ok} "
             f"failed), {result.evaluated} evaluated in this run, "

@@ -26,12 +26,11 @@ import os
 from absl import app
 from absl import flags
 from absl import logging
-import tensorflow as tf
 
 from akd_tf.cli import common
 from akd_tf.cli import entry
+from akd_tf.distill import candidate_training
 from akd_tf.distill import data as data_lib
-from akd_tf.distill import distiller
 from akd_tf.distill import teacher as teacher_lib
 from akd_tf.distill import training
 
@@ -79,10 +78,11 @@ BATCH_SIZE = flags.DEFINE_integer(
 LEARNING_RATE = flags.DEFINE_float(
     "learning_rate", 2e-3,
     "Learning rate for one replica's batch (scaled by the replica count).")
-OPTIMIZER = flags.DEFINE_enum("optimizer", "adam", list(distiller.OPTIMIZERS),
+OPTIMIZER = flags.DEFINE_enum("optimizer", "adam",
+                              list(candidate_training.OPTIMIZERS),
                               "Optimizer (sgd: momentum 0.9, Nesterov).")
 LR_SCHEDULE = flags.DEFINE_enum("lr_schedule", "cosine",
-                                list(distiller.LR_SCHEDULES),
+                                list(candidate_training.LR_SCHEDULES),
                                 "Learning-rate schedule over the run.")
 AUGMENT = flags.DEFINE_bool(
     "augment", False,
@@ -180,7 +180,7 @@ def _job_from_flags():
         seed=SEED.value, download=DOWNLOAD.value)
   except ValueError as error:
     _usage("image_size", error)
-  train_config = distiller.TrainConfig(
+  train_config = candidate_training.TrainConfig(
       epochs=EPOCHS.value, batch_size=BATCH_SIZE.value,
       learning_rate=LEARNING_RATE.value, optimizer=OPTIMIZER.value,
       lr_schedule=LR_SCHEDULE.value, kd_alpha=KD_ALPHA.value,
@@ -198,9 +198,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if LOGICAL_CPUS.value >= 2:
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration()] * LOGICAL_CPUS.value)
+    training.split_cpu(LOGICAL_CPUS.value)
   _check_flags()
   job = _job_from_flags()
   strategy = training.make_strategy(job.strategy, job.tpu)

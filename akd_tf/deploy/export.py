@@ -32,6 +32,7 @@ format_report.
 
 import dataclasses
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -45,8 +46,8 @@ import numpy as np
 import tensorflow as tf
 
 from akd_tf import config_checks
+from akd_tf.distill import candidate_training
 from akd_tf.distill import data as data_lib
-from akd_tf.distill import distiller
 from akd_tf.latency import convert
 from akd_tf.latency import native_output
 from akd_tf.latency import timing
@@ -57,6 +58,8 @@ __all__ = ["Artifact", "ExportConfig", "ExportError", "QUANTIZE_MODES",
            "check_data_matches", "check_spec_matches", "export_student",
            "format_report", "keras_logits", "load_student",
            "save_saved_model", "saved_model_logits", "tflite_logits"]
+
+_LOG = logging.getLogger(__name__)
 
 QUANTIZE_MODES = ("none", "int8", "qat")
 INPUT_NAME = "image"
@@ -361,7 +364,7 @@ class _Verifier:
     self.images = images
     self.labels = labels
     self.reference = reference
-    self.keras_top1 = distiller.top1_accuracy(reference, labels)
+    self.keras_top1 = candidate_training.top1_accuracy(reference, labels)
     self.latency = latency
     self.log = log
     self.artifacts: Dict[str, Artifact] = {}
@@ -370,7 +373,7 @@ class _Verifier:
              float_model: bool, tflite: Optional[bytes] = None) -> None:
     """Records artifact `name` from its logits on the images (and times the
     .tflite when given)."""
-    top1 = distiller.top1_accuracy(logits, self.labels)
+    top1 = candidate_training.top1_accuracy(logits, self.labels)
     self.artifacts[name] = Artifact(
         name=name, path=path,
         size_bytes=_size(path) if path and os.path.exists(path) else 0,
@@ -453,7 +456,7 @@ def _report(verifier, config, data, model_path, seconds, qat) -> dict:
 def export_student(model: keras.Model, config: ExportConfig,
                    spec: Optional[arch.ArchSpec] = None,
                    model_path: str = "",
-                   log: Callable[[str], None] = print) -> dict:
+                   log: Callable[[str], None] = _LOG.info) -> dict:
   """Writes the artifacts `config` asks for, verifies them, and writes
   `<output_dir>/export_report.json`.
 
@@ -462,7 +465,8 @@ def export_student(model: keras.Model, config: ExportConfig,
     config: What to write and how to verify.
     spec: Its architecture (needed for quantize 'qat').
     model_path: Where the model came from (recorded in the report).
-    log: Progress lines.
+    log: Progress lines; default: the INFO log of logger
+      'akd_tf.deploy.export'.
 
   Returns:
     The report (what export_report.json holds).

@@ -13,16 +13,19 @@
      whole training state every epoch (a killed run resumes from the last
      finished epoch when started again with the same model_dir), writing
      TensorBoard logs and logging progress with an ETA;
-  5. saves `<model_dir>/<role>.keras` (and `arch.json` for a student) and
+  5. recomputes the BatchNormalization statistics over the recipe's
+     `bn_recalibration_images` training images, when there are any;
+  6. saves `<model_dir>/<role>.keras` (and `arch.json` for a student) and
      `result.json` with minival and test accuracy.
 
 Public names: STRATEGIES, ROLES, TrainJob, JobResult, JobInputError,
-make_strategy, EtaLogger, fit_resumable, run_job.
+split_cpu, make_strategy, EtaLogger, fit_resumable, run_job.
 """
 
 import dataclasses
 import importlib.util
 import json
+import logging
 import os
 import time
 from typing import Callable, Optional, Sequence, Tuple
@@ -31,6 +34,7 @@ import keras
 import tensorflow as tf
 
 from akd_tf import config_checks
+from akd_tf.distill import candidate_training
 from akd_tf.distill import data as data_lib
 from akd_tf.distill import distiller as distiller_lib
 from akd_tf.distill import teacher as teacher_lib
@@ -38,10 +42,31 @@ from akd_tf.space import arch as arch_lib
 from akd_tf.space import builder
 
 __all__ = ["EtaLogger", "JobInputError", "JobResult", "ROLES", "STRATEGIES",
-           "TrainJob", "fit_resumable", "make_strategy", "run_job"]
+           "TrainJob", "fit_resumable", "make_strategy", "run_job",
+           "split_cpu"]
+
+_LOG = logging.getLogger(__name__)
 
 STRATEGIES = ("one_device", "mirrored", "multi_worker", "tpu")
 ROLES = ("teacher", "student")
+
+
+def split_cpu(count: int) -> None:
+  """Splits the CPU into `count` logical devices, so that strategy
+  'mirrored' can be tried without GPUs.
+
+  Call it before any other TensorFlow work: TensorFlow fixes its devices
+  when it first uses them.
+
+  Raises:
+    ValueError: count < 2.
+    RuntimeError: TensorFlow has already set up its devices.
+  """
+  if count < 2:
+    raise ValueError(f"{count} logical CPUs: give 2 or more")
+  cpu = tf.config.list_physical_devices("CPU")[0]
+  tf.config.set_logical_device_configuration(
+      cpu, [tf.config.LogicalDeviceConfiguration()] * count)
 
 
 def make_strategy(name: str, tpu: Optional[str] = None
@@ -86,11 +111,12 @@ class EtaLogger(keras.callbacks.Callback):
   at most every `interval_seconds`.
 
   Args:
-    log: Where lines go (absl's logging.info in the app).
+    log: Where lines go (default: the INFO log of logger
+      'akd_tf.distill.training'; absl's logging.info in the app).
     interval_seconds: Least time between two lines within an epoch.
   """
 
-  def __init__(self, log: Callable[[str], None] = print,
+  def __init__(self, log: Callable[[str], None] = _LOG.info,
                interval_seconds: float = 30.0):
     super().__init__()
     self._log = log
@@ -137,7 +163,7 @@ def fit_resumable(model: keras.Model, train: tf.data.Dataset, epochs: int,
                   model_dir: str,
                   validation_data: Optional[tf.data.Dataset] = None,
                   callbacks: Sequence[keras.callbacks.Callback] = (),
-                  log: Callable[[str], None] = print,
+                  log: Callable[[str], None] = _LOG.info,
                   verbose: int = 0) -> keras.callbacks.History:
   """`model.fit` that backs up its state every epoch and resumes from it.
 
@@ -204,7 +230,7 @@ class TrainJob:
   role: str
   model_dir: str
   data: data_lib.DataConfig
-  train: distiller_lib.TrainConfig
+  train: candidate_training.TrainConfig
   arch: Optional[arch_lib.ArchSpec] = None
   teacher: Optional[str] = None
   teacher_path: Optional[str] = None
@@ -307,7 +333,7 @@ def _accuracies(model_path: str, splits: Sequence[data_lib.Split],
   """Accuracies of the saved model on every example of each split, on one
   device."""
   model = keras.saving.load_model(model_path, safe_mode=True)
-  return tuple(distiller_lib.accuracy_of(model, split, batch_size)
+  return tuple(candidate_training.accuracy_of(model, split, batch_size)
                for split in splits)
 
 
@@ -333,8 +359,8 @@ def _load_job_data(job: TrainJob, replicas: int, log) -> data_lib.Data:
   return data
 
 
-def _global_recipe(train: distiller_lib.TrainConfig, data: data_lib.Data,
-                   replicas: int) -> distiller_lib.TrainConfig:
+def _global_recipe(train: candidate_training.TrainConfig, data: data_lib.Data,
+                   replicas: int) -> candidate_training.TrainConfig:
   """The per-replica recipe scaled to all replicas: batch sizes and the
   learning rate times their number."""
   return dataclasses.replace(
@@ -374,7 +400,7 @@ def _build_model(job, data, config, strategy):
       except ValueError as error:
         raise JobInputError("arch", str(error)) from error
     if config.bn_momentum is not None:
-      distiller_lib.set_bn_momentum(model, config.bn_momentum)
+      candidate_training.set_bn_momentum(model, config.bn_momentum)
   return model, spec
 
 
@@ -410,8 +436,9 @@ def _compiled_distiller(job, model, teacher, mode, config, steps, strategy,
         model, teacher=teacher if mode == "kd_online" else None,
         alpha=config.kd_alpha if job.role == "student" else 0.0,
         temperature=config.kd_temperature, teacher_output=job.teacher_output)
-    distiller.compile(optimizer=distiller_lib.make_optimizer(config, steps),
-                      jit_compile=config.jit_compile)
+    distiller.compile(
+        optimizer=candidate_training.make_optimizer(config, steps),
+        jit_compile=config.jit_compile)
   if mode == "kd_online":
     # On the split: reading the shuffled pipeline would move it on.
     distiller.check_teacher_output(teacher_lib.sample_images(data.train))
@@ -423,7 +450,7 @@ def _fit(job, model, distiller, train, minival, mode, config, callbacks,
   """Trains (resumably) for the recipe's epochs; returns the seconds.
 
   Raises:
-    distiller_lib.CandidateDiverged: the loss became NaN or infinite.
+    candidate_training.CandidateDiverged: the loss became NaN or infinite.
   """
   log(f"training {job.role} '{model.name}' ({model.count_params():,} "
       f"params, {mode}) for {config.epochs} epoch(s), global batch "
@@ -434,7 +461,7 @@ def _fit(job, model, distiller, train, minival, mode, config, callbacks,
                           log=log, verbose=config.verbose)
   seconds = time.perf_counter() - start
   if distiller.stop_training:
-    raise distiller_lib.CandidateDiverged(
+    raise candidate_training.CandidateDiverged(
         f"training diverged: loss {history.history.get('loss')}",
         history.history, seconds)
   return seconds
@@ -459,14 +486,15 @@ def _save_model(model: keras.Model, model_path: str) -> None:
 def run_job(job: TrainJob,
             strategy: Optional[tf.distribute.Strategy] = None,
             callbacks: Sequence[keras.callbacks.Callback] = (),
-            log: Callable[[str], None] = print) -> JobResult:
+            log: Callable[[str], None] = _LOG.info) -> JobResult:
   """Runs one training job; see the module docstring for the steps.
 
   Args:
     job: What to train.
     strategy: Overrides `make_strategy(job.strategy, job.tpu)`.
     callbacks: Extra Keras callbacks for `fit`.
-    log: Where progress lines go.
+    log: Where progress lines go (default: the INFO log of logger
+      'akd_tf.distill.training').
 
   Returns:
     A `JobResult`. When `<model_dir>/<role>.keras` and result.json already
@@ -475,7 +503,7 @@ def run_job(job: TrainJob,
   Raises:
     JobInputError: the data, teacher or architecture is missing or does
       not fit; `source` says which.
-    distiller_lib.CandidateDiverged: the loss became NaN or infinite.
+    candidate_training.CandidateDiverged: the loss became NaN or infinite.
   """
   model_path = os.path.join(job.model_dir, f"{job.role}.keras")
   result_path = os.path.join(job.model_dir, "result.json")
@@ -497,6 +525,12 @@ def run_job(job: TrainJob,
                                   strategy, data)
   seconds = _fit(job, model, distiller, train, minival, mode, config,
                  callbacks, log)
+  if config.bn_recalibration_images:
+    used = candidate_training.recalibrate_batch_norm(
+        model, data.train, config.bn_recalibration_images,
+        job.train.eval_batch_size)
+    log(f"BatchNormalization statistics recomputed over {used} training "
+        "images")
   _save_model(model, model_path)
   minival_acc, test_acc = _accuracies(model_path, (data.minival, data.test),
                                       job.train.eval_batch_size)

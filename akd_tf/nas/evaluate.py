@@ -7,11 +7,9 @@ computes its reward. Anything that goes wrong with one candidate (NaN loss,
 a failed conversion, out of memory, any other error) becomes a failed
 `CandidateRecord` carrying the error; only a broken setup raises.
 
-`LocalPool` runs evaluators in worker processes (spawned, so each has its own
-TensorFlow runtime); each worker loads the data and the cached teacher logits
-once. A worker that dies mid-candidate (killed, or by the kernel's OOM
-killer) costs that candidate a retry in a rebuilt pool, and after
-`max_retries` it is recorded as failed; the search goes on.
+The pools run evaluators in worker processes: `local_pool.LocalPool` on
+this machine, `ray_pool.RayPool` as Ray tasks. Each worker process calls
+`prepare_worker_process` once, before its first TensorFlow op.
 
 `CandidateTimer` measures a candidate's latency on its own; the search runs
 it in the driver before dispatching a batch, so timing never shares the CPU
@@ -24,21 +22,21 @@ mini-val split; each evaluator loads the supernet once and traces its
 scoring function once, so a candidate costs about a second.
 
 Public names: EvalConfig, CandidateTask, CandidateTimer, CandidateEvaluator,
-LocalPool, failed_record, error_text, set_worker_threads.
+failed_record, error_text, prepare_worker_process, set_worker_threads,
+PROXY_MODES.
 """
 
-import concurrent.futures
 import dataclasses
-import multiprocessing
 import os
 import time
 import traceback
-from typing import Iterator, Optional, Sequence, Tuple, Union
+from typing import Optional, Tuple, Union
 
 import keras
 
+from akd_tf import memory
+from akd_tf.distill import candidate_training
 from akd_tf.distill import data as data_lib
-from akd_tf.distill import distiller
 from akd_tf.distill import teacher as teacher_lib
 from akd_tf.latency import measurer as measurer_lib
 from akd_tf.latency import timing
@@ -53,8 +51,8 @@ from akd_tf.space import profile
 from akd_tf.space import search_space
 
 __all__ = ["CandidateEvaluator", "CandidateTask", "CandidateTimer",
-           "EvalConfig", "LocalPool", "error_text", "failed_record",
-           "set_worker_threads", "PROXY_MODES"]
+           "EvalConfig", "PROXY_MODES", "error_text", "failed_record",
+           "prepare_worker_process", "set_worker_threads"]
 
 PROXY_MODES = ("train", "oneshot")
 
@@ -94,7 +92,7 @@ class EvalConfig:
   data: data_lib.DataConfig
   global_params: arch.GlobalParams
   space: dict
-  train: distiller.TrainConfig
+  train: candidate_training.TrainConfig
   reward: reward_lib.RewardConfig
   latency_mode: str = "measured"
   latency: timing.LatencyConfig = timing.LatencyConfig()
@@ -203,7 +201,7 @@ class _Attempt:
 
   def failure(self, error: BaseException) -> history.CandidateRecord:
     """The failed record of `error`, raised in the current phase."""
-    if isinstance(error, distiller.CandidateDiverged):
+    if isinstance(error, candidate_training.CandidateDiverged):
       self.timings["train"] = error.train_seconds
       return self.record(history.STATUS_FAILED,
                          f"diverged: {error_text(error)}")
@@ -264,8 +262,18 @@ class CandidateTimer:
     """Returns `task` with its latency, or its failed record; never raises.
 
     A candidate that cannot be decoded, converted or timed fails here and
-    is not trained.
+    is not trained. What the timing built (the model, its converted graph)
+    is released before it returns (`akd_tf.memory`), so the driver stays
+    flat over a long search.
     """
+    with memory.scoped_custom_gradients():
+      timed = self._time(task)
+    # Here, not in _time: its frame holds the model until it returns.
+    memory.release_unused_memory()
+    return timed
+
+  def _time(self, task: CandidateTask
+            ) -> Union[CandidateTask, history.CandidateRecord]:
     attempt = _Attempt(task, self.config.reward, self.worker)
     try:
       spec = attempt.decode(self.space, self.config.global_params,
@@ -365,9 +373,22 @@ class CandidateEvaluator:
 
     The latency comes with the task when the driver measured it
     (`CandidateTimer`); otherwise it is measured here before training.
+    Everything the candidate used is released before it returns
+    (`akd_tf.memory`), so a worker stays flat over thousands of candidates.
+    A one-shot score (`_score`) releases nothing: it builds no model and
+    reuses the scorer's one trace, and clearing Keras' state would clear
+    TensorFlow's kernel cache, so that the next score instantiated the
+    scoring function again.
     """
     if self.scorer is not None:
       return self._score(task)
+    with memory.scoped_custom_gradients():
+      record = self._evaluate(task)
+    # Here, not in _evaluate: its frame holds the model until it returns.
+    memory.release_unused_memory()
+    return record
+
+  def _evaluate(self, task: CandidateTask) -> history.CandidateRecord:
     attempt = _Attempt(task, self.config.reward, self.worker)
     try:
       spec = attempt.decode(self.space, self.config.global_params,
@@ -383,7 +404,7 @@ class CandidateEvaluator:
       attempt.timings["build"] = time.perf_counter() - start
       self._measure_latency(attempt, spec, model)
       attempt.phase = "train"
-      trained = distiller.train_candidate(
+      trained = candidate_training.train_candidate(
           model, self.data.train, self.data.minival, self.config.train,
           teacher=self.teacher, teacher_logits=self.teacher_logits,
           teacher_output=self.config.teacher_output)
@@ -394,7 +415,6 @@ class CandidateEvaluator:
     except Exception as error:  # pylint: disable=broad-except
       # One bad candidate must not end a search of hundreds: record it.
       return attempt.failure(error)
-
 
   def _score(self, task: CandidateTask) -> history.CandidateRecord:
     """The one-shot evaluation: the path's score through the supernet.
@@ -431,108 +451,19 @@ def set_worker_threads(threads: int) -> None:
     tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
-_WORKER = {}  # This worker process's config, data and (once used) evaluator.
+def prepare_worker_process(threads: int) -> None:
+  """Sets this process up to evaluate candidates: once, before any TF op.
 
-
-def _init_worker(config: EvalConfig) -> None:
-  """Process-pool initializer: TensorFlow and the data, once per worker.
-
-  The evaluator itself (which reads the teacher's logits) is made by the
-  first candidate, so workers can start before the logits are written.
-  """
-  set_worker_threads(config.threads)
-  _WORKER["config"] = config
-  _WORKER["data"] = data_lib.load_data(config.data)
-
-
-def _worker_ready() -> int:
-  return os.getpid()
-
-
-def _evaluate_in_worker(task: CandidateTask) -> history.CandidateRecord:
-  if "evaluator" not in _WORKER:
-    _WORKER["evaluator"] = CandidateEvaluator(_WORKER["config"],
-                                              data=_WORKER["data"])
-  return _WORKER["evaluator"].evaluate(task)
-
-
-class LocalPool:
-  """Evaluates candidates in `num_workers` local worker processes.
+  Every worker process of a pool (`local_pool`, `ray_pool`) calls it: freed
+  large buffers go back to the system (`akd_tf.memory.return_large_buffers`)
+  and TensorFlow runs `threads` threads (`set_worker_threads`).
 
   Args:
-    config: The evaluation setup, sent to every worker once.
-    num_workers: Worker processes.
-    max_retries: Times a candidate is run again after its worker died; then
-      it is recorded as failed.
+    threads: TensorFlow's intra- and inter-op threads
+      (`EvalConfig.threads`); 0: TF's default.
   """
-
-  def __init__(self, config: EvalConfig, num_workers: int,
-               max_retries: int = 1):
-    if num_workers < 1:
-      raise ValueError(f"num_workers={num_workers} must be >= 1")
-    self.config = config
-    self.num_workers = num_workers
-    self.max_retries = max_retries
-    self._executor = None
-    self._starting = []
-
-  def start(self) -> None:
-    """Starts the workers now (TensorFlow import, data) without waiting.
-
-    Otherwise they start with the first `evaluate`. Setup errors of a worker
-    (missing teacher logits) surface in `evaluate`.
-    """
-    self._ensure_executor()
-    self._starting = [self._executor.submit(_worker_ready)
-                      for _ in range(self.num_workers)]
-
-  def wait_until_started(self) -> None:
-    """Returns once the workers `start` began are up and idle."""
-    concurrent.futures.wait(self._starting)
-    self._starting = []
-
-  def _ensure_executor(self) -> None:
-    if self._executor is None:
-      self._executor = concurrent.futures.ProcessPoolExecutor(
-          max_workers=self.num_workers,
-          mp_context=multiprocessing.get_context("spawn"),
-          initializer=_init_worker, initargs=(self.config,))
-
-  def evaluate(self, tasks: Sequence[CandidateTask]
-               ) -> Iterator[history.CandidateRecord]:
-    """Evaluates `tasks`, yielding each record as soon as it is finished.
-
-    When a worker dies, every candidate in flight is run again in a new pool
-    (its result was never reported, so nothing is counted twice), up to
-    `max_retries` times; after that it is yielded as a failed record.
-    """
-    attempts = {task: 0 for task in tasks}
-    pending = list(tasks)
-    while pending:
-      self._ensure_executor()
-      futures = {self._executor.submit(_evaluate_in_worker, t): t
-                 for t in pending}
-      pending = []
-      for future in concurrent.futures.as_completed(futures):
-        task = futures[future]
-        try:
-          yield future.result()
-        except concurrent.futures.process.BrokenProcessPool as error:
-          attempts[task] += 1
-          if attempts[task] <= self.max_retries:
-            pending.append(task)
-          else:
-            yield failed_record(
-                task, self.config, f"worker process died (killed or out of "
-                f"memory) {attempts[task]} times: {error}")
-      if pending:
-        self.shutdown()
-
-  def shutdown(self) -> None:
-    """Stops the workers."""
-    if self._executor is not None:
-      self._executor.shutdown(wait=True, cancel_futures=True)
-      self._executor = None
+  memory.return_large_buffers()
+  set_worker_threads(threads)
 
 
 def failed_record(task: CandidateTask, config: EvalConfig,

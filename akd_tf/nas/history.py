@@ -6,17 +6,23 @@ after a SIGKILL at any moment the file holds every evaluation that was
 reported finished, plus at most one torn last line, which `read` drops (and
 `History` truncates before appending again).
 
-Public names: History, CandidateRecord, STATUS_OK, STATUS_FAILED.
+`load_history(model_dir)` reads a search's records back (what
+`akd_tf.load_history` is), and `to_dataframe(records)` makes them a pandas
+DataFrame, one row per evaluation, when pandas is installed.
+
+Public names: History, CandidateRecord, STATUS_OK, STATUS_FAILED,
+load_history, to_dataframe.
 """
 
 import dataclasses
 import json
 import os
-from typing import List, Optional, Tuple
+from typing import Iterable, List, Optional, Tuple
 
 from akd_tf import jsonl
 
-__all__ = ["CandidateRecord", "History", "STATUS_FAILED", "STATUS_OK"]
+__all__ = ["CandidateRecord", "History", "STATUS_FAILED", "STATUS_OK",
+           "load_history", "to_dataframe"]
 
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
@@ -131,3 +137,44 @@ class History:
     """Appends `record` durably: written in one call and fsync'd
     (`akd_tf.jsonl.append`, which also cuts a torn last line off first)."""
     jsonl.append(self.path, record.get_config())
+
+
+def load_history(model_dir: str) -> List[CandidateRecord]:
+  """The records of the search in `model_dir`, in the order they finished.
+
+  Raises:
+    FileNotFoundError: `model_dir` holds no history.jsonl.
+    ValueError: a line other than the last is not a record.
+  """
+  path = os.path.join(model_dir, "history.jsonl")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path} does not exist: {model_dir} holds no "
+                            "search (give the --model_dir of akd-search)")
+  return History(path).read()
+
+
+def to_dataframe(records: Iterable[CandidateRecord]):
+  """A pandas DataFrame of `records`: one row per evaluation, a column per
+  field ('blocks' and 'actions' as tuples; 'timings' spread into
+  'seconds_<phase>' columns).
+
+  Raises:
+    ImportError: pandas is not installed.
+  """
+  try:
+    import pandas  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    raise ImportError("to_dataframe needs pandas, which akd_tf does not "
+                      "install: pip install pandas (the records themselves "
+                      "are load_history's list)") from None
+  rows = []
+  for record in records:
+    row = dataclasses.asdict(record)
+    row["actions"], row["blocks"] = record.actions, record.blocks
+    for phase, seconds in row.pop("timings").items():
+      row[f"seconds_{phase}"] = seconds
+    rows.append(row)
+  columns = [f.name for f in dataclasses.fields(CandidateRecord)
+             if f.name != "timings"]
+  return pandas.DataFrame(rows, columns=columns + sorted(
+      {key for row in rows for key in row} - set(columns)))

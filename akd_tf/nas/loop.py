@@ -16,21 +16,23 @@ again. So a search killed at any moment keeps every finished evaluation
 exactly once and continues as if it had not been stopped.
 
 Files under `model_dir`:
-  search_config.json   the configuration (a resume must match it)
+  search_config.json   the configuration (`config.SearchConfig`; a resume
+                       must match it, `config.check_resume_config`)
   history.jsonl        one record per finished evaluation
   controller/          controller checkpoints
   teacher_logits.npy   the teacher's logits on the proxy training images
   latency_cache.jsonl  measured latencies
-  tensorboard/         scalars per candidate and per controller step
+  tensorboard/         scalars per candidate and per controller step, and
+                       an HParams session per candidate (`board`)
   pareto.png, reward.png
 The search ends with its best record; training and exporting the winner
 into best/ is deployment's (`akd_tf.deploy.pipeline.search_and_export`, what
 akd-search runs), which this package does not import.
 
-Candidates are evaluated by local worker processes (`evaluate.LocalPool`,
-executor 'local') or as Ray tasks on a cluster (`ray_pool.RayPool`, executor
-'ray'); either way the controller and the history stay here and the history
-is the same.
+Candidates are evaluated by local worker processes (`local_pool.LocalPool`,
+executor 'local') or as Ray tasks on a cluster (`ray_pool.RayPool`,
+executor 'ray'); either way the controller and the history stay here and
+the history is the same.
 
 With `proxy_mode='oneshot'` the driver first trains (or loads from
 `cache_dir`) one supernet of the whole space by the proxy recipe's loss
@@ -38,208 +40,37 @@ With `proxy_mode='oneshot'` the driver first trains (or loads from
 the workers then score candidates through it instead of training them
 (`akd_tf.nas.evaluate`).
 
-Public names: SearchConfig, SearchResult, run_search, EXECUTORS,
-REWARD_ACCURACIES.
+Public names: SearchResult, run_search.
 """
 
 import contextlib
 import dataclasses
 import functools
 import itertools
-import json
-import math
+import logging
 import os
 import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from akd_tf import config_checks
 from akd_tf.distill import data as data_lib
-from akd_tf.distill import distiller
 from akd_tf.distill import teacher as teacher_lib
 from akd_tf.distill import training
-from akd_tf.latency import measurer
-from akd_tf.latency import timing
+from akd_tf.nas import board as board_lib
+from akd_tf.nas import config as config_lib
 from akd_tf.nas import controller as controller_lib
 from akd_tf.nas import evaluate
 from akd_tf.nas import history
+from akd_tf.nas import local_pool
 from akd_tf.nas import report
-from akd_tf.nas import reward as reward_lib
 from akd_tf.oneshot import cache as supernet_cache
-from akd_tf.oneshot import scorer as scorer_lib
-from akd_tf.oneshot import trainer as supernet_trainer
 from akd_tf.space import arch
 from akd_tf.space import search_space
 
-__all__ = ["EXECUTORS", "REWARD_ACCURACIES", "SearchConfig", "SearchResult",
-           "run_search"]
+__all__ = ["SearchResult", "run_search"]
 
-REWARD_ACCURACIES = ("kd", "ce")
-EXECUTORS = ("local", "ray")
-_RESUMABLE_CHANGES = ("num_candidates", "num_workers", "final", "export",
-                      "final_train_size", "executor", "ray_address",
-                      "cpus_per_candidate", "gpus_per_candidate")
-
-
-@dataclasses.dataclass(frozen=True)
-class SearchConfig:
-  """A whole search: proxy task, reward, controller, budget, final training.
-
-  Attributes:
-    data: The proxy task's data: `train_size` proxy training images and the
-      mini-validation split held out of the training set.
-    global_params: Network-wide settings of every student; num_classes is
-      taken from the data.
-    proxy: Proxy training recipe. Its kd_alpha is used for AKD; the NAS
-      baseline ('ce') trains candidates with kd_alpha = 0.
-    final: KD recipe of the winner's final training.
-    final_train_size: Training images of the final training and of the
-      built-in teacher's (None: all but the mini-validation split).
-    reward: How accuracy and latency make the reward.
-    reward_accuracy: 'kd' (AKD) or 'ce' (NAS+KD baseline).
-    controller: 'reinforce' or 'random'.
-    controller_config: The controller's hyperparameters and seed.
-    num_candidates: Candidates to evaluate in all.
-    candidates_per_step: Candidates sampled per controller update (the
-      batch evaluated in parallel; part of the replay, so fixed for a search).
-    num_workers: Candidates evaluated at once (local worker processes, or
-      Ray tasks in flight).
-    threads_per_worker: TensorFlow threads of each worker (0: TF's default).
-    teacher: A built-in teacher name (akd_tf.distill.teacher.TEACHERS) or the
-      path of a `.keras` file or SavedModel.
-    teacher_output: What the teacher outputs: 'logits', or 'probabilities'
-      (it then distills from its log-probabilities). Checked on training
-      images: a mismatch is refused with the fix.
-    teacher_recipe: How a built-in teacher is trained when not cached.
-    cache_dir: Where built-in teachers and teacher logits are cached.
-    latency_mode: 'measured', 'lut' or 'command'.
-    latency: The timing setup.
-    latency_command: The on-device command template ('command' mode).
-    lut_path: The lookup table ('lut' mode; default under model_dir).
-    export: Write the winner's SavedModel and .tflite.
-    executor: 'local' (worker processes on this machine) or 'ray' (Ray
-      tasks; needs `pip install -e .[ray]`).
-    ray_address: The Ray cluster to join ('auto', 'HOST:PORT',
-      'ray://HOST:PORT'); None starts a local Ray instance. 'ray' only.
-    cpus_per_candidate: CPUs Ray reserves for each candidate ('ray' only).
-    gpus_per_candidate: GPUs Ray reserves for each candidate ('ray' only).
-    proxy_mode: 'train' (each candidate trained by the proxy recipe) or
-      'oneshot' (scored through a supernet trained once).
-    supernet_steps: Updates of the supernet ('oneshot'; batch size,
-      optimizer, learning rate, loss and seed are the proxy recipe's).
-    supernet_sampling: Its path rule, 'uniform' or 'sandwich'
-      (`akd_tf.oneshot.sampling`).
-    supernet_paths_per_step: Paths per update.
-    supernet_warmup_steps: First updates on the largest path alone.
-    oneshot: How a candidate's path is scored.
-  """
-
-  data: data_lib.DataConfig
-  global_params: arch.GlobalParams
-  proxy: distiller.TrainConfig
-  final: distiller.TrainConfig
-  reward: reward_lib.RewardConfig
-  final_train_size: Optional[int] = None
-  reward_accuracy: str = "kd"
-  controller: str = "reinforce"
-  controller_config: controller_lib.ControllerConfig = (
-      controller_lib.ControllerConfig())
-  num_candidates: int = 20
-  candidates_per_step: int = 1
-  num_workers: int = 1
-  threads_per_worker: int = 0
-  teacher: str = "resnet_wide"
-  teacher_output: str = "logits"
-  teacher_recipe: teacher_lib.TeacherRecipe = teacher_lib.TeacherRecipe()
-  cache_dir: str = os.path.join(os.path.expanduser("~"), ".cache", "akd_tf")
-  latency_mode: str = "measured"
-  latency: timing.LatencyConfig = timing.LatencyConfig()
-  latency_command: Optional[str] = None
-  lut_path: Optional[str] = None
-  export: bool = True
-  executor: str = "local"
-  ray_address: Optional[str] = None
-  cpus_per_candidate: float = 1.0
-  gpus_per_candidate: float = 0.0
-  proxy_mode: str = "train"
-  supernet_steps: int = 1000
-  supernet_sampling: str = "sandwich"
-  supernet_paths_per_step: int = 4
-  supernet_warmup_steps: int = 0
-  oneshot: scorer_lib.OneShotConfig = scorer_lib.OneShotConfig()
-
-  def __post_init__(self):
-    ray_settings_ok = self.executor == "ray" or (
-        self.ray_address is None and self.cpus_per_candidate == 1.0 and
-        self.gpus_per_candidate == 0.0)
-    checks = (
-        (self.reward_accuracy in REWARD_ACCURACIES,
-         f"reward_accuracy='{self.reward_accuracy}' is not one of "
-         f"{REWARD_ACCURACIES}"),
-        (self.controller in controller_lib.CONTROLLER_KINDS,
-         f"controller='{self.controller}' is not one of "
-         f"{controller_lib.CONTROLLER_KINDS}"),
-        (self.num_candidates >= 1,
-         f"num_candidates={self.num_candidates} must be >= 1"),
-        (self.candidates_per_step >= 1,
-         f"candidates_per_step={self.candidates_per_step} must be >= 1"),
-        (self.num_workers >= 1, f"num_workers={self.num_workers} must be >= 1"),
-        (self.teacher_output in teacher_lib.TEACHER_OUTPUTS,
-         f"teacher_output='{self.teacher_output}' is not one of "
-         f"{teacher_lib.TEACHER_OUTPUTS}"),
-        (self.threads_per_worker >= 0,
-         f"threads_per_worker={self.threads_per_worker} must be >= 0"),
-        (self.latency_mode in measurer.MODES,
-         f"latency_mode='{self.latency_mode}' is not one of "
-         f"{measurer.MODES}"),
-        (self.reward_accuracy == "ce" or self.proxy.kd_alpha > 0,
-         "reward_accuracy='kd' needs proxy kd_alpha > 0"),
-        (self.executor in EXECUTORS,
-         f"executor='{self.executor}' is not one of {EXECUTORS}"),
-        (ray_settings_ok, "ray_address, cpus_per_candidate and gpus_per_candidate "
-         "apply to executor='ray' only (the local executor runs num_workers "
-         "processes; set threads_per_worker for their threads)"),
-        (self.ray_address is None or bool(self.ray_address.strip()),
-         "ray_address must be 'auto', 'HOST:PORT' or 'ray://HOST:PORT'"),
-        (self.cpus_per_candidate > 0,
-         f"cpus_per_candidate={self.cpus_per_candidate} must be > 0"),
-        (self.gpus_per_candidate >= 0,
-         f"gpus_per_candidate={self.gpus_per_candidate} must be >= 0"),
-        (self.proxy_mode in evaluate.PROXY_MODES,
-         f"proxy_mode='{self.proxy_mode}' is not one of "
-         f"{evaluate.PROXY_MODES}"),
-    )
-    config_checks.require(checks, "SearchConfig")
-    if self.proxy_mode == "oneshot":
-      self.supernet_recipe()  # Its own checks, with its field names.
-
-  def get_config(self) -> dict:
-    """A JSON-serializable description (sub-configs as dicts)."""
-    return json.loads(json.dumps(dataclasses.asdict(self)))
-
-  def proxy_recipe(self) -> distiller.TrainConfig:
-    """The recipe candidates are trained with for their reward."""
-    if self.reward_accuracy == "ce":
-      return dataclasses.replace(self.proxy, kd_alpha=0.0)
-    return self.proxy
-
-  def supernet_recipe(self) -> supernet_trainer.SupernetTrainConfig:
-    """How the one-shot supernet is trained: the proxy recipe's loss.
-
-    Raises:
-      ValueError: a supernet setting out of range (see
-        `SupernetTrainConfig`).
-    """
-    return supernet_trainer.SupernetTrainConfig.from_train_config(
-        self.proxy_recipe(), self.supernet_steps,
-        sampling=self.supernet_sampling,
-        paths_per_step=self.supernet_paths_per_step,
-        warmup_steps=self.supernet_warmup_steps)
-
-  def final_data(self) -> data_lib.DataConfig:
-    """The data of final training: same mini-val split, more images."""
-    return dataclasses.replace(self.data, train_size=self.final_train_size)
+_LOG = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -276,43 +107,8 @@ class SearchResult:
   global_params: arch.GlobalParams
 
 
-def _with_defaults(saved: dict, cls) -> dict:
-  """`saved` (a config written by `cls.get_config()`, perhaps by an older
-  akd_tf) with the fields it lacks set to their defaults, nested configs
-  included: a setting added since then did what its default does."""
-  filled = dict(saved)
-  for field in dataclasses.fields(cls):
-    if field.name not in filled:
-      if field.default is not dataclasses.MISSING:
-        filled[field.name] = json.loads(json.dumps(
-            dataclasses.asdict(field.default)
-            if dataclasses.is_dataclass(field.default) else field.default))
-    elif (dataclasses.is_dataclass(field.type) and
-          isinstance(filled[field.name], dict)):
-      filled[field.name] = _with_defaults(filled[field.name], field.type)
-  return filled
-
-
-def _check_resume_config(path: str, config: dict) -> None:
-  """Writes the config, or checks a resumed search keeps what matters."""
-  if os.path.exists(path):
-    with open(path) as f:
-      saved = _with_defaults(json.load(f), SearchConfig)
-    changed = sorted(k for k in set(saved) | set(config)
-                     if saved.get(k) != config.get(k)
-                     and k not in _RESUMABLE_CHANGES)
-    if changed:
-      raise ValueError(
-          f"{path} holds a search with other settings of {changed}; resume "
-          "it with the same flags or use a new --model_dir")
-  tmp = f"{path}.tmp"
-  with open(tmp, "w") as f:
-    json.dump(config, f, indent=2, sort_keys=True)
-  os.replace(tmp, path)
-
-
-def _prepare_teacher(config: SearchConfig, data: data_lib.Data,
-                     log: Callable[[str], None]):
+def _prepare_teacher(config: config_lib.SearchConfig,
+                     data: data_lib.Data, log: Callable[[str], None]):
   """Loads or trains the teacher and checks it against the data.
 
   Returns:
@@ -341,38 +137,22 @@ def _prepare_teacher(config: SearchConfig, data: data_lib.Data,
   return model, path
 
 
-def _batch_sizes(config: SearchConfig) -> List[int]:
+def _batch_sizes(config: config_lib.SearchConfig) -> List[int]:
   per_step = config.candidates_per_step
   full, rest = divmod(config.num_candidates, per_step)
   return [per_step] * full + ([rest] if rest else [])
 
 
-class _TensorBoard:
-  """Scalars of the search for TensorBoard."""
-
-  def __init__(self, directory: str):
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    self._tf = tf
-    self._writer = tf.summary.create_file_writer(directory)
-
-  def scalars(self, step: int, values: Dict[str, float]) -> None:
-    with self._writer.as_default():
-      for name, value in values.items():
-        if value is not None and math.isfinite(value):
-          self._tf.summary.scalar(name, value, step=step)
-    self._writer.flush()
-
-
-def run_search(config: SearchConfig, model_dir: str,
-               log: Callable[[str], None] = lambda message: None
-               ) -> SearchResult:
+def run_search(config: config_lib.SearchConfig, model_dir: str,
+               log: Callable[[str], None] = _LOG.info) -> SearchResult:
   """Runs (or resumes) a search in `model_dir`.
 
   Args:
     config: The search.
     model_dir: Where everything is written; an existing search there is
       resumed.
-    log: Receives one progress line per event (candidate, step, phase).
+    log: Receives one progress line per event (candidate, step, phase);
+      default: the INFO log of logger 'akd_tf.nas.loop'.
 
   Returns:
     A `SearchResult` without `final`: the winner's final training is
@@ -411,7 +191,8 @@ def run_search(config: SearchConfig, model_dir: str,
       pool.wait_until_started()  # Their start would disturb the timing.
     evaluated = _search_steps(config, state, pool, candidate_timer, model_dir,
                               timer, log,
-                              _final_work_ratio(config, setup.data))
+                              _final_work_ratio(config, setup.data),
+                              setup.space)
   finally:
     if pool is not None:
       pool.shutdown()
@@ -445,15 +226,15 @@ class _Setup:
   make_eval_config: Callable[..., evaluate.EvalConfig]
 
 
-def _set_up(config: SearchConfig, model_dir: str) -> _Setup:
+def _set_up(config: config_lib.SearchConfig, model_dir: str) -> _Setup:
   """Checks a resumed config, loads the data and fixes the students."""
   # The data first: a search that fails on its data (a wrong folder, images
   # of mixed sizes) leaves no search_config.json that the fixed command
   # would have to match.
   data = data_lib.load_data(config.data)
   os.makedirs(model_dir, exist_ok=True)
-  _check_resume_config(os.path.join(model_dir, "search_config.json"),
-                       config.get_config())
+  config_lib.check_resume_config(
+      os.path.join(model_dir, "search_config.json"), config.get_config())
   global_params = dataclasses.replace(config.global_params,
                                       num_classes=data.num_classes)
   space = search_space.SearchSpace(stem_size=config.global_params.stem_size)
@@ -474,8 +255,8 @@ def _set_up(config: SearchConfig, model_dir: str) -> _Setup:
   return _Setup(data, global_params, space, logits_path, make_eval_config)
 
 
-def _prepare_teacher_and_logits(config: SearchConfig, setup: _Setup,
-                                timer: "_PhaseTimer",
+def _prepare_teacher_and_logits(config: config_lib.SearchConfig,
+                                setup: _Setup, timer: "_PhaseTimer",
                                 log: Callable[[str], None]) -> str:
   """Loads or trains the teacher and caches its logits; returns its path."""
   with timer.phase("teacher"):
@@ -485,7 +266,7 @@ def _prepare_teacher_and_logits(config: SearchConfig, setup: _Setup,
   return teacher_path
 
 
-def _train_supernet(config: SearchConfig, setup: _Setup,
+def _train_supernet(config: config_lib.SearchConfig, setup: _Setup,
                     log: Callable[[str], None]) -> None:
   """Trains the one-shot supernet into the cache, or finds it there.
 
@@ -525,8 +306,9 @@ class _SearchState:
   records: List[history.CandidateRecord]
 
 
-def _resume(config: SearchConfig, space: search_space.SearchSpace,
-            model_dir: str, log: Callable[[str], None]) -> _SearchState:
+def _resume(config: config_lib.SearchConfig,
+            space: search_space.SearchSpace, model_dir: str,
+            log: Callable[[str], None]) -> _SearchState:
   """Restores the controller's last checkpoint and reads the history."""
   controller = controller_lib.make_controller(
       config.controller, space.num_choices, config.controller_config)
@@ -540,8 +322,9 @@ def _resume(config: SearchConfig, space: search_space.SearchSpace,
   return _SearchState(controller, controller_dir, log_file, records)
 
 
-def _start_pool(config: SearchConfig, eval_config: evaluate.EvalConfig,
-                data: data_lib.Data, timer: "_PhaseTimer"):
+def _start_pool(config: config_lib.SearchConfig,
+                eval_config: evaluate.EvalConfig, data: data_lib.Data,
+                timer: "_PhaseTimer"):
   """Starts the candidate evaluator pool of `config.executor`."""
   with timer.phase("pool_start"):
     if config.executor == "ray":
@@ -549,9 +332,14 @@ def _start_pool(config: SearchConfig, eval_config: evaluate.EvalConfig,
       pool = ray_pool.RayPool(
           eval_config, config.num_workers, address=config.ray_address,
           cpus_per_candidate=config.cpus_per_candidate,
-          gpus_per_candidate=config.gpus_per_candidate, data=data)
+          gpus_per_candidate=config.gpus_per_candidate, data=data,
+          candidates_per_worker=config.candidates_per_worker,
+          onednn=config.worker_onednn, allocator=config.worker_allocator)
     else:
-      pool = evaluate.LocalPool(eval_config, config.num_workers)
+      pool = local_pool.LocalPool(
+          eval_config, config.num_workers,
+          candidates_per_worker=config.candidates_per_worker,
+          onednn=config.worker_onednn, allocator=config.worker_allocator)
     pool.start()
   return pool
 
@@ -601,7 +389,8 @@ def _write_teacher_logits(config, teacher, data, path: Optional[str]) -> None:
   os.replace(path + ".tmp.npy", path)
 
 
-def _final_work_ratio(config: SearchConfig, data: data_lib.Data) -> float:
+def _final_work_ratio(config: config_lib.SearchConfig,
+                      data: data_lib.Data) -> float:
   """Image-epochs of the winner's final training per image-epoch of one
   candidate's proxy training: the final training's ETA in candidates'
   training times."""
@@ -614,10 +403,11 @@ def _final_work_ratio(config: SearchConfig, data: data_lib.Data) -> float:
           (data.train.size * config.proxy.epochs))
 
 
-def _search_steps(config: SearchConfig, state: _SearchState, pool,
-                  candidate_timer: evaluate.CandidateTimer, model_dir: str,
-                  timer: "_PhaseTimer", log: Callable[[str], None],
-                  final_work_ratio: float) -> int:
+def _search_steps(config: config_lib.SearchConfig, state: _SearchState,
+                  pool, candidate_timer: evaluate.CandidateTimer,
+                  model_dir: str, timer: "_PhaseTimer",
+                  log: Callable[[str], None], final_work_ratio: float,
+                  space: search_space.SearchSpace) -> int:
   """Runs (and replays) the controller steps; returns evaluations run.
 
   Each batch's latencies are measured here, by `candidate_timer`, while the
@@ -630,7 +420,8 @@ def _search_steps(config: SearchConfig, state: _SearchState, pool,
     by_step.setdefault(record.step, {})[record.index] = record
   known = {r.actions: r for r in state.records}
   batch_sizes = _batch_sizes(config)
-  board = _TensorBoard(os.path.join(model_dir, "tensorboard"))
+  board = board_lib.SearchBoard(os.path.join(model_dir, "tensorboard"),
+                                space)
   evaluated = 0
   train_seconds = []
   loop_start = time.time()
@@ -651,6 +442,7 @@ def _search_steps(config: SearchConfig, state: _SearchState, pool,
         _log_candidate(log, record, len(state.records), config.num_candidates,
                        time.time() - loop_start, evaluated, final_seconds)
         board.scalars(len(state.records), _candidate_scalars(record))
+        board.candidate(record)
     with timer.phase("controller_update"):
       # A failure is given as None (whatever its record holds): the
       # controller has its own penalty for it.

@@ -1,11 +1,11 @@
 """Evaluation of search candidates as Ray tasks, on one machine or a cluster.
 
-`RayPool` has `LocalPool`'s interface (`start()` warms the workers up;
-`evaluate(tasks)` yields records as they finish; `shutdown()`), with Ray core
-as the engine: every candidate is
-a Ray task that asks for `cpus_per_candidate` CPUs and `gpus_per_candidate`
-GPUs and is retried `max_retries` times when its worker process or its node
-dies. The controller and the history stay on the driver; tasks return plain
+`RayPool` has `local_pool.LocalPool`'s interface (`start()` warms the
+workers up; `evaluate(tasks)` yields records as they finish; `shutdown()`),
+with Ray core as the engine: every candidate is a Ray task that asks for
+`cpus_per_candidate` CPUs and `gpus_per_candidate` GPUs and is retried
+`max_retries` times when its worker process or its node dies. The
+controller and the history stay on the driver; tasks return plain
 `history.CandidateRecord`s.
 
 The evaluation setup, the proxy data and the teacher's cached logits are put
@@ -17,7 +17,10 @@ node). A Ray worker process builds one `evaluate.CandidateEvaluator` from
 them on its first candidate and reuses it for the next ones, so TensorFlow's
 import and the setup happen once per worker process. Ray does not reuse a
 process for tasks that hold GPUs (it starts a fresh one per task), so with
-`gpus_per_candidate > 0` every candidate pays that start.
+`gpus_per_candidate > 0` every candidate pays that start. A CPU worker
+process is replaced after `candidates_per_worker` candidates (Ray's
+`max_calls`), a backstop: the evaluator releases each candidate itself
+(`akd_tf.memory`).
 
 A candidate whose task still fails after its retries (a lost node, a killed
 worker, a worker that cannot set up) is yielded as `evaluate.failed_record`
@@ -36,6 +39,7 @@ import logging
 import os
 from typing import Dict, Iterator, Optional, Sequence
 
+from akd_tf import memory
 from akd_tf.distill import data as data_lib
 from akd_tf.nas import evaluate
 from akd_tf.nas import history
@@ -80,7 +84,7 @@ def _evaluator_for(setup_ref) -> evaluate.CandidateEvaluator:
   key = setup_ref.hex()
   if key not in _EVALUATORS:
     setup = import_ray().get(setup_ref)
-    evaluate.set_worker_threads(setup.config.threads)
+    evaluate.prepare_worker_process(setup.config.threads)
     _EVALUATORS.clear()
     _EVALUATORS[key] = evaluate.CandidateEvaluator(
         setup.config, data=setup.data, teacher_logits=setup.teacher_logits)
@@ -124,11 +128,18 @@ class RayPool:
     data: The data `config.data` describes, if the caller has loaded it.
       The teacher logits are read from `config.teacher_logits_path` by the
       first `evaluate`.
+    candidates_per_worker: Candidates a CPU worker process evaluates before
+      Ray replaces it (0: never). GPU tasks get a fresh process each anyway.
+    onednn: Whether the workers' TensorFlow uses its oneDNN kernels (off:
+      their caches grow a worker with every candidate, `akd_tf.memory`).
+    allocator: The workers' C heap allocator, 'jemalloc' (when installed
+      on the driver's machine, at the same path on every node) or 'system'
+      (`akd_tf.memory.worker_environment`).
 
   Raises:
     ImportError: Ray is not installed.
-    ValueError: a bad count, no Ray cluster at `address`, or no node with
-      the resources one candidate asks for.
+    ValueError: a bad count, an unknown allocator, no Ray cluster at
+      `address`, or no node with the resources one candidate asks for.
   """
 
   def __init__(self, config: evaluate.EvalConfig, num_workers: int,
@@ -136,15 +147,21 @@ class RayPool:
                address: Optional[str] = None,
                cpus_per_candidate: float = 1.0,
                gpus_per_candidate: float = 0.0,
-               data: Optional[data_lib.Data] = None):
+               data: Optional[data_lib.Data] = None,
+               candidates_per_worker: int = 0, onednn: bool = False,
+               allocator: str = "jemalloc"):
     if num_workers < 1:
       raise ValueError(f"num_workers={num_workers} must be >= 1")
     if max_retries < 0:
       raise ValueError(f"max_retries={max_retries} must be >= 0")
+    if candidates_per_worker < 0:
+      raise ValueError(f"candidates_per_worker={candidates_per_worker} must "
+                       "be >= 0 (0: never replace a worker)")
     if cpus_per_candidate <= 0 or gpus_per_candidate < 0:
       raise ValueError(
           f"cpus_per_candidate={cpus_per_candidate} must be > 0 and "
           f"gpus_per_candidate={gpus_per_candidate} >= 0")
+    environment = memory.worker_environment(onednn, allocator)
     self._ray = import_ray()
     self.config = _absolute_paths(config)
     self.num_workers = num_workers
@@ -163,8 +180,13 @@ class RayPool:
       raise
     options = dict(num_cpus=cpus_per_candidate, num_gpus=gpus_per_candidate,
                    max_retries=max_retries)
-    self._remote = self._ray.remote(retry_exceptions=False, **options)(
-        _evaluate_candidate)
+    if environment:
+      options["runtime_env"] = {"env_vars": environment}
+    # Left unset for GPU tasks: Ray's default there is a fresh process each.
+    recycle = ({"max_calls": candidates_per_worker}
+               if candidates_per_worker and not gpus_per_candidate else {})
+    self._remote = self._ray.remote(retry_exceptions=False, **options,
+                                    **recycle)(_evaluate_candidate)
     self._remote_warm_up = self._ray.remote(**options)(_warm_up)
 
   def _connect(self, address: Optional[str]) -> None:

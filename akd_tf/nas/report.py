@@ -1,21 +1,31 @@
 """Plots and summaries of a search's history.
 
+Figures are drawn on their own Agg canvas (`agg_figure`), never through
+pyplot: matplotlib's global backend, a notebook's included, is left as
+the user set it, and no figure is registered with pyplot to be shown.
+
 Public names: pareto_front, moving_average, plot_pareto, plot_rewards,
-best_record.
+best_record, top_table, agg_figure.
 """
 
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
-import matplotlib
-
-matplotlib.use("Agg")
-from matplotlib import pyplot  # pylint: disable=g-import-not-at-top,wrong-import-position
+from matplotlib import figure as figure_lib
+from matplotlib.backends import backend_agg
 import numpy as np
 
-from akd_tf.nas import history  # pylint: disable=wrong-import-position
+from akd_tf.nas import history
 
-__all__ = ["best_record", "moving_average", "pareto_front", "plot_pareto",
-           "plot_rewards"]
+__all__ = ["agg_figure", "best_record", "moving_average", "pareto_front",
+           "plot_pareto", "plot_rewards", "top_table"]
+
+
+def agg_figure(figsize: Tuple[float, float]) -> figure_lib.Figure:
+  """A figure of `figsize` inches on an Agg canvas of its own, for
+  `savefig`, whatever backend matplotlib uses."""
+  figure = figure_lib.Figure(figsize=figsize)
+  backend_agg.FigureCanvasAgg(figure)
+  return figure
 
 
 def best_record(records: Sequence[history.CandidateRecord]
@@ -23,6 +33,40 @@ def best_record(records: Sequence[history.CandidateRecord]
   """Returns the successful record with the highest reward (first on ties)."""
   ok = [r for r in records if r.ok]
   return max(ok, key=lambda r: r.reward) if ok else None
+
+
+def top_table(records: Sequence[history.CandidateRecord], k: int = 5) -> str:
+  """The `k` successful records of highest reward as a text table.
+
+  One row per record, best first (the history's order on ties): its rank,
+  step/index, reward, accuracy, latency, parameters, MACs and block
+  strings; a candidate evaluated twice (sampled again) appears once.
+  """
+  ok = {}
+  for record in records:
+    if record.ok:
+      ok.setdefault(record.actions, record)
+  top = sorted(ok.values(), key=lambda r: -r.reward)[:k]
+  failed = sum(not r.ok for r in records)
+  lines = [f"top {len(top)} of {len(ok)} distinct candidates by reward "
+           f"({failed} failed evaluations):",
+           f"{'rank':>4} {'step/cand':>9} {'reward':>7} {'accuracy':>8} "
+           f"{'lat ms':>7} {'params':>8} {'MACs':>8}  blocks"]
+  for rank, r in enumerate(top, start=1):
+    lines.append(
+        f"{rank:>4} {f'{r.step}/{r.index}':>9} {r.reward:>7.4f} "
+        f"{r.accuracy:>8.4f} {r.latency_ms:>7.3f} {_count(r.params):>8} "
+        f"{_count(r.macs):>8}  {' '.join(r.blocks)}")
+  return "\n".join(lines)
+
+
+def _count(n: int) -> str:
+  """1234567 -> '1.23M', 45600 -> '45.6K'."""
+  if n >= 1e6:
+    return f"{n / 1e6:.2f}M"
+  if n >= 1e3:
+    return f"{n / 1e3:.1f}K"
+  return str(n)
 
 
 def pareto_front(records: Sequence[history.CandidateRecord]
@@ -54,7 +98,8 @@ def plot_pareto(records: Sequence[history.CandidateRecord], target_ms: float,
   """Writes accuracy vs latency of every candidate, front and target marked."""
   ok = [r for r in records if r.ok and r.latency_ms is not None]
   front = pareto_front(records)
-  figure, axes = pyplot.subplots(figsize=(6.4, 4.8))
+  figure = agg_figure((6.4, 4.8))
+  axes = figure.subplots()
   if ok:
     axes.scatter([r.latency_ms for r in ok], [r.accuracy for r in ok], s=14,
                  c=[r.step for r in ok], cmap="viridis", label="candidates")
@@ -72,7 +117,6 @@ def plot_pareto(records: Sequence[history.CandidateRecord], target_ms: float,
   axes.legend(loc="best", fontsize="small")
   figure.tight_layout()
   figure.savefig(path, dpi=110)
-  pyplot.close(figure)
 
 
 def plot_rewards(records: Sequence[history.CandidateRecord], path: str) -> None:
@@ -83,7 +127,8 @@ def plot_rewards(records: Sequence[history.CandidateRecord], path: str) -> None:
   """
   ok = [(i, r.reward) for i, r in enumerate(records) if r.ok]
   failed = [i for i, r in enumerate(records) if not r.ok]
-  figure, axes = pyplot.subplots(figsize=(6.4, 4.0))
+  figure = agg_figure((6.4, 4.0))
+  axes = figure.subplots()
   if ok:
     index, rewards = zip(*ok)
     axes.plot(index, rewards, ".", alpha=0.6, label="reward")
@@ -98,4 +143,3 @@ def plot_rewards(records: Sequence[history.CandidateRecord], path: str) -> None:
   axes.legend(loc="lower right", fontsize="small")
   figure.tight_layout()
   figure.savefig(path, dpi=110)
-  pyplot.close(figure)

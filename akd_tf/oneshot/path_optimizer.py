@@ -2,9 +2,9 @@
 
 Under single-path weight sharing, the branches a path does not take get
 zero gradients (not None), and Adam's momentum would still move them. The
-recipe's optimizer (`akd_tf.distill.distiller.make_optimizer`) is made
-lazy: an element whose gradient is exactly zero keeps its value and its
-optimizer state (momentum, velocity). That also covers the parts of a
+recipe's optimizer (`akd_tf.distill.candidate_training.make_optimizer`) is
+made lazy: an element whose gradient is exactly zero keeps its value and
+its optimizer state (momentum, velocity). That also covers the parts of a
 shared weight a path does not use (the ring of a 5x5 kernel on a 3x3
 path, the channels beyond its width).
 
@@ -14,7 +14,7 @@ Public names: make_path_optimizer.
 import keras
 import tensorflow as tf
 
-from akd_tf.distill import distiller
+from akd_tf.distill import candidate_training
 
 __all__ = ["make_path_optimizer"]
 
@@ -55,9 +55,9 @@ def _lazy(optimizer_class):
   return Lazy
 
 
-def make_path_optimizer(config: distiller.TrainConfig, steps: int
+def make_path_optimizer(config: candidate_training.TrainConfig, steps: int
                         ) -> keras.optimizers.Optimizer:
-  """The recipe's optimizer (`distiller.make_optimizer`), made lazy.
+  """The recipe's optimizer (`candidate_training.make_optimizer`), lazy.
 
   An element whose gradient is exactly zero keeps its value and its
   optimizer state; every other element is updated as the optimizer does.
@@ -66,5 +66,5 @@ def make_path_optimizer(config: distiller.TrainConfig, steps: int
     config: The recipe (optimizer, learning rate and schedule).
     steps: Steps the schedule runs over.
   """
-  standard = distiller.make_optimizer(config, steps)
+  standard = candidate_training.make_optimizer(config, steps)
   return _lazy(type(standard)).from_config(standard.get_config())

@@ -10,8 +10,8 @@ accuracy is measured on the mini-validation split.
                  (a seeded random subset, fixed for every candidate) in the
                  supernet's 'calibrate' mode: the batch statistics become
                  the moving statistics of the path's channels, as
-                 `akd_tf.distill.distiller.recalibrate_batch_norm` does
-                 with one batch
+                 `akd_tf.distill.candidate_training.recalibrate_batch_norm`
+                 does with one batch
   evaluation     the mini-val split in 'infer' mode, `eval_batch_size`
                  images at a time (a `tf.while_loop`)
 

@@ -32,6 +32,7 @@ from typing import Callable, Dict, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
+from akd_tf.distill import candidate_training
 from akd_tf.distill import distiller
 from akd_tf.oneshot import path_optimizer
 from akd_tf.oneshot import sampling
@@ -93,8 +94,8 @@ class SupernetTrainConfig:
         raise ValueError(f"SupernetTrainConfig: {message}")
 
   @classmethod
-  def from_train_config(cls, config: distiller.TrainConfig, steps: int,
-                        **changes) -> "SupernetTrainConfig":
+  def from_train_config(cls, config: candidate_training.TrainConfig,
+                        steps: int, **changes) -> "SupernetTrainConfig":
     """A candidate's recipe (`TrainConfig`) run for `steps` updates.
 
     Args:
@@ -109,9 +110,9 @@ class SupernetTrainConfig:
                kd_alpha=config.kd_alpha, kd_temperature=config.kd_temperature,
                seed=config.seed, **changes)
 
-  def train_config(self) -> distiller.TrainConfig:
+  def train_config(self) -> candidate_training.TrainConfig:
     """The `TrainConfig` with this recipe's loss and optimizer."""
-    return distiller.TrainConfig(
+    return candidate_training.TrainConfig(
         batch_size=self.batch_size, learning_rate=self.learning_rate,
         optimizer=self.optimizer, lr_schedule=self.lr_schedule,
         kd_alpha=self.kd_alpha, kd_temperature=self.kd_temperature,

@@ -116,6 +116,24 @@ class SearchSpace:
     return [f"block{b}/{name}" for b in range(len(self.skeleton))
             for name in DECISIONS]
 
+  def choice_labels(self) -> List[Tuple[str, ...]]:
+    """Per decision, in action order, a readable label of every choice:
+    conv_op 'conv' | 'dwconv' | 'mbconv3' | 'mbconv6', kernel '3' | '5',
+    se_ratio '0' | '0.25', skip 'skip' | 'noskip', filters the block's
+    output filters ('24') and layers its layer count ('2')."""
+    labels = []
+    for block in self.skeleton:
+      labels += [
+          CONV_OPS,
+          tuple(str(k) for k in KERNELS),
+          tuple(f"{s or 0:g}" for s in SE_RATIOS),
+          tuple("skip" if s else "noskip" for s in SKIPS),
+          tuple(str(int(round(block.output_filters * m)))
+                for m in FILTER_MULTIPLIERS),
+          tuple(str(block.num_repeat + d)
+                for d in _layer_deltas(block.num_repeat))]
+    return labels
+
   @property
   def log10_size(self) -> float:
     """log10 of the number of distinct architectures in the space."""

@@ -1,0 +1,145 @@
+"""Tests of akd_tf.nas.local_pool: candidates in local worker processes,
+lost workers, replaced workers, the workers' environment."""
+
+import dataclasses
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
+
+import psutil
+import pytest
+
+from akd_tf.distill import data as data_lib
+from akd_tf.nas import evaluate
+from akd_tf.nas import history
+from akd_tf.nas import local_pool
+from search_testing import quick_actions
+from search_testing import tiny_eval_config
+
+
+def kill_worker_mid_candidate(cache_path, killed, stop):
+  """SIGKILLs the pool's worker once it reports being inside a candidate.
+
+  The worker appends the candidate's latency-cache line after building and
+  timing the student and before training it (seconds), so the line's
+  appearance is the observable moment the worker is mid-candidate.
+  """
+  while not stop.is_set():
+    workers = multiprocessing.active_children()
+    if workers and os.path.exists(cache_path) and os.path.getsize(cache_path):
+      os.kill(workers[0].pid, signal.SIGKILL)
+      killed.append(workers[0].pid)
+      return
+    time.sleep(0.02)
+
+
+@pytest.mark.parametrize("max_retries, status", [
+    (1, history.STATUS_OK), (0, history.STATUS_FAILED)])
+def test_lost_worker_costs_a_retry_then_fails(tmp_path, max_retries, status):
+  config = tiny_eval_config(tmp_path)
+  pool = local_pool.LocalPool(config, num_workers=1, max_retries=max_retries)
+  killed, stop = [], threading.Event()
+  killer = threading.Thread(target=kill_worker_mid_candidate, args=(
+      config.latency_cache_path, killed, stop))
+  killer.start()
+  try:
+    records = list(pool.evaluate([evaluate.CandidateTask(0, 0,
+                                                         quick_actions())]))
+  finally:
+    stop.set()
+    killer.join()
+    pool.shutdown()
+  assert killed, "the worker was never seen inside the candidate"
+  assert [r.status for r in records] == [status]
+  if status == history.STATUS_OK:
+    # The retry ran in a new worker and found the killed one's timing.
+    assert records[0].latency_source == "cache"
+    assert not records[0].worker.endswith(f":{killed[0]}")
+  else:
+    assert "worker process died" in records[0].error
+
+
+def test_fresh_and_used_workers_score_a_candidate_the_same(tmp_path):
+  # With candidates_per_worker=2, the worker that evaluated `first` evaluates
+  # `second` after it (having released `first`, akd_tf.memory, and cleared
+  # Keras' state); then a fresh worker replaces it and evaluates `second`
+  # again.
+  config = dataclasses.replace(
+      tiny_eval_config(tmp_path, learning_rate=1e-2, epochs=2),
+      data=data_lib.DataConfig(dataset="digits", train_size=1000,
+                               minival_size=200))
+  first, second = quick_actions(filters=2), quick_actions()
+  pool = local_pool.LocalPool(config, num_workers=1, candidates_per_worker=2)
+  try:
+    before_used, used, fresh = [
+        record for step, actions in enumerate((first, second, second))
+        for record in pool.evaluate([evaluate.CandidateTask(step, 0,
+                                                            actions)])]
+  finally:
+    pool.shutdown()
+  assert used.worker == before_used.worker
+  assert fresh.worker != used.worker
+  assert fresh.ok and used.ok, (fresh.error, used.error)
+  assert (fresh.accuracy, fresh.params, fresh.macs) == (
+      used.accuracy, used.params, used.macs)
+
+
+@pytest.mark.parametrize("onednn", [False, True])
+def test_workers_use_onednn_only_when_asked(tmp_path, monkeypatch, onednn):
+  # TensorFlow reads the switch at import, before a pool's initializer runs:
+  # the worker must be spawned with it, and the driver keep its own.
+  monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+  pool = local_pool.LocalPool(tiny_eval_config(tmp_path), num_workers=1,
+                              onednn=onednn)
+  try:
+    pool.start()
+    pool.wait_until_started()
+    (worker,) = [child for child in psutil.Process().children()
+                 if "spawn_main" in " ".join(child.cmdline())]
+    environment = worker.environ()
+  finally:
+    pool.shutdown()
+  assert environment.get("TF_ENABLE_ONEDNN_OPTS") == (None if onednn
+                                                      else "0")
+  assert "TF_ENABLE_ONEDNN_OPTS" not in os.environ
+
+
+def _worker_libraries(pool) -> str:
+  """The shared libraries mapped by `pool`'s one worker process."""
+  (worker,) = [child for child in psutil.Process().children()
+               if "spawn_main" in " ".join(child.cmdline())]
+  return " ".join(region.path for region in worker.memory_maps())
+
+
+def test_jemalloc_worker_scores_a_candidate_as_a_system_malloc_worker(
+    tmp_path):
+  records, libraries = {}, {}
+  for allocator in ("jemalloc", "system"):
+    (tmp_path / allocator).mkdir()
+    pool = local_pool.LocalPool(tiny_eval_config(tmp_path / allocator),
+                                num_workers=1, allocator=allocator)
+    try:
+      (records[allocator],) = pool.evaluate(
+          [evaluate.CandidateTask(0, 0, quick_actions())])
+      libraries[allocator] = _worker_libraries(pool)
+    finally:
+      pool.shutdown()
+  assert "libjemalloc" in libraries["jemalloc"]
+  assert "libjemalloc" not in libraries["system"]
+  jemalloc, system = records["jemalloc"], records["system"]
+  assert jemalloc.ok and system.ok, (jemalloc.error, system.error)
+  assert (jemalloc.accuracy, jemalloc.params, jemalloc.macs) == (
+      system.accuracy, system.params, system.macs)
+
+
+def test_negative_candidates_per_worker_is_refused(tmp_path):
+  with pytest.raises(ValueError, match="candidates_per_worker=-1 must be"):
+    local_pool.LocalPool(tiny_eval_config(tmp_path), num_workers=1,
+                         candidates_per_worker=-1)
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__]))
