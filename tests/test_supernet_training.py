@@ -167,6 +167,62 @@ def test_a_ce_step_on_a_path_is_the_stand_alone_students_step(digits):
              for w, b in zip(student.weights, before)) > 1e-3
 
 
+@pytest.mark.parametrize("onednn", ["1", "0"])
+def test_a_paths_gradients_through_the_whole_space_are_its_students(onednn):
+  # TensorFlow's fused BatchNormalization (FusedBatchNormV3) got the
+  # gradient of some channels wrong here (the head's channel 211 under
+  # oneDNN: half the student's), so supernet training followed other
+  # gradients than its students'. Run in a child: oneDNN is fixed at import.
+  script = textwrap.dedent("""
+      import dataclasses, sys
+      import numpy as np, tensorflow as tf
+      from akd_tf.distill import data as data_lib
+      from akd_tf.oneshot import student as student_lib
+      from akd_tf.oneshot import supernet as supernet_lib
+      from akd_tf.space import arch, search_space
+      data = data_lib.load_data(data_lib.DataConfig("fashion_mnist",
+                                                    train_size=64))
+      space = search_space.SearchSpace()
+      params = arch.GlobalParams(num_classes=10, head_size=256,
+                                 dropout_rate=0.0)
+      tf.keras.utils.set_random_seed(0)
+      net = supernet_lib.Supernet(space, params, data.input_shape)
+      images, labels = data.train.images[:32], data.train.labels[:32]
+      def loss(logits):
+        return tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(
+            labels, logits, from_logits=True))
+      worst = 0.0
+      for seed in (1, 2):
+        path = space.sample(np.random.default_rng(seed))
+        student = student_lib.inherit_student(net, path)
+        with tf.GradientTape() as tape:
+          expected_loss = loss(student(images, training=True))
+        expected = dict(zip(
+            [w.path for w in student.trainable_variables],
+            tape.gradient(expected_loss, student.trainable_variables)))
+        with tf.GradientTape() as tape:
+          got_loss = loss(net.forward(images, net.path_tensor(path), "train"))
+        got = {id(v): g for v, g in zip(
+            net.trainable_variables,
+            tape.gradient(got_loss, net.trainable_variables))}
+        for piece in net.path_weight_slices(path):
+          weight = getattr(student.get_layer(piece.layer), piece.attribute)
+          if weight.path in expected:
+            difference = np.abs(
+                got[id(piece.variable)].numpy()[piece.positions()] -
+                expected[weight.path].numpy()).max()
+            worst = max(worst, float(difference))
+      print("worst", worst)
+      """)
+  env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS=onednn, PYTHONPATH=ROOT)
+  done = subprocess.run([sys.executable, "-c", script], env=env,
+                        capture_output=True, text=True, timeout=600,
+                        check=False)
+  assert done.returncode == 0, done.stderr[-3000:]
+  worst = float(done.stdout.split("worst")[-1])
+  assert worst < 1e-5
+
+
 def test_a_step_of_several_paths_applies_the_sum_of_their_gradients(digits):
   # Plain SGD at a constant rate, no dropout: a step moves the weights by
   # -lr x the gradient, so one step of two paths must move them by the sum

@@ -107,7 +107,13 @@ class Branch:
     return self.sizes.lead(self.weights[part], *dims)
 
   def batch_norm(self, x, part, channels):
-    """Fused BatchNormalization of x, whose channels are the leading ones."""
+    """BatchNormalization of x, whose channels are the leading ones.
+
+    In the batch-statistics modes it is computed as Keras computes it
+    (`tf.nn.moments`, `tf.nn.batch_normalization`): the gradient of
+    `FusedBatchNormV3` in training mode differed from the stand-alone
+    student's here (tests/test_supernet_training.py).
+    """
     gamma = self.lead(f"{part}_gamma", channels)
     beta = self.lead(f"{part}_beta", channels)
     if self.mode == "infer":
@@ -118,13 +124,9 @@ class Branch:
           variance=self.sizes.lead(
               self.statistics[f"{part}_moving_variance"], channels),
           epsilon=self.epsilon, is_training=False)[0]
-    empty = tf.zeros([0])
-    y, mean, variance = tf.raw_ops.FusedBatchNormV3(
-        x=x, scale=gamma, offset=beta, mean=empty, variance=empty,
-        epsilon=self.epsilon, is_training=True)[:3]
-    # The op returns the unbiased variance; Keras keeps the biased one.
-    count = tf.cast(tf.reduce_prod(tf.shape(x)[:3]), tf.float32)
-    variance = variance * ((count - 1.0) / count)
+    mean, variance = tf.nn.moments(x, axes=[0, 1, 2])
+    y = tf.nn.batch_normalization(x, mean, variance, beta, gamma,
+                                  self.epsilon)
     size = self.sizes.vector(channels)
     for name, value in (("moving_mean", mean), ("moving_variance",
                                                 variance)):
