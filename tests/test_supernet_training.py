@@ -262,15 +262,38 @@ def test_sandwich_paths_are_the_largest_the_smallest_then_uniform():
              for b in smallest)
 
 
+def test_progressive_neighbours_redraw_more_decisions_until_uniform():
+  # 10 warm-up steps, then 100: a neighbour redraws 1 decision at step 10,
+  # and all of them from step 10 + 75 on.
+  steps = lambda step: sampling.step_paths(SPACE, "progressive", 3, 10, 0,
+                                           step, steps=110)
+  largest = sampling.largest_path(SPACE)
+  changed = lambda step: max(sum(a != b for a, b in zip(path, largest))
+                             for path in steps(step)[1:])
+  assert steps(9) == [largest]
+  assert steps(10)[0] == largest and len(steps(10)) == 3
+  assert changed(10) == 1
+  assert [changed(s) <= 1 + (s - 10) * (SPACE.num_decisions - 1) / 75
+          for s in range(10, 85, 5)] == [True] * 15
+  # Uniform at the end: on average, a redrawn decision keeps the largest
+  # path's choice with probability 1 / its choices (under 1/2).
+  late = [changed(s) for s in range(90, 110)]
+  assert np.mean(late) > SPACE.num_decisions / 3
+  with pytest.raises(ValueError, match="needs the run's steps"):
+    sampling.step_paths(SPACE, "progressive", 2, 0, 0, 5)
+
+
 def test_warmup_steps_train_the_largest_path_alone():
   warm = lambda step: sampling.step_paths(SPACE, "sandwich", 4, 3, 0, step)
   assert warm(2) == [sampling.largest_path(SPACE)]
   assert len(warm(3)) == 4
 
 
-def test_a_sandwich_of_one_path_names_paths_per_step():
+@pytest.mark.parametrize("rule", ["sandwich", "progressive"])
+def test_a_sandwich_or_progressive_step_of_one_path_names_paths_per_step(
+    rule):
   with pytest.raises(ValueError, match="paths_per_step=1 must be >= 1"):
-    trainer_lib.SupernetTrainConfig(sampling="sandwich", paths_per_step=1)
+    trainer_lib.SupernetTrainConfig(sampling=rule, paths_per_step=1)
 
 
 def test_kd_training_without_teacher_logits_names_kd_alpha(digits):

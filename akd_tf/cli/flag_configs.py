@@ -211,13 +211,17 @@ def define_oneshot_flags(flag_values: flags.FlagValues = FLAGS):
   flags.DEFINE_integer("supernet_steps", 1000, "--proxy=oneshot: updates of "
                        "the supernet (batch, optimizer, learning rate and "
                        "loss of --proxy_*, --kd_*).", flag_values=flag_values)
-  flags.DEFINE_enum("supernet_sampling", "sandwich", ["uniform", "sandwich"],
-                    "--proxy=oneshot: paths of each update: uniform ones, or "
+  flags.DEFINE_enum("supernet_sampling", "sandwich",
+                    ["uniform", "sandwich", "progressive"],
+                    "--proxy=oneshot: paths of each update: uniform ones; "
                     "the largest and the smallest plus uniform ones "
-                    "(sandwich rule).", flag_values=flag_values)
+                    "(sandwich rule); or the largest plus neighbours of it "
+                    "that redraw more of its decisions as training goes on, "
+                    "uniform ones at the end (progressive).",
+                    flag_values=flag_values)
   flags.DEFINE_integer("supernet_paths_per_step", 4, "--proxy=oneshot: paths "
-                       "whose gradients make one update (>= 2 for "
-                       "sandwich).", flag_values=flag_values)
+                       "whose gradients make one update (>= 2 for sandwich "
+                       "and progressive).", flag_values=flag_values)
   flags.DEFINE_integer("supernet_warmup_steps", 0, "--proxy=oneshot: first "
                        "updates that train the largest path alone.",
                        flag_values=flag_values)

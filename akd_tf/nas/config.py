@@ -120,8 +120,8 @@ class SearchConfig:
       'oneshot' (scored through a supernet trained once).
     supernet_steps: Updates of the supernet ('oneshot'; batch size,
       optimizer, learning rate, loss and seed are the proxy recipe's).
-    supernet_sampling: Its path rule, 'uniform' or 'sandwich'
-      (`akd_tf.oneshot.sampling`).
+    supernet_sampling: Its path rule, 'uniform', 'sandwich' or
+      'progressive' (`akd_tf.oneshot.sampling`).
     supernet_paths_per_step: Paths per update.
     supernet_warmup_steps: First updates on the largest path alone.
     oneshot: How a candidate's path is scored.

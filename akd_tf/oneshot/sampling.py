@@ -11,6 +11,16 @@ Path rules (`SAMPLING_RULES`):
              uniform ones, their gradients summed into one update (BigNAS,
              Once-for-All's sandwich rule): the extremes of the weight
              sharing are trained at every step.
+  progressive  the largest path, then `paths_per_step` - 1 neighbours of
+             it: each redraws k decisions of the largest path, chosen at
+             random, and k grows from 1 after the warm-up to every
+             decision at 3/4 of the remaining steps; then the neighbours
+             are uniform paths. Once-for-All's progressive shrinking,
+             over every decision at once: drawn uniformly from the start,
+             paths of unrelated ops (the regular, the separable and the
+             MBConv convs have their own weights) compound features no
+             shared layer can read, and the supernet learns nothing
+             (benchmarks/results/supernet_training.json).
 
 With `warmup_steps`, the first steps train the largest path alone (warm-up
 of the shared weights before the paths compete for them).
@@ -19,7 +29,7 @@ Public names: SAMPLING_RULES, largest_path, smallest_path, step_paths,
 dropout_seeds, batch_indices.
 """
 
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -28,7 +38,10 @@ from akd_tf.space import search_space as space_lib
 __all__ = ["SAMPLING_RULES", "batch_indices", "dropout_seeds",
            "largest_path", "smallest_path", "step_paths"]
 
-SAMPLING_RULES = ("uniform", "sandwich")
+SAMPLING_RULES = ("uniform", "sandwich", "progressive")
+# Of the steps after the warm-up, the share over which a progressive
+# neighbour's redrawn decisions grow from one to all.
+_GROWTH_SHARE = 0.75
 _PATH_STREAM, _DATA_STREAM, _DROPOUT_STREAM = 0, 1, 2
 # Per decision, the choice of most and of least computation.
 _LARGEST = {"conv_op": space_lib.CONV_OPS.index("mbconv6"),
@@ -55,30 +68,55 @@ def smallest_path(space: space_lib.SearchSpace) -> Tuple[int, ...]:
                for i, _ in enumerate(space.num_choices))
 
 
+def _redrawn_decisions(warmup_steps: int, steps: int, step: int,
+                       num_decisions: int) -> int:
+  """How many decisions a 'progressive' neighbour of step `step` redraws."""
+  growth = max(1, int(_GROWTH_SHARE * (steps - warmup_steps)))
+  grown = (step - warmup_steps) / growth
+  return min(num_decisions, 1 + int(grown * (num_decisions - 1)))
+
+
 def step_paths(space: space_lib.SearchSpace, rule: str, paths_per_step: int,
-               warmup_steps: int, seed: int, step: int
-               ) -> List[Tuple[int, ...]]:
+               warmup_steps: int, seed: int, step: int,
+               steps: Optional[int] = None) -> List[Tuple[int, ...]]:
   """The paths of training step `step` (a function of its arguments).
 
   Args:
     space: The search space.
     rule: One of `SAMPLING_RULES`.
-    paths_per_step: Paths per step (at least 2 for 'sandwich').
+    paths_per_step: Paths per step (at least 2 for 'sandwich' and
+      'progressive').
     warmup_steps: Steps at the start that train the largest path alone.
     seed: The run's seed.
     step: The step.
+    steps: The run's steps ('progressive' grows its neighbourhood over
+      them; the other rules ignore it).
 
   Raises:
-    ValueError: an unknown rule, or a sandwich of fewer than 2 paths.
+    ValueError: an unknown rule, a sandwich or a progressive step of fewer
+      than 2 paths, or a progressive step without `steps`.
   """
   if rule not in SAMPLING_RULES:
     raise ValueError(f"path sampling '{rule}' is not one of {SAMPLING_RULES}")
-  if rule == "sandwich" and paths_per_step < 2:
-    raise ValueError(f"sandwich sampling needs paths_per_step >= 2, got "
+  if rule in ("sandwich", "progressive") and paths_per_step < 2:
+    raise ValueError(f"{rule} sampling needs paths_per_step >= 2, got "
                      f"{paths_per_step}")
+  if rule == "progressive" and steps is None:
+    raise ValueError("progressive sampling needs the run's steps")
   if step < warmup_steps:
     return [largest_path(space)]
   rng = np.random.default_rng([seed, _PATH_STREAM, step])
+  if rule == "progressive":
+    largest = largest_path(space)
+    redrawn = _redrawn_decisions(warmup_steps, steps, step,
+                                 space.num_decisions)
+    paths = [largest]
+    for _ in range(paths_per_step - 1):
+      path, drawn = list(largest), space.sample(rng)
+      for i in rng.choice(space.num_decisions, size=redrawn, replace=False):
+        path[i] = drawn[i]
+      paths.append(tuple(path))
+    return paths
   fixed = ([largest_path(space), smallest_path(space)]
            if rule == "sandwich" else [])
   return fixed + [space.sample(rng)

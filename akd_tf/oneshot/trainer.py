@@ -1,8 +1,9 @@
 """Supernet training by KD or cross-entropy, a few paths per step; resumable.
 
 Each step trains the paths `akd_tf.oneshot.sampling` picks for it (one
-uniform path as in SPOS and TuNAS, or the sandwich rule of BigNAS, after an
-optional warm-up on the largest path): the paths are an input of the one
+uniform path as in SPOS and TuNAS, the sandwich rule of BigNAS, or the
+largest path and neighbours of it that redraw more decisions as training
+goes on, after an optional warm-up on the largest path): the paths are an input of the one
 traced training step (`Supernet.forward` inside a `tf.while_loop` over
 them, their gradients summed into one update), so no path and no number of
 paths retraces it. The loss is the `akd_tf.distill.distiller.Distiller`'s:
@@ -82,10 +83,11 @@ class SupernetTrainConfig:
               (self.sampling in sampling.SAMPLING_RULES,
                f"sampling='{self.sampling}' is not one of "
                f"{sampling.SAMPLING_RULES}"),
-              (self.paths_per_step >= (2 if self.sampling == "sandwich"
-                                       else 1),
+              (self.paths_per_step >= (1 if self.sampling == "uniform"
+                                       else 2),
                f"paths_per_step={self.paths_per_step} must be >= 1 (>= 2 "
-               "for sampling='sandwich': the largest and the smallest path)"),
+               "for sampling='sandwich': the largest and the smallest path, "
+               "and for 'progressive': the largest path and a neighbour)"),
               (0 <= self.warmup_steps <= self.steps,
                f"warmup_steps={self.warmup_steps} must be in [0, steps="
                f"{self.steps}]"))
@@ -222,7 +224,7 @@ class SupernetTrainer:
     if paths is None:
       paths = sampling.step_paths(
           self.supernet.space, config.sampling, config.paths_per_step,
-          config.warmup_steps, config.seed, step)
+          config.warmup_steps, config.seed, step, config.steps)
     paths = [tuple(self.supernet.space.validate_actions(p)) for p in paths]
     index = sampling.batch_indices(len(self._images), config.batch_size,
                                    config.seed, step)
