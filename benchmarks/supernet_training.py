@@ -12,6 +12,9 @@ trained --steps updates by each rule, from the same initial weights:
   warmup      the largest path alone for the first quarter, then uniform
   sandwich    largest + smallest + 2 uniform paths per step, gradients
               summed (BigNAS)
+  progressive the largest path alone for the first 5%, then the largest
+              plus a neighbour of it that redraws more of its decisions
+              as training goes on, a uniform path in the last quarter
   standalone  each evaluated path alone for --steps updates (the same
               computation as its builder student's training: see
               tests/test_supernet_training.py)
@@ -58,7 +61,8 @@ PARAMS = arch.GlobalParams(num_classes=10, batch_norm_momentum=0.9,
                            head_size=256)
 # name -> (rule, paths per step, fraction of steps on the largest path)
 RULES = {"uniform": ("uniform", 1, 0.0), "warmup": ("uniform", 1, 0.25),
-         "sandwich": ("sandwich", 4, 0.0)}
+         "sandwich": ("sandwich", 4, 0.0),
+         "progressive": ("progressive", 2, 0.05)}
 
 
 def load_proxy_task(cache_dir):
@@ -105,7 +109,8 @@ def main():
   parser.add_argument("--paths", type=int, default=6,
                       help="evaluated paths: largest, smallest, sampled")
   parser.add_argument("--rules", default="uniform,warmup,sandwich,"
-                      "standalone", help="comma-separated rules to run")
+                      "progressive,standalone",
+                      help="comma-separated rules to run")
   parser.add_argument("--cache_dir", default=CACHE_DIR)
   parser.add_argument("--output", default=RESULTS)
   args = parser.parse_args()
@@ -145,7 +150,8 @@ def main():
       scores, seconds = run_rule(
           trainer, args.steps,
           lambda step, r=rule, k=per_step, w=warmup: sampling.step_paths(
-              space, r, k, int(w * args.steps), config.seed, step),
+              space, r, k, int(w * args.steps), config.seed, step,
+              args.steps),
           scorer, evaluated, checkpoints)
     results[name] = {
         "scores": {str(c): s for c, s in sorted(scores.items())},
