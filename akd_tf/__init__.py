@@ -20,6 +20,7 @@ Subpackages, lowest first (each imports only those before it):
   distill        data, teachers, the Distiller, training jobs
   latency        TFLite conversion, LiteRT timing, the device command, the
                  cache, the lookup table, and the measurer that picks
+  oneshot        the one-shot proxy: a supernet of the space, trained once
   nas            controllers, rewards, history, evaluation, pools, the loop
   deploy         verified export, QAT, final training of a search's winner
   analysis       statistics of finished searches, rank statistics

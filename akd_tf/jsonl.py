@@ -3,15 +3,17 @@
 `append` is the one writer of the project's append-only stores: the
 search's history (`akd_tf.nas.history`) and the latency cache
 (`akd_tf.latency.cache`). Each reads its file its own way.
+`write_json_atomic` replaces a whole JSON file at once (the info files
+beside cached teachers and supernets).
 
-Public names: append.
+Public names: append, write_json_atomic.
 """
 
 import fcntl
 import json
 import os
 
-__all__ = ["append"]
+__all__ = ["append", "write_json_atomic"]
 
 
 def append(path: str, record: dict) -> None:
@@ -46,3 +48,17 @@ def _drop_torn_tail(fd: int) -> None:
     return
   data = os.pread(fd, size, 0)
   os.ftruncate(fd, data.rfind(b"\n") + 1)
+
+
+def write_json_atomic(path: str, record: dict) -> None:
+  """Writes `record` as the JSON file `path`, replacing it in one step.
+
+  The record (keys sorted, indented) goes to a file of its own beside
+  `path`, which then replaces `path`: a reader sees the old file or the
+  new one, never a part.
+  """
+  tmp = f"{path}.tmp{os.getpid()}"
+  with open(tmp, "w") as f:
+    json.dump(record, f, indent=2, sort_keys=True)
+    f.write("\n")
+  os.replace(tmp, path)

@@ -1,10 +1,17 @@
-"""Where a search's time goes: per-phase timings of one short search.
+"""Where a search's time goes: per-phase timings of short searches.
 
-  python benchmarks/search_speed.py [--num_candidates=6] [any akd-search flag]
+  python benchmarks/search_speed.py [--num_candidates=6]
+      [--proxies=train,oneshot] [--oneshot_candidates=300]
+      [any akd-search flag]
 
-Runs one short AKD search with the quick Fashion-MNIST preset
-(flags/fashion_mnist_quick.cfg unless --flagfile is given; `run_search`
-alone: no final training or export) and splits the candidate loop's wall time into phases: sampling,
+Runs one short AKD search per proxy (--proxies) with the quick
+Fashion-MNIST preset (flags/fashion_mnist_quick.cfg unless --flagfile is
+given; `run_search` alone: no final training or export): --num_candidates
+trained candidates (--proxy=train), --oneshot_candidates scored through
+the supernet (--proxy=oneshot, the supernet trained with the --supernet_*
+flags, or loaded from the cache). For each it prints candidates per minute,
+counting the supernet's training, and splits the candidate loop's wall
+time into phases: sampling,
 teacher logits, building, conversion and latency, KD training, evaluation,
 controller update, bookkeeping (history, TensorBoard, progress), and the
 workers' remaining time (process start, data loading, profiling). KD
@@ -45,12 +52,17 @@ flag_configs.define_data_flags()
 flag_configs.define_student_flags()
 flag_configs.define_teacher_flags()
 flag_configs.define_search_flags()
+PROXIES = flags.DEFINE_list("proxies", ["train", "oneshot"],
+                            "The proxies to run a search with, in order.")
+ONESHOT_CANDIDATES = flags.DEFINE_integer(
+    "oneshot_candidates", 300, "Candidates of the --proxy=oneshot search.")
 
 
 def phase_table(result) -> dict:
   """Seconds per phase of the candidate loop, from driver and workers."""
   driver = result.phase_seconds
-  worker = {"build": 0.0, "train": 0.0, "eval": 0.0, "total": 0.0}
+  worker = {"build": 0.0, "train": 0.0, "eval": 0.0, "score": 0.0,
+            "total": 0.0}
   for record in result.records:
     for name in worker:
       worker[name] += record.timings.get(name, 0.0)
@@ -58,48 +70,70 @@ def phase_table(result) -> dict:
   return {
       "sampling": driver.get("sample", 0.0),
       "teacher logits": driver.get("teacher_logits", 0.0),
+      "supernet training": driver.get("supernet", 0.0),
       "building": worker["build"],
       "conversion + latency": driver.get("latency", 0.0),
       "KD training": worker["train"],
       "evaluation": worker["eval"],
+      "one-shot scoring": worker["score"],
       "controller update": driver.get("controller_update", 0.0),
       "bookkeeping": driver.get("bookkeeping", 0.0),
       "worker start, data, other": driver.get("pool_start", 0.0) + max(
           0.0, in_workers - worker["total"]) + (
               worker["total"] - worker["build"] - worker["train"] -
-              worker["eval"]),
+              worker["eval"] - worker["score"]),
   }
 
 
-def main(argv):
-  del argv
-  config = flag_configs.search_config_from_flags()
+def run_one(config, proxy: str) -> dict:
+  """Runs one search with `proxy`; prints and returns its figures."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
   from akd_tf.nas import loop  # pylint: disable=g-import-not-at-top
-  model_dir = MODEL_DIR.value or tempfile.mkdtemp(prefix="search_speed_")
+  if proxy == "oneshot":
+    config = dataclasses.replace(config, proxy_mode="oneshot",
+                                 num_candidates=ONESHOT_CANDIDATES.value)
+  else:
+    config = dataclasses.replace(config, proxy_mode="train")
+  model_dir = (os.path.join(MODEL_DIR.value, proxy) if MODEL_DIR.value
+               else tempfile.mkdtemp(prefix=f"search_speed_{proxy}_"))
   result = loop.run_search(config, model_dir,
                            log=lambda m: print(m, file=sys.stderr))
   phases = phase_table(result)
   total = (result.phase_seconds["loop"] + phases["teacher logits"] +
+           phases["supernet training"] +
            result.phase_seconds.get("pool_start", 0.0))
-  useful = phases["KD training"] + phases["evaluation"]
+  useful = (phases["KD training"] + phases["evaluation"] +
+            phases["one-shot scoring"])
   ratio = (total - useful) / total
   candidates = len(result.records)
-  print(f"\n{candidates} candidates, {total:.1f} s in the candidate loop "
-        f"({total / candidates:.1f} s per candidate)\n")
+  per_minute = candidates / (total / 60.0)
+  print(f"\n--proxy={proxy}: {candidates} candidates, {total:.1f} s with "
+        f"the supernet's training ({total / candidates:.2f} s per candidate, "
+        f"{per_minute:.1f} candidates per minute)\n")
   print(f"{'phase':28s} {'seconds':>9s} {'per cand.':>9s} {'share':>7s}")
   for name, seconds in phases.items():
     print(f"{name:28s} {seconds:9.2f} {seconds / candidates:9.2f} "
           f"{seconds / total:7.1%}")
   print(f"(not counted: teacher {result.phase_seconds.get('teacher', 0):.2f} s, "
         "loaded from the cache or trained once per teacher)")
-  print(f"\noverhead / candidate time = {ratio:.2f}")
+  print(f"overhead / candidate time = {ratio:.2f}")
+  return {"candidates": candidates, "loop_seconds": total,
+          "candidates_per_minute": per_minute, "phases": phases,
+          "overhead_over_candidate_time": ratio}
+
+
+def main(argv):
+  del argv
+  config = flag_configs.search_config_from_flags()
+  runs = {proxy: run_one(config, proxy) for proxy in PROXIES.value}
+  if len(runs) > 1:
+    print("\ncandidates per minute: " + ", ".join(
+        f"{p} {r['candidates_per_minute']:.1f}" for p, r in runs.items()))
   os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
   with open(RESULTS, "w") as f:
     json.dump({
         "date": time.strftime("%Y-%m-%d"), "machine": platform.node(),
-        "cpus": os.cpu_count(), "candidates": candidates,
-        "loop_seconds": total, "phases": phases,
-        "overhead_over_candidate_time": ratio,
+        "cpus": os.cpu_count(), "proxies": runs,
         "flags": [a for a in sys.argv[1:]],
     }, f, indent=2)
     f.write("\n")

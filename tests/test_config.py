@@ -63,5 +63,31 @@ def test_candidates_per_worker_is_a_resumable_change(tmp_path):
     assert json.load(f)["candidates_per_worker"] == 0
 
 
+def test_search_saved_before_the_oneshot_proxy_resumes_only_as_trained(
+    tmp_path):
+  # Its candidates were trained: the one-shot settings are part of what a
+  # record depends on, and a search saved without them ran with 'train'.
+  saved = _config().get_config()
+  for name in ("proxy_mode", "supernet_steps", "supernet_sampling",
+               "supernet_paths_per_step", "supernet_warmup_steps", "oneshot"):
+    del saved[name]
+  path = tmp_path / "search_config.json"
+  path.write_text(json.dumps(saved))
+  config_lib.check_resume_config(str(path), _config().get_config())
+  path.write_text(json.dumps(saved))
+  with pytest.raises(ValueError, match=r"other settings of \['proxy_mode'"):
+    config_lib.check_resume_config(
+        str(path), _config(proxy_mode="oneshot").get_config())
+
+
+def test_supernet_settings_are_not_resumable_changes(tmp_path):
+  path = str(tmp_path / "search_config.json")
+  oneshot = _config(proxy_mode="oneshot", supernet_steps=100)
+  config_lib.check_resume_config(path, oneshot.get_config())
+  with pytest.raises(ValueError, match=r"other settings of \['supernet_steps'"):
+    config_lib.check_resume_config(path, dataclasses.replace(
+        oneshot, supernet_steps=200).get_config())
+
+
 if __name__ == "__main__":
   sys.exit(pytest.main([__file__]))

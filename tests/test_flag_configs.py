@@ -52,7 +52,12 @@ FIELD_OF_FLAG = {
     "gpus_per_candidate": "gpus_per_candidate", "export": "export",
     "candidates_per_worker": "candidates_per_worker",
     "worker_onednn": "worker_onednn", "worker_allocator": "worker_allocator",
-    "strategy": "strategy", "tpu": "tpu",
+    "strategy": "strategy", "tpu": "tpu", "proxy": "proxy_mode",
+    "supernet_steps": "supernet_steps",
+    "supernet_sampling": "supernet_sampling",
+    "supernet_paths_per_step": "supernet_paths_per_step",
+    "supernet_warmup_steps": "supernet_warmup_steps",
+    "oneshot_calibration_images": "oneshot.calibration_images",
 }
 # Flags that set no SearchConfig field: akd-search applies them to the
 # process before TensorFlow starts.

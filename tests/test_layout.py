@@ -2,8 +2,8 @@
 
 Layers, lowest first (README "Layout"):
 
-  config_checks, jsonl, memory <- space <- distill, latency <- nas
-  <- deploy, analysis <- cli <- api <- akd_tf/__init__.py
+  config_checks, jsonl, memory <- space <- distill, latency <- oneshot
+  <- nas <- deploy, analysis <- cli <- api <- akd_tf/__init__.py
 
 A module may import its own subpackage and any lower layer; distill and
 latency do not import each other, nor do deploy and analysis. The
@@ -28,11 +28,12 @@ LAYERS = {
     "config_checks": 0, "jsonl": 0, "memory": 0,
     "space": 1,
     "distill": 2, "latency": 2,
-    "nas": 3,
-    "deploy": 4, "analysis": 4,
-    "cli": 5,
-    "api": 6,
-    "akd_tf": 7,
+    "oneshot": 3,
+    "nas": 4,
+    "deploy": 5, "analysis": 5,
+    "cli": 6,
+    "api": 7,
+    "akd_tf": 8,
 }
 
 
@@ -114,6 +115,8 @@ def test_no_module_imports_a_higher_or_sibling_layer():
     ("akd_tf.cli.search", "from akd_tf import api\n"),
     ("akd_tf.deploy.pipeline", "def f():\n  from akd_tf import api\n"),
     ("akd_tf.nas.evaluate", "from ..cli import flag_configs\n"),
+    ("akd_tf.oneshot.scorer", "from akd_tf.nas import evaluate\n"),
+    ("akd_tf.distill.data", "from akd_tf.oneshot import supernet\n"),
 ])
 def test_an_upward_or_sideways_import_is_caught(module, source):
   assert violations(module, source)
@@ -125,6 +128,8 @@ def test_an_upward_or_sideways_import_is_caught(module, source):
     ("akd_tf.cli.search", "from akd_tf.deploy import pipeline\n"),
     ("akd_tf.latency.timing", "from akd_tf import config_checks\n"),
     ("akd_tf.nas.ray_pool", "from . import evaluate\n"),
+    ("akd_tf.nas.evaluate", "from akd_tf.oneshot import scorer\n"),
+    ("akd_tf.oneshot.trainer", "from akd_tf.distill import distiller\n"),
     ("akd_tf.api", "from akd_tf.cli import flag_configs\n"),
     ("akd_tf", "def f():\n  from akd_tf import api\n"),
     ("akd_tf.space.arch", "import akd_tf\n"),

@@ -39,7 +39,8 @@ def test_preset_flag_becomes_its_flagfile_in_place():
 
 def test_unknown_preset_lists_the_presets():
   with pytest.raises(ValueError, match=r"no preset 'nope'; the presets are "
-                     r"\['fashion_mnist', 'fashion_mnist_quick'"):
+                     r"\['fashion_mnist', 'fashion_mnist_oneshot', "
+                     r"'fashion_mnist_quick'"):
     presets.path("nope")
 
 

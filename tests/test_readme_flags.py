@@ -27,6 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _SECTION_APPS = {
     "Quick start (fresh Debian machine, Python 3.11)": "akd-search",
     "Searching": "akd-search",
+    "The one-shot proxy": "akd-search",
     "Presets": "akd-search",
     "Your own images": "akd-search",
     "Running on a Ray cluster": "akd-search",

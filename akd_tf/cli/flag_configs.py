@@ -27,6 +27,7 @@ from akd_tf.latency import timing
 from akd_tf.nas import config as config_lib
 from akd_tf.nas import controller as controller_lib
 from akd_tf.nas import reward as reward_lib
+from akd_tf.oneshot import scorer as scorer_lib
 from akd_tf.space import arch
 
 FLAGS = flags.FLAGS
@@ -105,6 +106,7 @@ def define_search_flags(flag_values: flags.FlagValues = FLAGS):
   define_controller_flags(flag_values)
   define_reward_flags(flag_values)
   define_training_flags(flag_values)
+  define_oneshot_flags(flag_values)
   define_latency_flags(flag_values)
   define_run_flags(flag_values)
 
@@ -195,6 +197,38 @@ def define_training_flags(flag_values: flags.FlagValues = FLAGS):
   flags.DEFINE_integer("logical_cpus", 0, "Split the CPU into this many "
                        "logical devices (>= 2), so that --strategy=mirrored "
                        "can be tried without GPUs.", flag_values=flag_values)
+
+
+def define_oneshot_flags(flag_values: flags.FlagValues = FLAGS):
+  """The candidates' proxy: trained each, or scored through a supernet."""
+  flags.DEFINE_enum("proxy", "train", ["train", "oneshot"],
+                    "train: each candidate trained on the proxy task "
+                    "(--proxy_*); oneshot: one supernet of the whole space "
+                    "trained once (cached under --cache_dir), each candidate "
+                    "scored by its path's mini-val accuracy with "
+                    "BatchNormalization recomputed, in about a second.",
+                    flag_values=flag_values)
+  flags.DEFINE_integer("supernet_steps", 1000, "--proxy=oneshot: updates of "
+                       "the supernet (batch, optimizer, learning rate and "
+                       "loss of --proxy_*, --kd_*).", flag_values=flag_values)
+  flags.DEFINE_enum("supernet_sampling", "sandwich",
+                    ["uniform", "sandwich", "progressive"],
+                    "--proxy=oneshot: paths of each update: uniform ones; "
+                    "the largest and the smallest plus uniform ones "
+                    "(sandwich rule); or the largest plus neighbours of it "
+                    "that redraw more of its decisions as training goes on, "
+                    "uniform ones at the end (progressive).",
+                    flag_values=flag_values)
+  flags.DEFINE_integer("supernet_paths_per_step", 4, "--proxy=oneshot: paths "
+                       "whose gradients make one update (>= 2 for sandwich "
+                       "and progressive).", flag_values=flag_values)
+  flags.DEFINE_integer("supernet_warmup_steps", 0, "--proxy=oneshot: first "
+                       "updates that train the largest path alone.",
+                       flag_values=flag_values)
+  flags.DEFINE_integer("oneshot_calibration_images", 512, "--proxy=oneshot: "
+                       "training images each candidate's BatchNormalization "
+                       "statistics are recomputed on.",
+                       flag_values=flag_values)
 
 
 def define_latency_flags(flag_values: flags.FlagValues = FLAGS):
@@ -431,7 +465,10 @@ _SEARCH_FLAG_OF = {
     "latency_mode": "latency", "executor": "executor",
     "ray_address": "ray_address", "cpus_per_candidate": "cpus_per_candidate",
     "gpus_per_candidate": "gpus_per_candidate", "strategy": "strategy",
-    "tpu": "tpu"}
+    "tpu": "tpu", "proxy_mode": "proxy", "steps": "supernet_steps",
+    "sampling": "supernet_sampling",
+    "paths_per_step": "supernet_paths_per_step",
+    "warmup_steps": "supernet_warmup_steps"}
 
 
 def search_config_from_flags(f: flags.FlagValues = FLAGS):
@@ -458,6 +495,10 @@ def search_config_from_flags(f: flags.FlagValues = FLAGS):
            "the TPU's name or grpc address ('local' on a TPU VM) with "
            "--strategy=tpu")
   recipe = teacher_lib.TeacherRecipe(epochs=f.teacher_epochs, seed=f.seed)
+  oneshot = _build(f, {"calibration_images": "oneshot_calibration_images"},
+                   scorer_lib.OneShotConfig,
+                   calibration_images=f.oneshot_calibration_images,
+                   calibration_seed=f.seed)
   return _build(
       f, _SEARCH_FLAG_OF, config_lib.SearchConfig,
       data=data, global_params=global_params, proxy=proxy, final=final,
@@ -476,4 +517,7 @@ def search_config_from_flags(f: flags.FlagValues = FLAGS):
       executor=f.executor, ray_address=f.ray_address,
       cpus_per_candidate=f.cpus_per_candidate,
       gpus_per_candidate=f.gpus_per_candidate, strategy=f.strategy,
-      tpu=f.tpu)
+      tpu=f.tpu, proxy_mode=f.proxy, supernet_steps=f.supernet_steps,
+      supernet_sampling=f.supernet_sampling,
+      supernet_paths_per_step=f.supernet_paths_per_step,
+      supernet_warmup_steps=f.supernet_warmup_steps, oneshot=oneshot)

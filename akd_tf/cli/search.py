@@ -47,6 +47,7 @@ GROUPS = (
     entry.defined_group("controller", flag_configs.define_controller_flags),
     entry.defined_group("reward", flag_configs.define_reward_flags),
     entry.defined_group("training", flag_configs.define_training_flags),
+    entry.defined_group("one-shot proxy", flag_configs.define_oneshot_flags),
     entry.defined_group("latency", flag_configs.define_latency_flags),
     entry.defined_group("workers and export", flag_configs.define_run_flags),
 )
@@ -82,6 +83,10 @@ def main(argv):
   _progress(f"{len(result.records)} candidates ({len(result.records) - ok} "
             f"failed), {result.evaluated} evaluated in this run, "
             f"{result.wall_seconds / 60:.1f} min")
+  _progress("phases: " + ", ".join(
+      f"{name} {seconds:.1f} s"
+      for name, seconds in sorted(result.phase_seconds.items(),
+                                  key=lambda item: -item[1])))
   if result.best is None:
     print("akd-search: error: every candidate failed; see "
           f"{MODEL_DIR.value}/history.jsonl", file=sys.stderr)

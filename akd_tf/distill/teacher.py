@@ -49,6 +49,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from akd_tf import jsonl
 from akd_tf.distill import data as data_lib
 
 __all__ = ["TEACHERS", "TEACHER_OUTPUTS", "TeacherInfo", "TeacherRecipe",
@@ -437,16 +438,8 @@ def get_builtin_teacher(name: str, data: data_lib.Data, cache_dir: str,
   tmp = f"{path[:-len('.keras')]}.tmp{os.getpid()}.keras"
   model.save(tmp)
   os.replace(tmp, path)
-  _write_json_atomic(info_path, dataclasses.asdict(info))
+  jsonl.write_json_atomic(info_path, dataclasses.asdict(info))
   return model, info
-
-
-def _write_json_atomic(path: str, record: dict) -> None:
-  tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "w") as f:
-    json.dump(record, f, indent=2, sort_keys=True)
-    f.write("\n")
-  os.replace(tmp, path)
 
 
 def weights_hash(model: keras.Model) -> str:

@@ -3,10 +3,11 @@
 `SearchConfig` is a whole search (proxy task, reward, controller, budget,
 workers, final training); every default is akd-search's flag's. A search
 writes it to `search_config.json` in its model_dir; `check_resume_config`
-refuses to resume that search with settings its records depend on changed,
-and accepts changes of the budget, the workers, the executor and the final
-training (`_RESUMABLE_CHANGES`). A config written by an older akd_tf has
-the settings added since then filled with the values it ran with.
+refuses to resume that search with settings its records depend on changed
+(the one-shot proxy's among them), and accepts changes of the budget, the
+workers, the executor and the final training (`_RESUMABLE_CHANGES`). A
+config written by an older akd_tf has the settings added since then filled
+with the values it ran with.
 
 Public names: SearchConfig, check_resume_config, EXECUTORS,
 FINAL_STRATEGIES, REWARD_ACCURACIES, DEFAULT_CANDIDATES_PER_WORKER.
@@ -26,7 +27,10 @@ from akd_tf.distill import training
 from akd_tf.latency import measurer
 from akd_tf.latency import timing
 from akd_tf.nas import controller as controller_lib
+from akd_tf.nas import evaluate
 from akd_tf.nas import reward as reward_lib
+from akd_tf.oneshot import scorer as scorer_lib
+from akd_tf.oneshot import trainer as supernet_trainer
 from akd_tf.space import arch
 
 __all__ = ["DEFAULT_CANDIDATES_PER_WORKER", "EXECUTORS", "FINAL_STRATEGIES",
@@ -112,6 +116,15 @@ class SearchConfig:
       candidates' proxy trainings run one per worker.
     tpu: The TPU's name or address for strategy 'tpu' ('local' on a TPU
       VM).
+    proxy_mode: 'train' (each candidate trained by the proxy recipe) or
+      'oneshot' (scored through a supernet trained once).
+    supernet_steps: Updates of the supernet ('oneshot'; batch size,
+      optimizer, learning rate, loss and seed are the proxy recipe's).
+    supernet_sampling: Its path rule, 'uniform', 'sandwich' or
+      'progressive' (`akd_tf.oneshot.sampling`).
+    supernet_paths_per_step: Paths per update.
+    supernet_warmup_steps: First updates on the largest path alone.
+    oneshot: How a candidate's path is scored.
   """
 
   data: data_lib.DataConfig = data_lib.DataConfig(
@@ -150,6 +163,12 @@ class SearchConfig:
   gpus_per_candidate: float = 0.0
   strategy: str = "one_device"
   tpu: Optional[str] = None
+  proxy_mode: str = "train"
+  supernet_steps: int = 1000
+  supernet_sampling: str = "sandwich"
+  supernet_paths_per_step: int = 4
+  supernet_warmup_steps: int = 0
+  oneshot: scorer_lib.OneShotConfig = scorer_lib.OneShotConfig()
 
   def __post_init__(self):
     ray_settings_ok = self.executor == "ray" or (
@@ -202,8 +221,13 @@ class SearchConfig:
         ((self.strategy == "tpu") == bool(self.tpu),
          "strategy='tpu' needs tpu (its name or address, 'local' on a TPU "
          "VM), and tpu applies to strategy='tpu' only"),
+        (self.proxy_mode in evaluate.PROXY_MODES,
+         f"proxy_mode='{self.proxy_mode}' is not one of "
+         f"{evaluate.PROXY_MODES}"),
     )
     config_checks.require(checks, "SearchConfig")
+    if self.proxy_mode == "oneshot":
+      self.supernet_recipe()  # Its own checks, with its field names.
 
   def get_config(self) -> dict:
     """A JSON-serializable description (sub-configs as dicts)."""
@@ -214,6 +238,19 @@ class SearchConfig:
     if self.reward_accuracy == "ce":
       return dataclasses.replace(self.proxy, kd_alpha=0.0)
     return self.proxy
+
+  def supernet_recipe(self) -> supernet_trainer.SupernetTrainConfig:
+    """How the one-shot supernet is trained: the proxy recipe's loss.
+
+    Raises:
+      ValueError: a supernet setting out of range (see
+        `SupernetTrainConfig`).
+    """
+    return supernet_trainer.SupernetTrainConfig.from_train_config(
+        self.proxy_recipe(), self.supernet_steps,
+        sampling=self.supernet_sampling,
+        paths_per_step=self.supernet_paths_per_step,
+        warmup_steps=self.supernet_warmup_steps)
 
   def final_data(self) -> data_lib.DataConfig:
     """The data of final training: same mini-val split, more images."""

@@ -15,8 +15,15 @@ this machine, `ray_pool.RayPool` as Ray tasks. Each worker process calls
 it in the driver before dispatching a batch, so timing never shares the CPU
 with a candidate's training.
 
+With `proxy_mode='oneshot'` a candidate is not trained: its accuracy is its
+path's through the supernet the driver trained and cached
+(`akd_tf.oneshot`), BatchNormalization recomputed for the path, on the same
+mini-val split; each evaluator loads the supernet once and traces its
+scoring function once, so a candidate costs about a second.
+
 Public names: EvalConfig, CandidateTask, CandidateTimer, CandidateEvaluator,
-failed_record, error_text, prepare_worker_process, set_worker_threads.
+failed_record, error_text, prepare_worker_process, set_worker_threads,
+PROXY_MODES.
 """
 
 import dataclasses
@@ -35,14 +42,19 @@ from akd_tf.latency import measurer as measurer_lib
 from akd_tf.latency import timing
 from akd_tf.nas import history
 from akd_tf.nas import reward as reward_lib
+from akd_tf.oneshot import cache as supernet_cache
+from akd_tf.oneshot import scorer as scorer_lib
+from akd_tf.oneshot import trainer as supernet_trainer
 from akd_tf.space import arch
 from akd_tf.space import builder
 from akd_tf.space import profile
 from akd_tf.space import search_space
 
 __all__ = ["CandidateEvaluator", "CandidateTask", "CandidateTimer",
-           "EvalConfig", "error_text", "failed_record",
+           "EvalConfig", "PROXY_MODES", "error_text", "failed_record",
            "prepare_worker_process", "set_worker_threads"]
+
+PROXY_MODES = ("train", "oneshot")
 
 _ERROR_CHARS = 600
 
@@ -69,6 +81,12 @@ class EvalConfig:
       logits (data streamed from disk, such as ImageNet).
     teacher_output: What that teacher outputs, 'logits' or 'probabilities'.
     threads: TensorFlow intra-op threads of a worker; 0 lets TF choose.
+    proxy_mode: 'train' (each candidate trained on the proxy task) or
+      'oneshot' (scored through the cached supernet).
+    supernet: How the supernet was trained ('oneshot' only): with the data,
+      the students' settings and the teacher logits, its cache key.
+    scorer: How a path is scored ('oneshot' only).
+    cache_dir: Where the trained supernet is cached ('oneshot' only).
   """
 
   data: data_lib.DataConfig
@@ -85,6 +103,19 @@ class EvalConfig:
   teacher_path: Optional[str] = None
   teacher_output: str = "logits"
   threads: int = 0
+  proxy_mode: str = "train"
+  supernet: Optional[supernet_trainer.SupernetTrainConfig] = None
+  scorer: scorer_lib.OneShotConfig = scorer_lib.OneShotConfig()
+  cache_dir: Optional[str] = None
+
+  def __post_init__(self):
+    if self.proxy_mode not in PROXY_MODES:
+      raise ValueError(f"proxy_mode='{self.proxy_mode}' is not one of "
+                       f"{PROXY_MODES}")
+    if self.proxy_mode == "oneshot" and (self.supernet is None or
+                                         self.cache_dir is None):
+      raise ValueError("proxy_mode='oneshot' needs the supernet's recipe "
+                       "and cache_dir")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -308,6 +339,14 @@ class CandidateEvaluator:
             f"training split has {self.data.train.size} images")
     self._timer = None
     self.worker = _process_name()
+    self.scorer = None
+    if config.proxy_mode == "oneshot":
+      supernet, _ = supernet_cache.get_trained_supernet(
+          self.space, config.global_params, self.data.input_shape,
+          self.data.train, config.supernet, config.cache_dir,
+          teacher_logits=self.teacher_logits, train_if_missing=False)
+      self.scorer = scorer_lib.OneShotScorer(
+          supernet, self.data.train, self.data.minival, config.scorer)
 
   def _measure_latency(self, attempt: _Attempt, spec: arch.ArchSpec,
                        model) -> None:
@@ -336,7 +375,13 @@ class CandidateEvaluator:
     (`CandidateTimer`); otherwise it is measured here before training.
     Everything the candidate used is released before it returns
     (`akd_tf.memory`), so a worker stays flat over thousands of candidates.
+    A one-shot score (`_score`) releases nothing: it builds no model and
+    reuses the scorer's one trace, and clearing Keras' state would clear
+    TensorFlow's kernel cache, so that the next score instantiated the
+    scoring function again.
     """
+    if self.scorer is not None:
+      return self._score(task)
     with memory.scoped_custom_gradients():
       record = self._evaluate(task)
     # Here, not in _evaluate: its frame holds the model until it returns.
@@ -369,6 +414,29 @@ class CandidateEvaluator:
       return attempt.record(history.STATUS_OK)
     except Exception as error:  # pylint: disable=broad-except
       # One bad candidate must not end a search of hundreds: record it.
+      return attempt.failure(error)
+
+  def _score(self, task: CandidateTask) -> history.CandidateRecord:
+    """The one-shot evaluation: the path's score through the supernet.
+
+    Builds no model and seeds nothing (seeding TensorFlow clears its kernel
+    cache, and the next score would instantiate the scoring function
+    again); params are counted from the path's supernet weights.
+    """
+    attempt = _Attempt(task, self.config.reward, self.worker)
+    try:
+      spec = attempt.decode(self.space, self.config.global_params,
+                            self.data.input_shape)
+      attempt.fields["params"] = sum(
+          piece.positions().size
+          for piece in self.scorer.supernet.path_weight_slices(task.actions))
+      self._measure_latency(attempt, spec, None)
+      attempt.phase = "score"
+      score = self.scorer.score(task.actions)
+      attempt.timings["score"] = score.seconds
+      attempt.fields["accuracy"] = score.accuracy
+      return attempt.record(history.STATUS_OK)
+    except Exception as error:  # pylint: disable=broad-except
       return attempt.failure(error)
 
 

@@ -34,6 +34,12 @@ executor 'local') or as Ray tasks on a cluster (`ray_pool.RayPool`,
 executor 'ray'); either way the controller and the history stay here and
 the history is the same.
 
+With `proxy_mode='oneshot'` the driver first trains (or loads from
+`cache_dir`) one supernet of the whole space by the proxy recipe's loss
+(KD for AKD, cross-entropy for the NAS+KD baseline), phase 'supernet';
+the workers then score candidates through it instead of training them
+(`akd_tf.nas.evaluate`).
+
 Public names: SearchResult, run_search.
 """
 
@@ -58,6 +64,7 @@ from akd_tf.nas import evaluate
 from akd_tf.nas import history
 from akd_tf.nas import local_pool
 from akd_tf.nas import report
+from akd_tf.oneshot import cache as supernet_cache
 from akd_tf.space import arch
 from akd_tf.space import search_space
 
@@ -79,7 +86,8 @@ class SearchResult:
     wall_seconds: Wall time of the call that returned it.
     evaluated: Evaluations this call ran (the rest came from the history).
     phase_seconds: Driver wall seconds per phase ('teacher',
-      'teacher_logits', 'pool_start' (starting Ray included), 'sample',
+      'teacher_logits', 'supernet' (one-shot only), 'pool_start' (starting
+      Ray included), 'sample',
       'latency' (the batches' candidates timed here), 'wait_for_workers',
       'bookkeeping', 'controller_update', 'plots'; 'final' when the winner
       was trained) and of the whole candidate loop ('loop', the pool's
@@ -170,6 +178,9 @@ def run_search(config: config_lib.SearchConfig, model_dir: str,
     pool = _start_pool(config, setup.make_eval_config(), setup.data, timer)
   try:
     teacher_path = _prepare_teacher_and_logits(config, setup, timer, log)
+    if config.proxy_mode == "oneshot":
+      with timer.phase("supernet"):
+        _train_supernet(config, setup, log)
     state = _resume(config, setup.space, model_dir, log)
     eval_config = setup.make_eval_config(teacher_path=teacher_path)
     if pool is None:
@@ -236,7 +247,11 @@ def _set_up(config: config_lib.SearchConfig, model_dir: str) -> _Setup:
       latency_cache_path=os.path.join(model_dir, "latency_cache.jsonl"),
       lut_path=config.lut_path or os.path.join(model_dir, "latency_lut.json"),
       latency_command=config.latency_command, teacher_logits_path=logits_path,
-      teacher_output=config.teacher_output, threads=config.threads_per_worker)
+      teacher_output=config.teacher_output, threads=config.threads_per_worker,
+      proxy_mode=config.proxy_mode,
+      supernet=(config.supernet_recipe() if config.proxy_mode == "oneshot"
+                else None),
+      scorer=config.oneshot, cache_dir=config.cache_dir)
   return _Setup(data, global_params, space, logits_path, make_eval_config)
 
 
@@ -249,6 +264,36 @@ def _prepare_teacher_and_logits(config: config_lib.SearchConfig,
   with timer.phase("teacher_logits"):
     _write_teacher_logits(config, teacher, setup.data, setup.logits_path)
   return teacher_path
+
+
+def _train_supernet(config: config_lib.SearchConfig, setup: _Setup,
+                    log: Callable[[str], None]) -> None:
+  """Trains the one-shot supernet into the cache, or finds it there.
+
+  A training killed before its end resumes from its last checkpoint when
+  the search is run again.
+  """
+  recipe = config.supernet_recipe()
+  logits = (np.load(setup.logits_path) if setup.logits_path is not None
+            else None)
+  start = time.time()
+
+  def progress(result):
+    done = result["step"] + 1
+    if done % 100 == 0 or done == recipe.steps:
+      elapsed = time.time() - start
+      log(f"supernet step {done}/{recipe.steps}: loss {result['loss']:.4f} "
+          f"({_duration(elapsed)}; ETA "
+          f"{_duration(elapsed / done * (recipe.steps - done))})")
+
+  _, info = supernet_cache.get_trained_supernet(
+      setup.space, setup.global_params, setup.data.input_shape,
+      setup.data.train, recipe, config.cache_dir, teacher_logits=logits,
+      on_step=progress)
+  log(f"supernet: {info.params:,} params, {recipe.steps} steps "
+      f"({recipe.sampling}, {recipe.paths_per_step} paths per step), "
+      + ("cached" if info.cached else
+         f"trained in {info.train_seconds:.0f} s") + f" ({info.path})")
 
 
 @dataclasses.dataclass
