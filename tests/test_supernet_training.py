@@ -117,9 +117,13 @@ def test_path_optimizer_leaves_zero_gradient_elements_and_their_state():
   assert (after_second[:, [0, 2]] != after_first[:, [0, 2]]).all()
 
 
-def test_one_trace_serves_every_training_path(kd_trainer):
-  for _ in range(5):
+def test_one_trace_serves_every_training_path_and_number_of_paths(
+    kd_trainer):
+  for _ in range(3):
     kd_trainer.train_step()
+  # A warm-up's single path, then a sandwich's three: still one trace.
+  kd_trainer.train_step([SPACE.sample(5)])
+  kd_trainer.train_step([SPACE.sample(6), SPACE.sample(7), SPACE.sample(8)])
   assert kd_trainer.tracing_count == 1
 
 

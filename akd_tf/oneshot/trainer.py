@@ -167,8 +167,18 @@ class SupernetTrainer:
     # The Distiller holds the loss (KD with alpha and T, or plain CE).
     self._loss = distiller.Distiller(supernet, alpha=config.kd_alpha,
                                      temperature=config.kd_temperature)
-    self._traced_step = tf.function(self._step, autograph=False,
-                                    reduce_retracing=True)
+    # Shapes left open where a run varies them (the number of paths: one
+    # in the warm-up, more after it; the batch): a call of another shape
+    # would trace the whole space's gradient again, minutes of compiling.
+    height, width, channels = self._images.shape[1:]
+    self._num_classes = supernet.global_params.num_classes
+    self._traced_step = tf.function(
+        self._step, autograph=False, input_signature=[
+            tf.TensorSpec([None, height, width, channels], tf.float32),
+            tf.TensorSpec([None], tf.int32),
+            tf.TensorSpec([None, self._num_classes], tf.float32),
+            tf.TensorSpec([None, supernet.space.num_decisions], tf.int32),
+            tf.TensorSpec([None, 2], tf.int32)])
     # The supernet's variables as a list: its layers sit in nested Python
     # lists, which tf.train.Checkpoint does not follow (the BatchNormalization
     # statistics of every block were lost on resume).
@@ -228,7 +238,9 @@ class SupernetTrainer:
     paths = [tuple(self.supernet.space.validate_actions(p)) for p in paths]
     index = sampling.batch_indices(len(self._images), config.batch_size,
                                    config.seed, step)
-    logits = None if self._logits is None else self._logits[index]
+    # Cross-entropy ignores the logits; zeros keep the step's one signature.
+    logits = (np.zeros((len(index), self._num_classes), np.float32)
+              if self._logits is None else self._logits[index])
     total, student_loss, kd, correct = self._traced_step(
         self._images[index], self._labels[index], logits,
         tf.constant(paths, tf.int32),
