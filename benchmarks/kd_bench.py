@@ -26,8 +26,8 @@ budget, the same flags and `akd_vs_nas.method_config`, trained by
 and scored on the 10,000 test images; the first --num_repeats (10) are
 trained again with the second --seeds value (the noise floor). Each proxy
 of kd_proxies.py (the short-train KD proxy at 1x, 2x and 4x its epochs,
-the same with cross-entropy, params, MACs, a DisWOT-style relation score)
-scores every architecture, and the multi-seed ones (the KD proxy, the
+the same with cross-entropy, params, MACs, a DisWOT-style relation score,
+the one-shot supernet's score) scores every architecture, and the multi-seed ones (the KD proxy, the
 relation score) score the repeated architectures under every --seeds value.
 --seeds (shared with akd_vs_nas.py, default 0,1,2): the first trains every
 architecture, the second the repeats, all of them the proxies' noise.
@@ -43,6 +43,19 @@ each, a new process per task (see kd_units.py). At the end (and with
 three tables, written to proxy_fidelity.json and proxy_fidelity.png.
 --quick: 6 architectures, KD from --teacher only, akd_vs_nas.py's quick
 budget (smaller proxy and final training), files named *_quick.*.
+
+The oneshot proxy's supernet is trained once per run (cached under
+--cache_dir, resumable) by akd-search's --supernet_* flags before any
+score; to add its scores to existing results without training anything
+else, then analyze all of them:
+
+  python benchmarks/kd_bench.py --recipes= --proxies=oneshot \
+      --supernet_sampling=progressive --supernet_steps=3000 \
+      --supernet_warmup_steps=150 --supernet_paths_per_step=2
+  python benchmarks/kd_bench.py --analyze_only
+
+(the first run's own tables hold no stand-alone accuracy: a run analyzes
+the recipes it runs).
 """
 
 import dataclasses
@@ -175,6 +188,12 @@ def resolve_settings(base) -> Settings:
   for ok, message in checks:
     if not ok:
       raise app.UsageError(message)
+  if "oneshot" in proxies:
+    try:
+      base.supernet_recipe()
+    except ValueError as error:
+      raise app.UsageError(f"--supernet_* (the oneshot proxy's supernet): "
+                           f"{error}") from None
   return Settings(quick=quick, span=span, seeds=seeds, reference=reference,
                   recipes=recipes, run_recipes=run_recipes, proxies=proxies,
                   **values)
