@@ -31,6 +31,7 @@ import keras  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
+from akd_tf import jsonl  # pylint: disable=g-import-not-at-top
 from akd_tf.distill import data as data_lib  # pylint: disable=g-import-not-at-top
 from akd_tf.distill import distiller as distiller_lib  # pylint: disable=g-import-not-at-top
 from akd_tf.distill import teacher as teacher_lib  # pylint: disable=g-import-not-at-top
@@ -165,9 +166,7 @@ def main():
       "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
   }
   os.makedirs(os.path.dirname(args.output), exist_ok=True)
-  with open(args.output, "w") as f:
-    json.dump(record, f, indent=2, sort_keys=True)
-    f.write("\n")
+  jsonl.write_json_atomic(args.output, record)
   print(f"wrote {args.output}")
 
 

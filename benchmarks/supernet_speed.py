@@ -40,7 +40,6 @@ after scoring).
 
 import argparse
 import dataclasses
-import json
 import os
 import platform
 import time
@@ -51,6 +50,7 @@ import keras  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
+from akd_tf import jsonl  # pylint: disable=g-import-not-at-top
 from akd_tf.distill import candidate_training  # pylint: disable=g-import-not-at-top
 from akd_tf.distill import data as data_lib  # pylint: disable=g-import-not-at-top
 from akd_tf.distill import distiller as distill  # pylint: disable=g-import-not-at-top
@@ -279,9 +279,7 @@ def main():
       "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
   }
   os.makedirs(os.path.dirname(args.output), exist_ok=True)
-  with open(args.output, "w") as f:
-    json.dump(record, f, indent=2, sort_keys=True)
-    f.write("\n")
+  jsonl.write_json_atomic(args.output, record)
   print(f"wrote {args.output}")
 
 

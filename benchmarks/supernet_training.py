@@ -12,6 +12,9 @@ trained --steps updates by each rule, from the same initial weights:
   warmup      the largest path alone for the first quarter, then uniform
   sandwich    largest + smallest + 2 uniform paths per step, gradients
               summed (BigNAS)
+  progressive the largest path alone for the first 5%, then the largest
+              plus a neighbour of it that redraws more of its decisions
+              as training goes on, a uniform path in the last quarter
   standalone  each evaluated path alone for --steps updates (the same
               computation as its builder student's training: see
               tests/test_supernet_training.py)
@@ -41,6 +44,7 @@ import keras  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
+from akd_tf import jsonl  # pylint: disable=g-import-not-at-top
 from akd_tf.analysis import rank_stats  # pylint: disable=g-import-not-at-top
 from akd_tf.distill import data as data_lib  # pylint: disable=g-import-not-at-top
 from akd_tf.distill import teacher as teacher_lib  # pylint: disable=g-import-not-at-top
@@ -58,7 +62,8 @@ PARAMS = arch.GlobalParams(num_classes=10, batch_norm_momentum=0.9,
                            head_size=256)
 # name -> (rule, paths per step, fraction of steps on the largest path)
 RULES = {"uniform": ("uniform", 1, 0.0), "warmup": ("uniform", 1, 0.25),
-         "sandwich": ("sandwich", 4, 0.0)}
+         "sandwich": ("sandwich", 4, 0.0),
+         "progressive": ("progressive", 2, 0.05)}
 
 
 def load_proxy_task(cache_dir):
@@ -105,7 +110,8 @@ def main():
   parser.add_argument("--paths", type=int, default=6,
                       help="evaluated paths: largest, smallest, sampled")
   parser.add_argument("--rules", default="uniform,warmup,sandwich,"
-                      "standalone", help="comma-separated rules to run")
+                      "progressive,standalone",
+                      help="comma-separated rules to run")
   parser.add_argument("--cache_dir", default=CACHE_DIR)
   parser.add_argument("--output", default=RESULTS)
   args = parser.parse_args()
@@ -145,7 +151,8 @@ def main():
       scores, seconds = run_rule(
           trainer, args.steps,
           lambda step, r=rule, k=per_step, w=warmup: sampling.step_paths(
-              space, r, k, int(w * args.steps), config.seed, step),
+              space, r, k, int(w * args.steps), config.seed, step,
+              args.steps),
           scorer, evaluated, checkpoints)
     results[name] = {
         "scores": {str(c): s for c, s in sorted(scores.items())},
@@ -188,9 +195,7 @@ def main():
       "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
   }
   os.makedirs(os.path.dirname(args.output), exist_ok=True)
-  with open(args.output, "w") as f:
-    json.dump(record, f, indent=2, sort_keys=True)
-    f.write("\n")
+  jsonl.write_json_atomic(args.output, record)
   print(f"wrote {args.output}")
 
 
