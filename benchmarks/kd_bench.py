@@ -26,9 +26,10 @@ budget, the same flags and `akd_vs_nas.method_config`, trained by
 and scored on the 10,000 test images; the first --num_repeats (10) are
 trained again with the second --seeds value (the noise floor). Each proxy
 of kd_proxies.py (the short-train KD proxy at 1x, 2x and 4x its epochs,
-the same with cross-entropy, params, MACs, a DisWOT-style relation score,
-the one-shot supernet's score) scores every architecture, and the multi-seed ones (the KD proxy, the
-relation score) score the repeated architectures under every --seeds value.
+the same with cross-entropy, params, MACs, a DisWOT-style relation score;
+the one-shot supernet's score when --proxies names it) scores every
+architecture, and the multi-seed ones (the KD proxy, the relation score)
+score the repeated architectures under every --seeds value.
 --seeds (shared with akd_vs_nas.py, default 0,1,2): the first trains every
 architecture, the second the repeats, all of them the proxies' noise.
 
@@ -105,9 +106,12 @@ SELECTION_SEED = flags.DEFINE_integer(
 RECIPES_FLAG = flags.DEFINE_list(
     "recipes", None, f"Stand-alone recipes to train, of {list(RECIPES)} "
     "(default all; --quick: KD from --teacher only).")
+DEFAULT_PROXIES = tuple(name for name, proxy in kd_proxies.PROXIES.items()
+                        if proxy.by_default)
 PROXIES_FLAG = flags.DEFINE_list(
-    "proxies", None, "Proxies to score (default all registered: "
-    f"{list(kd_proxies.PROXIES)}); empty: none.")
+    "proxies", None, f"Proxies to score, of {list(kd_proxies.PROXIES)} "
+    f"(default {list(DEFAULT_PROXIES)}: all but the opt-in ones); empty: "
+    "none.")
 RESULTS_DIR = flags.DEFINE_string(
     "results_dir", akd_vs_nas.RESULTS_DIR, "Where the results files are "
     "written and resumed from.")
@@ -157,7 +161,7 @@ def resolve_settings(base) -> Settings:
   run_recipes = tuple(RECIPES_FLAG.value if RECIPES_FLAG.value is not None
                       else ([reference] if quick else recipes))
   proxies = tuple(PROXIES_FLAG.value if PROXIES_FLAG.value is not None
-                  else kd_proxies.PROXIES)
+                  else DEFAULT_PROXIES)
   try:
     seeds = tuple(int(s) for s in akd_vs_nas.SEEDS.value)
     span = tuple(float(v) for v in LATENCY_SPAN.value)

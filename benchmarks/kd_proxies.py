@@ -1,7 +1,8 @@
 """Cheap scores of a candidate (proxies) that kd_bench.py checks against truth.
 
 A registry of proxy name -> `Proxy`; kd_bench.py scores every registered
-proxy (or those --proxies names) on its architectures and its analysis
+proxy but the opt-in ones (or those --proxies names) on its architectures
+and its analysis
 ranks them all the same way, so a new proxy (the one-shot supernet) adds
 itself with one `register(Proxy(...))` call and gets its row in every table.
 
@@ -19,7 +20,7 @@ itself with one `register(Proxy(...))` call and gets its row in every table.
   diswot        training-free: similarity of the teacher's and the untrained
                 student's sample relations on one batch of training images
                 (`akd_tf.distill.diswot`)
-  oneshot       the candidate's path through one supernet of the whole space
+  oneshot       (opt-in) the candidate's path through one supernet of the whole space
                 trained by the proxy recipe's loss (KD) on the proxy images
                 (`akd_tf.oneshot`, the config's supernet_* recipe, trained
                 once by `prepare` and cached as --proxy=oneshot's search
@@ -171,6 +172,8 @@ class Proxy:
       architectures (its seed-to-seed noise); False for scores that do not
       depend on a seed.
     prepare: One-time work before any score, or None (see the module doc).
+    by_default: Scored when --proxies is not given; False for an opt-in
+      proxy (the default run's results then stay those it always made).
   """
 
   name: str
@@ -179,6 +182,7 @@ class Proxy:
   unit: str = "accuracy"
   noise_seeds: bool = False
   prepare: Optional[Callable[[ProxySetup], dict]] = None
+  by_default: bool = True
 
 
 PROXIES: Dict[str, Proxy] = {}
@@ -298,7 +302,7 @@ register(Proxy("macs", "multiply-accumulates", _size("macs"), unit="count"))
 register(Proxy("diswot", "teacher-student relation similarity, untrained",
                _relation_score, unit="similarity", noise_seeds=True))
 register(Proxy("oneshot", "one-shot: path through a KD-trained supernet",
-               _oneshot_score, prepare=_prepare_supernet))
+               _oneshot_score, prepare=_prepare_supernet, by_default=False))
 
 
 @dataclasses.dataclass(frozen=True)
