@@ -47,8 +47,10 @@ budget (smaller proxy and final training), files named *_quick.*.
 
 The oneshot proxy's supernet is trained once per run (cached under
 --cache_dir, resumable) by akd-search's --supernet_* flags before any
-score; to add its scores to existing results without training anything
-else, then analyze all of them:
+score. A proxy whose one-time preparation fails has its units recorded as
+failed, with the error, and the run goes on; --retry_failed prepares it
+again. To add the oneshot scores to existing results without training
+anything else, then analyze all of them:
 
   python benchmarks/kd_bench.py --recipes= --proxies=oneshot \
       --supernet_sampling=progressive --supernet_steps=3000 \
@@ -65,6 +67,8 @@ import os
 import platform
 import sys
 import time
+from typing import Dict
+import uuid
 
 from absl import app
 from absl import flags
@@ -75,6 +79,7 @@ import kd_proxies
 import kd_units
 from akd_tf.cli import flag_configs
 from akd_tf.distill import teacher as teacher_lib
+from akd_tf.nas import evaluate
 
 RECIPES = tuple(f"kd_{t}" for t in teacher_lib.TEACHERS) + ("ce",)
 _FORMAT = "akd_tf.kd_bench/1"
@@ -383,6 +388,56 @@ def unfinished(tasks, retry_failed: bool):
   return left
 
 
+def prepare_proxies(base, settings: Settings, todo) -> Dict[str, dict]:
+  """Runs the one-time work of each proxy that has units in `todo`.
+
+  A prepare that raises (or whose process dies) ends only its own proxy:
+  it is reported here and `without_unprepared` fails that proxy's units,
+  so hours of other units are not lost to it.
+
+  Returns:
+    proxy name -> what its prepare returned, or {"error": its error}.
+  """
+  pending = {unit.proxy for task in todo for unit in task.units
+             if isinstance(unit, kd_proxies.ProxyUnit)}
+  prepared = {}
+  for name in settings.proxies:
+    prepare = kd_proxies.PROXIES[name].prepare
+    if prepare is None or name not in pending:
+      continue
+    try:
+      prepared[name] = kd_units.call_in_worker(
+          prepare, proxy_setup(base, settings),
+          threads=base.threads_per_worker)
+    except Exception as error:  # pylint: disable=broad-except
+      prepared[name] = {"error": evaluate.error_text(error)}
+      print(f"{time.strftime('%H:%M:%S')} preparing proxy {name} FAILED: "
+            f"{prepared[name]['error']}; its units are recorded as failed "
+            "(--retry_failed runs them again)", file=sys.stderr, flush=True)
+  return prepared
+
+
+def without_unprepared(todo, prepared: Dict[str, dict], on_unit):
+  """`todo` without the units of the proxies whose prepare failed, each
+  recorded as failed with the prepare's error (and passed to `on_unit`)."""
+  errors = {name: result["error"] for name, result in prepared.items()
+            if "error" in result}
+  run_id = uuid.uuid4().hex
+  left = []
+  for task in todo:
+    units = []
+    for unit in task.units:
+      if getattr(unit, "proxy", None) in errors:
+        on_unit(unit, kd_units.record_failed(
+            unit, f"preparing proxy {unit.proxy} failed: "
+            f"{errors[unit.proxy]}", run_id))
+      else:
+        units.append(unit)
+    if units:
+      left.append(dataclasses.replace(task, units=tuple(units)))
+  return left
+
+
 class _Progress:
   """One line per settled unit, with an ETA from the units so far."""
 
@@ -446,24 +501,22 @@ def main(argv):
     setup["teachers"].update(kd_units.call_in_worker(
         kd_units.prepare_teachers, kd_configs,
         proxy_setup(base, settings).config if settings.proxies else None))
-    for name in settings.proxies:
-      prepare = kd_proxies.PROXIES[name].prepare
-      if prepare is not None:
-        setup.setdefault("proxy_prepare", {})[name] = kd_units.call_in_worker(
-            prepare, proxy_setup(base, settings),
-            threads=base.threads_per_worker)
-    _write_json(paths.setup, setup)
     todo = unfinished(tasks, RETRY_FAILED.value)
+    prepared = prepare_proxies(base, settings, todo)
+    setup.setdefault("proxy_prepare", {}).update(prepared)
+    _write_json(paths.setup, setup)
     done = sum(len(t.units) for t in tasks) - sum(len(t.units) for t in todo)
     print(f"{time.strftime('%H:%M:%S')} {sum(len(t.units) for t in todo)} "
           f"units to run in {len(todo)} tasks ({done} already in the "
           f"results), {base.num_workers} workers x "
           f"{base.threads_per_worker or 'default'} threads",
           file=sys.stderr, flush=True)
+    progress = _Progress(todo, base.num_workers)
+    todo = without_unprepared(todo, prepared, progress)
     runner = kd_units.UnitRunner(
         base.num_workers, MAX_RETRIES.value,
         log=lambda m: print(m, file=sys.stderr, flush=True))
-    runner.run(todo, _Progress(todo, base.num_workers))
+    runner.run(todo, progress)
   proxies = {n: kd_proxies.PROXIES[n] for n in settings.proxies}
   result = kd_analysis.analyze(
       archs, stored_records(tasks, paths.records),
