@@ -26,9 +26,10 @@ budget, the same flags and `akd_vs_nas.method_config`, trained by
 and scored on the 10,000 test images; the first --num_repeats (10) are
 trained again with the second --seeds value (the noise floor). Each proxy
 of kd_proxies.py (the short-train KD proxy at 1x, 2x and 4x its epochs,
-the same with cross-entropy, params, MACs, a DisWOT-style relation score)
-scores every architecture, and the multi-seed ones (the KD proxy, the
-relation score) score the repeated architectures under every --seeds value.
+the same with cross-entropy, params, MACs, a DisWOT-style relation score;
+the one-shot supernet's score when --proxies names it) scores every
+architecture, and the multi-seed ones (the KD proxy, the relation score)
+score the repeated architectures under every --seeds value.
 --seeds (shared with akd_vs_nas.py, default 0,1,2): the first trains every
 architecture, the second the repeats, all of them the proxies' noise.
 
@@ -43,6 +44,21 @@ each, a new process per task (see kd_units.py). At the end (and with
 three tables, written to proxy_fidelity.json and proxy_fidelity.png.
 --quick: 6 architectures, KD from --teacher only, akd_vs_nas.py's quick
 budget (smaller proxy and final training), files named *_quick.*.
+
+The oneshot proxy's supernet is trained once per run (cached under
+--cache_dir, resumable) by akd-search's --supernet_* flags before any
+score. A proxy whose one-time preparation fails has its units recorded as
+failed, with the error, and the run goes on; --retry_failed prepares it
+again. To add the oneshot scores to existing results without training
+anything else, then analyze all of them:
+
+  python benchmarks/kd_bench.py --recipes= --proxies=oneshot \
+      --supernet_sampling=progressive --supernet_steps=3000 \
+      --supernet_warmup_steps=150 --supernet_paths_per_step=2
+  python benchmarks/kd_bench.py --analyze_only
+
+(the first run's own tables hold no stand-alone accuracy: a run analyzes
+the recipes it runs).
 """
 
 import dataclasses
@@ -51,6 +67,8 @@ import os
 import platform
 import sys
 import time
+from typing import Dict
+import uuid
 
 from absl import app
 from absl import flags
@@ -61,6 +79,7 @@ import kd_proxies
 import kd_units
 from akd_tf.cli import flag_configs
 from akd_tf.distill import teacher as teacher_lib
+from akd_tf.nas import evaluate
 
 RECIPES = tuple(f"kd_{t}" for t in teacher_lib.TEACHERS) + ("ce",)
 _FORMAT = "akd_tf.kd_bench/1"
@@ -92,9 +111,12 @@ SELECTION_SEED = flags.DEFINE_integer(
 RECIPES_FLAG = flags.DEFINE_list(
     "recipes", None, f"Stand-alone recipes to train, of {list(RECIPES)} "
     "(default all; --quick: KD from --teacher only).")
+DEFAULT_PROXIES = tuple(name for name, proxy in kd_proxies.PROXIES.items()
+                        if proxy.by_default)
 PROXIES_FLAG = flags.DEFINE_list(
-    "proxies", None, "Proxies to score (default all registered: "
-    f"{list(kd_proxies.PROXIES)}); empty: none.")
+    "proxies", None, f"Proxies to score, of {list(kd_proxies.PROXIES)} "
+    f"(default {list(DEFAULT_PROXIES)}: all but the opt-in ones); empty: "
+    "none.")
 RESULTS_DIR = flags.DEFINE_string(
     "results_dir", akd_vs_nas.RESULTS_DIR, "Where the results files are "
     "written and resumed from.")
@@ -144,7 +166,7 @@ def resolve_settings(base) -> Settings:
   run_recipes = tuple(RECIPES_FLAG.value if RECIPES_FLAG.value is not None
                       else ([reference] if quick else recipes))
   proxies = tuple(PROXIES_FLAG.value if PROXIES_FLAG.value is not None
-                  else kd_proxies.PROXIES)
+                  else DEFAULT_PROXIES)
   try:
     seeds = tuple(int(s) for s in akd_vs_nas.SEEDS.value)
     span = tuple(float(v) for v in LATENCY_SPAN.value)
@@ -175,6 +197,12 @@ def resolve_settings(base) -> Settings:
   for ok, message in checks:
     if not ok:
       raise app.UsageError(message)
+  if "oneshot" in proxies:
+    try:
+      base.supernet_recipe()
+    except ValueError as error:
+      raise app.UsageError(f"--supernet_* (the oneshot proxy's supernet): "
+                           f"{error}") from None
   return Settings(quick=quick, span=span, seeds=seeds, reference=reference,
                   recipes=recipes, run_recipes=run_recipes, proxies=proxies,
                   **values)
@@ -360,6 +388,56 @@ def unfinished(tasks, retry_failed: bool):
   return left
 
 
+def prepare_proxies(base, settings: Settings, todo) -> Dict[str, dict]:
+  """Runs the one-time work of each proxy that has units in `todo`.
+
+  A prepare that raises (or whose process dies) ends only its own proxy:
+  it is reported here and `without_unprepared` fails that proxy's units,
+  so hours of other units are not lost to it.
+
+  Returns:
+    proxy name -> what its prepare returned, or {"error": its error}.
+  """
+  pending = {unit.proxy for task in todo for unit in task.units
+             if isinstance(unit, kd_proxies.ProxyUnit)}
+  prepared = {}
+  for name in settings.proxies:
+    prepare = kd_proxies.PROXIES[name].prepare
+    if prepare is None or name not in pending:
+      continue
+    try:
+      prepared[name] = kd_units.call_in_worker(
+          prepare, proxy_setup(base, settings),
+          threads=base.threads_per_worker)
+    except Exception as error:  # pylint: disable=broad-except
+      prepared[name] = {"error": evaluate.error_text(error)}
+      print(f"{time.strftime('%H:%M:%S')} preparing proxy {name} FAILED: "
+            f"{prepared[name]['error']}; its units are recorded as failed "
+            "(--retry_failed runs them again)", file=sys.stderr, flush=True)
+  return prepared
+
+
+def without_unprepared(todo, prepared: Dict[str, dict], on_unit):
+  """`todo` without the units of the proxies whose prepare failed, each
+  recorded as failed with the prepare's error (and passed to `on_unit`)."""
+  errors = {name: result["error"] for name, result in prepared.items()
+            if "error" in result}
+  run_id = uuid.uuid4().hex
+  left = []
+  for task in todo:
+    units = []
+    for unit in task.units:
+      if getattr(unit, "proxy", None) in errors:
+        on_unit(unit, kd_units.record_failed(
+            unit, f"preparing proxy {unit.proxy} failed: "
+            f"{errors[unit.proxy]}", run_id))
+      else:
+        units.append(unit)
+    if units:
+      left.append(dataclasses.replace(task, units=tuple(units)))
+  return left
+
+
 class _Progress:
   """One line per settled unit, with an ETA from the units so far."""
 
@@ -423,24 +501,22 @@ def main(argv):
     setup["teachers"].update(kd_units.call_in_worker(
         kd_units.prepare_teachers, kd_configs,
         proxy_setup(base, settings).config if settings.proxies else None))
-    for name in settings.proxies:
-      prepare = kd_proxies.PROXIES[name].prepare
-      if prepare is not None:
-        setup.setdefault("proxy_prepare", {})[name] = kd_units.call_in_worker(
-            prepare, proxy_setup(base, settings),
-            threads=base.threads_per_worker)
-    _write_json(paths.setup, setup)
     todo = unfinished(tasks, RETRY_FAILED.value)
+    prepared = prepare_proxies(base, settings, todo)
+    setup.setdefault("proxy_prepare", {}).update(prepared)
+    _write_json(paths.setup, setup)
     done = sum(len(t.units) for t in tasks) - sum(len(t.units) for t in todo)
     print(f"{time.strftime('%H:%M:%S')} {sum(len(t.units) for t in todo)} "
           f"units to run in {len(todo)} tasks ({done} already in the "
           f"results), {base.num_workers} workers x "
           f"{base.threads_per_worker or 'default'} threads",
           file=sys.stderr, flush=True)
+    progress = _Progress(todo, base.num_workers)
+    todo = without_unprepared(todo, prepared, progress)
     runner = kd_units.UnitRunner(
         base.num_workers, MAX_RETRIES.value,
         log=lambda m: print(m, file=sys.stderr, flush=True))
-    runner.run(todo, _Progress(todo, base.num_workers))
+    runner.run(todo, progress)
   proxies = {n: kd_proxies.PROXIES[n] for n in settings.proxies}
   result = kd_analysis.analyze(
       archs, stored_records(tasks, paths.records),

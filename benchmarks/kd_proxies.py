@@ -1,7 +1,8 @@
 """Cheap scores of a candidate (proxies) that kd_bench.py checks against truth.
 
 A registry of proxy name -> `Proxy`; kd_bench.py scores every registered
-proxy (or those --proxies names) on its architectures and its analysis
+proxy but the opt-in ones (or those --proxies names) on its architectures
+and its analysis
 ranks them all the same way, so a new proxy (the one-shot supernet) adds
 itself with one `register(Proxy(...))` call and gets its row in every table.
 
@@ -19,6 +20,12 @@ itself with one `register(Proxy(...))` call and gets its row in every table.
   diswot        training-free: similarity of the teacher's and the untrained
                 student's sample relations on one batch of training images
                 (`akd_tf.distill.diswot`)
+  oneshot       (opt-in) the candidate's path through one supernet of the whole space
+                trained by the proxy recipe's loss (KD) on the proxy images
+                (`akd_tf.oneshot`, the config's supernet_* recipe, trained
+                once by `prepare` and cached as --proxy=oneshot's search
+                caches it), BatchNormalization recomputed for the path,
+                mini-val accuracy
 
 A proxy's `score` runs in a worker process and returns the score and its
 cost in seconds for this one candidate (building the student included,
@@ -33,6 +40,7 @@ Public names: Proxy, ProxySetup, ProxyContext, ProxyUnit, PROXIES, register.
 
 import dataclasses
 import functools
+import sys
 import time
 from typing import Callable, Dict, Optional, Tuple
 
@@ -99,6 +107,34 @@ class ProxyContext:
     return diswot.RelationScorer(
         self.teacher, self.data.train.images[:self.setup.relation_images])
 
+  def supernet(self, train_if_missing: bool,
+               on_step: Optional[Callable[[dict], None]] = None):
+    """The config's trained supernet and its `SupernetInfo`, as
+    --proxy=oneshot's search gets them (`akd_tf.nas.loop`): trained on the
+    proxy images by `config.supernet_recipe()`, cached under cache_dir.
+
+    Raises:
+      FileNotFoundError: not cached, and `train_if_missing` is False.
+    """
+    # pylint: disable-next=g-import-not-at-top
+    from akd_tf.oneshot import cache as supernet_cache
+    recipe = self.config.supernet_recipe()
+    return supernet_cache.get_trained_supernet(
+        self.space, self.global_params, self.data.input_shape,
+        self.data.train, recipe, self.config.cache_dir,
+        teacher_logits=self.teacher_logits if recipe.kd_alpha > 0 else None,
+        on_step=on_step, train_if_missing=train_if_missing)
+
+  @functools.cached_property
+  def oneshot_scorer(self):
+    """Scores paths of the supernet `prepare` trained (as a search's
+    `CandidateEvaluator` does), on the proxy's mini-val split."""
+    # pylint: disable-next=g-import-not-at-top
+    from akd_tf.oneshot import scorer as scorer_lib
+    supernet, _ = self.supernet(train_if_missing=False)
+    return scorer_lib.OneShotScorer(supernet, self.data.train,
+                                    self.data.minival, self.config.oneshot)
+
   def spec(self, actions) -> arch.ArchSpec:
     return arch.ArchSpec(self.space.decode(actions), self.global_params,
                          self.data.input_shape)
@@ -136,6 +172,8 @@ class Proxy:
       architectures (its seed-to-seed noise); False for scores that do not
       depend on a seed.
     prepare: One-time work before any score, or None (see the module doc).
+    by_default: Scored when --proxies is not given; False for an opt-in
+      proxy (the default run's results then stay those it always made).
   """
 
   name: str
@@ -144,6 +182,7 @@ class Proxy:
   unit: str = "accuracy"
   noise_seeds: bool = False
   prepare: Optional[Callable[[ProxySetup], dict]] = None
+  by_default: bool = True
 
 
 PROXIES: Dict[str, Proxy] = {}
@@ -215,6 +254,41 @@ def _relation_score(context: ProxyContext, actions, seed: int) -> dict:
           "details": {"batch": int(scorer.images.shape[0])}}
 
 
+def _prepare_supernet(setup: ProxySetup) -> dict:
+  """Trains the one-shot proxy's supernet into the cache (or finds it)."""
+  start = time.perf_counter()
+  steps = setup.config.supernet_steps
+
+  def progress(result):
+    done = result["step"] + 1
+    if done % 100 == 0 or done == steps:
+      print(f"{time.strftime('%H:%M:%S')} supernet step {done}/{steps}: "
+            f"loss {result['loss']:.4f}", file=sys.stderr, flush=True)
+
+  _, info = ProxyContext(setup).supernet(train_if_missing=True,
+                                         on_step=progress)
+  recipe = setup.config.supernet_recipe()
+  return {"seconds": time.perf_counter() - start, "cached": info.cached,
+          "train_seconds": info.train_seconds, "key": info.key,
+          "params": info.params, "last_losses": info.last_losses,
+          "resumed_from": info.resumed_from, "recipe": recipe.get_config(),
+          "scorer": setup.config.oneshot.get_config()}
+
+
+def _oneshot_score(context: ProxyContext, actions, seed: int) -> dict:
+  del seed  # The supernet is its recipe's; scoring draws nothing.
+  scorer = context.oneshot_scorer
+  # Untimed: the first score of a process traces the scoring function, and
+  # the first after any seeding (the other proxies of a task seed
+  # TensorFlow) instantiates it again (`akd_tf.oneshot.scorer`).
+  first = scorer.score(actions)
+  score = scorer.score(actions)
+  return {"score": score.accuracy, "seconds": score.seconds,
+          "details": {"loss": score.loss,
+                      "first_score_seconds": first.seconds,
+                      "first_score_accuracy": first.accuracy}}
+
+
 register(Proxy("kd_proxy", "short KD training (the search's reward)",
                _short_training(1, kd=True), noise_seeds=True))
 register(Proxy("kd_proxy_2x", "short KD training, 2x epochs",
@@ -227,6 +301,8 @@ register(Proxy("params", "parameter count", _size("params"), unit="count"))
 register(Proxy("macs", "multiply-accumulates", _size("macs"), unit="count"))
 register(Proxy("diswot", "teacher-student relation similarity, untrained",
                _relation_score, unit="similarity", noise_seeds=True))
+register(Proxy("oneshot", "one-shot: path through a KD-trained supernet",
+               _oneshot_score, prepare=_prepare_supernet, by_default=False))
 
 
 @dataclasses.dataclass(frozen=True)

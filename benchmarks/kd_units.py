@@ -17,7 +17,7 @@ line is skipped), keyed by the unit's key.
 
 Public names: RESULT_OK, RESULT_FAILED, SelectionConfig, StandaloneUnit,
 WorkerTask, UnitRunner, builtin_teacher, call_in_worker, lut_paths,
-prepare_teachers, results_store, select_architectures.
+prepare_teachers, record_failed, results_store, select_architectures.
 """
 
 import collections
@@ -372,6 +372,14 @@ def _run_unit(unit, run_id: str) -> dict:
               finished=time.strftime("%Y-%m-%d %H:%M:%S"), run_id=run_id)
 
 
+def record_failed(unit, error: str, run_id: str) -> dict:
+  """Stores the failed record of a unit that could not run; returns it."""
+  record = dict(unit.describe(), status=RESULT_FAILED, error=error,
+                machine=cache.machine_id(), run_id=run_id)
+  results_store(unit.results_path).put(unit.key, record)
+  return record
+
+
 def run_task(task: WorkerTask) -> None:
   """Worker process entry: runs the task's units, appending each record."""
   from akd_tf.nas import evaluate  # pylint: disable=g-import-not-at-top
@@ -454,12 +462,9 @@ class UnitRunner:
             pending.appendleft(dataclasses.replace(task, units=tuple(missing)))
           else:
             for unit in missing:
-              record = dict(unit.describe(), status=RESULT_FAILED,
-                            error=f"{cause}, {attempts[task.name]} times",
-                            machine=cache.machine_id(),
-                            run_id=task.run_id)
-              results_store(unit.results_path).put(unit.key, record)
-              on_unit(unit, record)
+              on_unit(unit, record_failed(
+                  unit, f"{cause}, {attempts[task.name]} times",
+                  task.run_id))
     finally:
       for process, _ in running.values():
         process.terminate()
