@@ -12,6 +12,7 @@ executor records for it.
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -197,6 +198,28 @@ def test_ray_pool_replaces_a_worker_after_candidates_per_worker(
   _, records = three_on_one_worker
   assert all(r.ok for r in records), [r.error for r in records]
   assert records[2].worker != records[1].worker
+
+
+def test_ray_worker_scores_with_the_supernet_of_the_object_store(
+    oneshot_eval_config, tmp_path):
+  # The cache moves away once the driver has put the pool's setup: a worker
+  # node has no copy of it. Replaced after each candidate, the pool's second
+  # worker process builds its scorer after that.
+  from akd_tf.nas import ray_pool  # pylint: disable=g-import-not-at-top
+  cache_dir = str(tmp_path / "cache")
+  shutil.copytree(oneshot_eval_config.cache_dir, cache_dir)
+  config = dataclasses.replace(oneshot_eval_config, cache_dir=cache_dir)
+  (task,) = search_testing.oneshot_tasks(1)
+  pool = ray_pool.RayPool(config, num_workers=1, candidates_per_worker=1)
+  try:
+    (first,) = pool.evaluate([task])
+    shutil.rmtree(cache_dir)
+    (second,) = pool.evaluate([task])
+  finally:
+    pool.shutdown()
+  assert first.ok and second.ok, (first.error, second.error)
+  assert second.worker != first.worker
+  assert second.accuracy == first.accuracy
 
 
 def test_ray_executor_without_ray_names_the_install_command(tmp_path):

@@ -8,10 +8,12 @@ with Ray core as the engine: every candidate is a Ray task that asks for
 controller and the history stay on the driver; tasks return plain
 `history.CandidateRecord`s.
 
-The evaluation setup, the proxy data and the teacher's cached logits are put
-in the object store once, by the first `evaluate` (so the pool can start
-before the logits are written); every task gets a reference to them, so worker
-nodes need no shared filesystem (data streamed from disk, such as ImageNet,
+The evaluation setup, the proxy data, the teacher's cached logits and, for
+the one-shot proxy, the trained supernet's weights are put in the object
+store once, by the first `evaluate` (so the pool can start before the
+logits are written and the supernet trained); every task gets a reference
+to them, so worker nodes need no shared filesystem and no copy of the
+driver's cache (data streamed from disk, such as ImageNet,
 is loaded by each worker from `config.data` instead and must be on every
 node). A Ray worker process builds one `evaluate.CandidateEvaluator` from
 them on its first candidate and reuses it for the next ones, so TensorFlow's
@@ -43,6 +45,8 @@ from akd_tf import memory
 from akd_tf.distill import data as data_lib
 from akd_tf.nas import evaluate
 from akd_tf.nas import history
+from akd_tf.oneshot import cache as supernet_cache
+from akd_tf.space import search_space
 
 __all__ = ["DEFAULT_MAX_RETRIES", "INSTALL_HINT", "RayPool", "import_ray"]
 
@@ -73,6 +77,7 @@ class _WorkerSetup:
   config: evaluate.EvalConfig
   data: Optional[data_lib.Data]
   teacher_logits: Optional[object]
+  supernet_weights: Optional[bytes]
 
 
 # The evaluator of this Ray worker process, keyed by its setup's object id.
@@ -87,7 +92,8 @@ def _evaluator_for(setup_ref) -> evaluate.CandidateEvaluator:
     evaluate.prepare_worker_process(setup.config.threads)
     _EVALUATORS.clear()
     _EVALUATORS[key] = evaluate.CandidateEvaluator(
-        setup.config, data=setup.data, teacher_logits=setup.teacher_logits)
+        setup.config, data=setup.data, teacher_logits=setup.teacher_logits,
+        supernet_weights=setup.supernet_weights)
   return _EVALUATORS[key]
 
 
@@ -243,8 +249,7 @@ class RayPool:
     """
     ray = self._ray
     if self._setup is None:
-      self._setup = ray.put(_WorkerSetup(
-          self.config, *_in_memory_inputs(self.config, self._data)))
+      self._setup = ray.put(_worker_setup(self.config, self._data))
       self._data = None
     queue = collections.deque(tasks)
     try:
@@ -292,15 +297,28 @@ def _absolute_paths(config: evaluate.EvalConfig) -> evaluate.EvalConfig:
   return dataclasses.replace(config, **paths)
 
 
-def _in_memory_inputs(config: evaluate.EvalConfig,
-                      data: Optional[data_lib.Data]):
-  """(data, teacher logits) for the object store, or None where streamed."""
+def _worker_setup(config: evaluate.EvalConfig,
+                  data: Optional[data_lib.Data]) -> _WorkerSetup:
+  """What goes into the object store: the data and the teacher logits (None
+  where streamed from disk) and the one-shot proxy's trained supernet.
+
+  Raises:
+    FileNotFoundError: the data, the teacher logits or the trained supernet
+      are missing.
+  """
   import numpy as np  # pylint: disable=g-import-not-at-top
   if data is None:
     data = data_lib.load_data(config.data)
-  if data.train.images is None:
-    return None, None
   logits = None
-  if config.train.kd_alpha > 0 and config.teacher_logits_path:
+  if (data.train.images is not None and config.train.kd_alpha > 0 and
+      config.teacher_logits_path):
     logits = np.load(config.teacher_logits_path)
-  return data, logits
+  weights = None
+  if config.proxy_mode == "oneshot":
+    weights = supernet_cache.read_trained_weights(
+        search_space.SearchSpace.from_config(config.space),
+        config.global_params, data.input_shape, data.train, config.supernet,
+        config.cache_dir, teacher_logits=logits)
+  if data.train.images is None:
+    data = None
+  return _WorkerSetup(config, data, logits, weights)
