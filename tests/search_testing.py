@@ -66,29 +66,34 @@ def tiny_eval_config(tmp_path, **train_changes) -> evaluate.EvalConfig:
       latency_cache_path=str(tmp_path / "latency.jsonl"))
 
 
+# The one-shot tests' space: the first two blocks of the skeleton (every
+# kind of decision), a supernet that traces in seconds.
+ONESHOT_SPACE = search_space.SearchSpace(
+    search_space.MOBILENET_V2_SKELETON[:2])
+
+
 def tiny_oneshot_eval_config(tmp_path) -> evaluate.EvalConfig:
-  """`tiny_eval_config` with the one-shot proxy: a supernet of 12 sandwich
-  updates, trained by cross-entropy into `tmp_path`/cache (the trace costs
-  more than the training)."""
+  """`tiny_eval_config` with the one-shot proxy over ONESHOT_SPACE: a
+  supernet of 12 sandwich updates, trained by cross-entropy into
+  `tmp_path`/cache."""
   config = tiny_eval_config(tmp_path)
   recipe = supernet_trainer.SupernetTrainConfig.from_train_config(
       config.train, 12, sampling="sandwich", paths_per_step=3)
-  config = dataclasses.replace(config, proxy_mode="oneshot", supernet=recipe,
-                               cache_dir=str(tmp_path / "cache"))
-  space = search_space.SearchSpace.from_config(config.space)
+  config = dataclasses.replace(
+      config, space=ONESHOT_SPACE.get_config(), proxy_mode="oneshot",
+      supernet=recipe, cache_dir=str(tmp_path / "cache"))
   data = data_lib.load_data(config.data)
-  supernet_cache.get_trained_supernet(space, config.global_params,
+  supernet_cache.get_trained_supernet(ONESHOT_SPACE, config.global_params,
                                       data.input_shape, data.train, recipe,
                                       config.cache_dir)
   return config
 
 
 def oneshot_tasks(count: int, step: int = 0) -> list:
-  """`count` candidates sampled from the space, their latency given (as the
+  """`count` candidates of ONESHOT_SPACE, their latency given (as the
   driver's lookup table gives it), so that a worker only scores them."""
-  space = search_space.SearchSpace()
-  return [evaluate.CandidateTask(step, i, space.sample(i), latency_ms=0.05,
-                                 latency_source="lut")
+  return [evaluate.CandidateTask(step, i, ONESHOT_SPACE.sample(i),
+                                 latency_ms=0.05, latency_source="lut")
           for i in range(count)]
 
 

@@ -39,7 +39,7 @@ psutil = pytest.importorskip("psutil")
 from ray import cluster_utils  # pylint: disable=g-import-not-at-top,g-bad-import-order
 
 NUM_CANDIDATES = 2
-TASK_TITLE = "ray::_evaluate_candidate"
+TASK_TITLE = "ray::_evaluate_candidates"
 
 
 def search_config(cache_dir, **changes):
@@ -209,17 +209,20 @@ def test_ray_worker_scores_with_the_supernet_of_the_object_store(
   cache_dir = str(tmp_path / "cache")
   shutil.copytree(oneshot_eval_config.cache_dir, cache_dir)
   config = dataclasses.replace(oneshot_eval_config, cache_dir=cache_dir)
-  (task,) = search_testing.oneshot_tasks(1)
+  tasks = search_testing.oneshot_tasks(4)
   pool = ray_pool.RayPool(config, num_workers=1, candidates_per_worker=1)
   try:
-    (first,) = pool.evaluate([task])
+    (first,) = pool.evaluate(tasks[:1])
     shutil.rmtree(cache_dir)
-    (second,) = pool.evaluate([task])
+    chunk = list(pool.evaluate(tasks))  # One chunk: one task.
   finally:
     pool.shutdown()
-  assert first.ok and second.ok, (first.error, second.error)
-  assert second.worker != first.worker
-  assert second.accuracy == first.accuracy
+  assert [r.key for r in chunk] == [(0, i) for i in range(4)]
+  assert all(r.ok for r in [first] + chunk), [
+      r.error for r in [first] + chunk]
+  assert {r.worker for r in chunk} != {first.worker}
+  assert len({r.worker for r in chunk}) == 1
+  assert chunk[0].accuracy == first.accuracy
 
 
 def test_ray_executor_without_ray_names_the_install_command(tmp_path):

@@ -2,32 +2,35 @@
 
 `RayPool` has `local_pool.LocalPool`'s interface (`start()` warms the
 workers up; `evaluate(tasks)` yields records as they finish; `shutdown()`),
-with Ray core as the engine: every candidate is a Ray task that asks for
-`cpus_per_candidate` CPUs and `gpus_per_candidate` GPUs and is retried
-`max_retries` times when its worker process or its node dies. The
-controller and the history stay on the driver; tasks return plain
-`history.CandidateRecord`s.
+with Ray core as the engine: a Ray task is a chunk of candidates
+(`evaluate.task_chunks`: one trained candidate, or a worker's share of a
+step's one-shot scores) that asks for `cpus_per_candidate` CPUs and
+`gpus_per_candidate` GPUs and streams back a plain
+`history.CandidateRecord` per candidate as it is finished (a Ray generator
+task). When its worker process or its node dies, the chunk's candidates
+that have not reported are run again, up to `max_retries` times. The
+controller and the history stay on the driver.
 
 The evaluation setup, the proxy data, the teacher's cached logits and, for
 the one-shot proxy, the trained supernet's weights are put in the object
 store once, by the first `evaluate` (so the pool can start before the
 logits are written and the supernet trained); every task gets a reference
 to them, so worker nodes need no shared filesystem and no copy of the
-driver's cache (data streamed from disk, such as ImageNet,
-is loaded by each worker from `config.data` instead and must be on every
-node). A Ray worker process builds one `evaluate.CandidateEvaluator` from
+driver's cache (data streamed from disk, such as ImageNet, is loaded by
+each worker from `config.data` instead and must be on every node). A Ray worker process builds one `evaluate.CandidateEvaluator` from
 them on its first candidate and reuses it for the next ones, so TensorFlow's
 import and the setup happen once per worker process. Ray does not reuse a
 process for tasks that hold GPUs (it starts a fresh one per task), so with
 `gpus_per_candidate > 0` every candidate pays that start. A CPU worker
-process is replaced after `candidates_per_worker` candidates (Ray's
-`max_calls`), a backstop: the evaluator releases each candidate itself
-(`akd_tf.memory`).
+process is replaced after `candidates_per_worker` tasks (Ray's
+`max_calls`; a trained candidate is one task, a one-shot chunk several
+candidates), a backstop: the evaluator releases each trained candidate
+itself (`akd_tf.memory`), and a one-shot score allocates nothing.
 
 A candidate whose task still fails after its retries (a lost node, a killed
 worker, a worker that cannot set up) is yielded as `evaluate.failed_record`
-and the search goes on. A retried task was never reported, so nothing is
-counted twice.
+and the search goes on. A candidate is retried only if it never reported,
+so nothing is counted twice.
 
 Ray is an optional dependency (`pip install -e .[ray]`); this module imports
 without it and `RayPool` says how to install it.
@@ -106,14 +109,18 @@ def _warm_up() -> int:
   return os.getpid()
 
 
-def _evaluate_candidate(setup_refs, task: evaluate.CandidateTask
-                        ) -> history.CandidateRecord:
-  """The Ray task: one candidate in this worker's evaluator.
+def _evaluate_candidates(setup_refs,
+                         chunk: Sequence[evaluate.CandidateTask]
+                         ) -> Iterator[history.CandidateRecord]:
+  """The Ray task: a chunk of candidates in this worker's evaluator, each
+  record yielded (so streamed to the driver) as it is finished.
 
   `setup_refs` is a one-element list so that Ray passes the reference
-  itself rather than fetching the setup for every candidate.
+  itself rather than fetching the setup for every chunk.
   """
-  return _evaluator_for(setup_refs[0]).evaluate(task)
+  evaluator = _evaluator_for(setup_refs[0])
+  for task in chunk:
+    yield evaluator.evaluate(task)
 
 
 class RayPool:
@@ -121,9 +128,9 @@ class RayPool:
 
   Args:
     config: The evaluation setup.
-    num_workers: Candidates in flight at once.
-    max_retries: Times Ray runs a candidate again after its worker process
-      or node died; then it is recorded as failed.
+    num_workers: Ray tasks (chunks of candidates) in flight at once.
+    max_retries: Times a candidate is run again after its worker process
+      or node died before it reported; then it is recorded as failed.
     address: The Ray cluster to join ('auto', 'HOST:PORT' or
       'ray://HOST:PORT'); None starts a private local Ray instance (or joins
       $RAY_ADDRESS when set). Ignored when Ray is already initialized in
@@ -134,8 +141,9 @@ class RayPool:
     data: The data `config.data` describes, if the caller has loaded it.
       The teacher logits are read from `config.teacher_logits_path` by the
       first `evaluate`.
-    candidates_per_worker: Candidates a CPU worker process evaluates before
-      Ray replaces it (0: never). GPU tasks get a fresh process each anyway.
+    candidates_per_worker: Tasks a CPU worker process runs before Ray
+      replaces it (0: never): candidates when trained, chunks of them when
+      scored one-shot. GPU tasks get a fresh process each anyway.
     onednn: Whether the workers' TensorFlow uses its oneDNN kernels (off:
       their caches grow a worker with every candidate, `akd_tf.memory`).
     allocator: The workers' C heap allocator, 'jemalloc' (when installed
@@ -184,15 +192,17 @@ class RayPool:
     except BaseException:
       self.shutdown()
       raise
+    # Retries are the driver's (`evaluate`): Ray's would run a chunk's
+    # reported candidates again.
     options = dict(num_cpus=cpus_per_candidate, num_gpus=gpus_per_candidate,
-                   max_retries=max_retries)
+                   max_retries=0)
     if environment:
       options["runtime_env"] = {"env_vars": environment}
     # Left unset for GPU tasks: Ray's default there is a fresh process each.
     recycle = ({"max_calls": candidates_per_worker}
                if candidates_per_worker and not gpus_per_candidate else {})
     self._remote = self._ray.remote(retry_exceptions=False, **options,
-                                    **recycle)(_evaluate_candidate)
+                                    **recycle)(_evaluate_candidates)
     self._remote_warm_up = self._ray.remote(**options)(_warm_up)
 
   def _connect(self, address: Optional[str]) -> None:
@@ -243,30 +253,49 @@ class RayPool:
                ) -> Iterator[history.CandidateRecord]:
     """Evaluates `tasks`, yielding each record as soon as it is finished.
 
-    Ray retries a candidate whose worker process or node died up to
-    `max_retries` times (its result was never reported, so nothing is
-    counted twice); after that it is yielded as a failed record.
+    A chunk whose worker process or node died is sent again without the
+    candidates it reported, each up to `max_retries` times (a candidate's
+    result is reported once, so nothing is counted twice); after that, or
+    when its task raised (a worker that cannot set up), a candidate is
+    yielded as a failed record.
+
+    Raises:
+      FileNotFoundError: the data, the teacher logits or the one-shot
+        supernet are missing (read once, into the object store).
     """
     ray = self._ray
     if self._setup is None:
       self._setup = ray.put(_worker_setup(self.config, self._data))
       self._data = None
-    queue = collections.deque(tasks)
+    mode = self.config.proxy_mode
+    queue = collections.deque(evaluate.task_chunks(tasks, self.num_workers,
+                                                   mode))
+    attempts = collections.Counter()
     try:
       while queue or self._in_flight:
         while queue and len(self._in_flight) < self.num_workers:
-          task = queue.popleft()
-          self._in_flight[self._remote.remote([self._setup], task)] = task
-        (ref,), _ = ray.wait(list(self._in_flight), num_returns=1)
-        task = self._in_flight.pop(ref)
+          chunk = queue.popleft()
+          self._in_flight[self._remote.remote([self._setup], chunk)] = {
+              (task.step, task.index): task for task in chunk}
+        (chunk_ref,), _ = ray.wait(list(self._in_flight), num_returns=1)
         try:
-          record = ray.get(ref)
+          record = ray.get(next(chunk_ref))
+        except StopIteration:  # Every candidate of the chunk reported.
+          del self._in_flight[chunk_ref]
+          continue
         except ray.exceptions.RayError as error:
-          reason = evaluate.error_text(error, last_line=True,
-                                       max_chars=_ERROR_CHARS)
-          record = evaluate.failed_record(
-              task, self.config, f"Ray task failed after {self.max_retries} "
-              f"retries: {reason}")
+          retries = []
+          for task in self._in_flight.pop(chunk_ref).values():
+            attempts[task] += 1
+            if (attempts[task] <= self.max_retries and
+                not isinstance(error, ray.exceptions.RayTaskError)):
+              retries.append(task)
+            else:
+              yield evaluate.failed_record(task, self.config, _failure(
+                  error, attempts[task] - 1))
+          queue.extend(evaluate.task_chunks(retries, self.num_workers, mode))
+          continue
+        del self._in_flight[chunk_ref][record.key]
         yield record
     finally:
       self._cancel_in_flight()
@@ -284,6 +313,12 @@ class RayPool:
     if self._owns_ray and self._ray.is_initialized():
       self._ray.shutdown()
     self._owns_ray = False
+
+
+def _failure(error: BaseException, retries: int) -> str:
+  """The error of a candidate whose task failed after `retries` retries."""
+  reason = evaluate.error_text(error, last_line=True, max_chars=_ERROR_CHARS)
+  return f"Ray task failed after {retries} retries: {reason}"
 
 
 def _absolute_paths(config: evaluate.EvalConfig) -> evaluate.EvalConfig:
