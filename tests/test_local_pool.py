@@ -108,8 +108,8 @@ def test_worker_killed_mid_chunk_retries_only_what_it_had_not_reported(
   assert by_worker[0] and not by_worker[-1], by_worker
   assert by_worker == sorted(by_worker, reverse=True)
   # Candidates sampled with the same seeds as the first six score the same.
-  assert [r.accuracy for r in sorted(after_kill, key=lambda r: r.index)][:6] == [
-      r.accuracy for r in chunked]
+  by_index = sorted(after_kill, key=lambda r: r.index)
+  assert [r.accuracy for r in by_index[:6]] == [r.accuracy for r in chunked]
 
 
 def test_fresh_and_used_workers_score_a_candidate_the_same(tmp_path):

@@ -479,19 +479,21 @@ def prepare_worker_process(threads: int) -> None:
 
 
 def task_chunks(tasks: Sequence[CandidateTask], num_workers: int,
-                proxy_mode: str) -> List[Tuple[CandidateTask, ...]]:
+                proxy_mode: str, max_size: int = 0
+                ) -> List[Tuple[CandidateTask, ...]]:
   """`tasks` cut into the pool tasks a pool's workers run, in order.
 
   A trained candidate (30-100 s) is a pool task of its own. One-shot
   scores take about a second each, so each of `num_workers` workers gets
   its fair share of them in one task (ceil(len(tasks) / num_workers)
-  candidates), and a task's cost (sending it, a Ray task's scheduling)
-  stays a small part of its work.
+  candidates, at most `max_size`), and a task's cost (sending it, a Ray
+  task's scheduling) stays a small part of its work.
 
   Args:
     tasks: The candidates to evaluate, e.g. a controller step's.
     num_workers: Workers (or Ray tasks in flight) sharing them.
     proxy_mode: 'train' or 'oneshot' (`EvalConfig.proxy_mode`).
+    max_size: Most one-shot candidates in a chunk; 0: no bound.
 
   Returns:
     The chunks, each a tuple of consecutive tasks; every task is in one.
@@ -499,6 +501,8 @@ def task_chunks(tasks: Sequence[CandidateTask], num_workers: int,
   size = 1
   if proxy_mode == "oneshot":
     size = max(1, math.ceil(len(tasks) / num_workers))
+    if max_size:
+      size = min(size, max_size)
   return [tuple(tasks[i:i + size]) for i in range(0, len(tasks), size)]
 
 

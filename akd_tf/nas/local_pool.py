@@ -8,9 +8,10 @@ share of a step's one-shot scores); the worker sends each record back
 through a pipe as soon as it is finished. A worker that dies mid-chunk
 (killed, or by the kernel's OOM killer) costs the candidates in flight that
 had not reported a retry in a rebuilt pool, and after `max_retries` they
-are recorded as failed; the search goes on. A worker gives back what a candidate used once it is scored
-(`akd_tf.memory`), so it stays flat over a long search; as a backstop the
-pool replaces its workers after `candidates_per_worker` candidates each.
+are recorded as failed; the search goes on. A worker gives back what a
+candidate used once it is scored (`akd_tf.memory`), so it stays flat over a
+long search; as a backstop the pool replaces its workers after
+`candidates_per_worker` candidates each.
 `ray_pool.RayPool` is the same pool as Ray tasks.
 
 Public names: LocalPool.
@@ -81,6 +82,8 @@ class LocalPool:
       itself. Not `ProcessPoolExecutor(max_tasks_per_child=...)`: on Python
       3.11-3.13 that executor stops replacing workers, and hangs, when more
       tasks are queued than there are workers (CPython issue gh-115634).
+    oneshot_candidates_per_task: Most one-shot candidates in one pool task
+      (0: each worker's share of a batch, `evaluate.task_chunks`).
     onednn: Whether the workers' TensorFlow uses its oneDNN kernels. Off by
       default: their caches grow a worker with every candidate
       (`akd_tf.memory`).
@@ -88,22 +91,28 @@ class LocalPool:
       or 'system' (`akd_tf.memory.worker_environment`).
 
   Raises:
-    ValueError: num_workers < 1, candidates_per_worker < 0 or an unknown
-      allocator.
+    ValueError: num_workers < 1, candidates_per_worker or
+      oneshot_candidates_per_task < 0, or an unknown allocator.
   """
 
   def __init__(self, config: evaluate.EvalConfig, num_workers: int,
                max_retries: int = 1, candidates_per_worker: int = 0,
+               oneshot_candidates_per_task: int = 0,
                onednn: bool = False, allocator: str = "jemalloc"):
     if num_workers < 1:
       raise ValueError(f"num_workers={num_workers} must be >= 1")
     if candidates_per_worker < 0:
       raise ValueError(f"candidates_per_worker={candidates_per_worker} must "
                        "be >= 0 (0: never replace a worker)")
+    if oneshot_candidates_per_task < 0:
+      raise ValueError(f"oneshot_candidates_per_task="
+                       f"{oneshot_candidates_per_task} must be >= 0 (0: each "
+                       "worker's share of a batch)")
     self.config = config
     self.num_workers = num_workers
     self.max_retries = max_retries
     self.candidates_per_worker = candidates_per_worker
+    self.oneshot_candidates_per_task = oneshot_candidates_per_task
     self._environment = memory.worker_environment(onednn, allocator)
     self._executor = None
     self._records = None  # The receiving end of the workers' record pipe.
@@ -163,7 +172,8 @@ class LocalPool:
       unreported = {(task.step, task.index): task for task in pending}
       futures = [self._submit(_evaluate_in_worker, chunk)
                  for chunk in evaluate.task_chunks(
-                     pending, self.num_workers, self.config.proxy_mode)]
+                     pending, self.num_workers, self.config.proxy_mode,
+                     self.oneshot_candidates_per_task)]
       pending, lost = [], None
       try:
         while unreported and lost is None:

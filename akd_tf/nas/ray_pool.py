@@ -17,9 +17,10 @@ store once, by the first `evaluate` (so the pool can start before the
 logits are written and the supernet trained); every task gets a reference
 to them, so worker nodes need no shared filesystem and no copy of the
 driver's cache (data streamed from disk, such as ImageNet, is loaded by
-each worker from `config.data` instead and must be on every node). A Ray worker process builds one `evaluate.CandidateEvaluator` from
-them on its first candidate and reuses it for the next ones, so TensorFlow's
-import and the setup happen once per worker process. Ray does not reuse a
+each worker from `config.data` instead and must be on every node). A Ray
+worker process builds one `evaluate.CandidateEvaluator` from them on its
+first candidate and reuses it for the next ones, so TensorFlow's import and
+the setup happen once per worker process. Ray does not reuse a
 process for tasks that hold GPUs (it starts a fresh one per task), so with
 `gpus_per_candidate > 0` every candidate pays that start. A CPU worker
 process is replaced after `candidates_per_worker` tasks (Ray's
@@ -40,6 +41,7 @@ Public names: RayPool, import_ray, DEFAULT_MAX_RETRIES, INSTALL_HINT.
 
 import collections
 import dataclasses
+import functools
 import logging
 import os
 from typing import Dict, Iterator, Optional, Sequence
@@ -141,6 +143,8 @@ class RayPool:
     data: The data `config.data` describes, if the caller has loaded it.
       The teacher logits are read from `config.teacher_logits_path` by the
       first `evaluate`.
+    oneshot_candidates_per_task: Most one-shot candidates in one Ray task
+      (0: each worker's share of a batch, `evaluate.task_chunks`).
     candidates_per_worker: Tasks a CPU worker process runs before Ray
       replaces it (0: never): candidates when trained, chunks of them when
       scored one-shot. GPU tasks get a fresh process each anyway.
@@ -162,6 +166,7 @@ class RayPool:
                cpus_per_candidate: float = 1.0,
                gpus_per_candidate: float = 0.0,
                data: Optional[data_lib.Data] = None,
+               oneshot_candidates_per_task: int = 0,
                candidates_per_worker: int = 0, onednn: bool = False,
                allocator: str = "jemalloc"):
     if num_workers < 1:
@@ -171,6 +176,10 @@ class RayPool:
     if candidates_per_worker < 0:
       raise ValueError(f"candidates_per_worker={candidates_per_worker} must "
                        "be >= 0 (0: never replace a worker)")
+    if oneshot_candidates_per_task < 0:
+      raise ValueError(f"oneshot_candidates_per_task="
+                       f"{oneshot_candidates_per_task} must be >= 0 (0: each "
+                       "worker's share of a batch)")
     if cpus_per_candidate <= 0 or gpus_per_candidate < 0:
       raise ValueError(
           f"cpus_per_candidate={cpus_per_candidate} must be > 0 and "
@@ -180,6 +189,7 @@ class RayPool:
     self.config = _absolute_paths(config)
     self.num_workers = num_workers
     self.max_retries = max_retries
+    self.oneshot_candidates_per_task = oneshot_candidates_per_task
     self.gpus_per_candidate = gpus_per_candidate
     self._data = data
     self._setup = None
@@ -267,9 +277,11 @@ class RayPool:
     if self._setup is None:
       self._setup = ray.put(_worker_setup(self.config, self._data))
       self._data = None
-    mode = self.config.proxy_mode
-    queue = collections.deque(evaluate.task_chunks(tasks, self.num_workers,
-                                                   mode))
+    chunks = functools.partial(evaluate.task_chunks,
+                               num_workers=self.num_workers,
+                               proxy_mode=self.config.proxy_mode,
+                               max_size=self.oneshot_candidates_per_task)
+    queue = collections.deque(chunks(tasks))
     attempts = collections.Counter()
     try:
       while queue or self._in_flight:
@@ -293,7 +305,7 @@ class RayPool:
             else:
               yield evaluate.failed_record(task, self.config, _failure(
                   error, attempts[task] - 1))
-          queue.extend(evaluate.task_chunks(retries, self.num_workers, mode))
+          queue.extend(chunks(retries))
           continue
         del self._in_flight[chunk_ref][record.key]
         yield record
