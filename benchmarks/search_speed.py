@@ -7,11 +7,14 @@
 Runs one short AKD search per proxy (--proxies) with the quick
 Fashion-MNIST preset (flags/fashion_mnist_quick.cfg unless --flagfile is
 given; `run_search` alone: no final training or export): --num_candidates
-trained candidates (--proxy=train), --oneshot_candidates scored through
-the supernet (--proxy=oneshot, the supernet trained with the --supernet_*
-flags, or loaded from the cache). For each it prints candidates per minute,
-counting the supernet's training, and splits the candidate loop's wall
-time into phases: sampling,
+trained candidates (train), --oneshot_candidates scored through the
+supernet (oneshot: each worker scores its share of a controller step in
+one pool task; oneshot_unchunked: one candidate per pool task, as before
+chunking; the supernet trained with the --supernet_* flags, or loaded from
+the cache). For each it prints candidates per minute, counting the
+supernet's training, and the pool's wall time per scored candidate (what
+waiting for the workers cost the driver), and splits the candidate loop's
+wall time into phases: sampling,
 teacher logits, building, conversion and latency, KD training, evaluation,
 controller update, bookkeeping (history, TensorBoard, progress), and the
 workers' remaining time (process start, data loading, profiling). KD
@@ -52,8 +55,17 @@ flag_configs.define_data_flags()
 flag_configs.define_student_flags()
 flag_configs.define_teacher_flags()
 flag_configs.define_search_flags()
-PROXIES = flags.DEFINE_list("proxies", ["train", "oneshot"],
-                            "The proxies to run a search with, in order.")
+PROXIES = flags.DEFINE_list(
+    "proxies", ["train", "oneshot"], "The proxies to run a search with, in "
+    "order: train, oneshot, oneshot_unchunked (one-shot, one candidate per "
+    "pool task).")
+# --proxies names -> how their search differs from the preset's.
+_PROXY_SETTINGS = {
+    "train": {"proxy_mode": "train"},
+    "oneshot": {"proxy_mode": "oneshot"},
+    "oneshot_unchunked": {"proxy_mode": "oneshot",
+                          "oneshot_candidates_per_task": 1},
+}
 ONESHOT_CANDIDATES = flags.DEFINE_integer(
     "oneshot_candidates", 300, "Candidates of the --proxy=oneshot search.")
 
@@ -89,11 +101,13 @@ def run_one(config, proxy: str) -> dict:
   """Runs one search with `proxy`; prints and returns its figures."""
   import dataclasses  # pylint: disable=g-import-not-at-top
   from akd_tf.nas import loop  # pylint: disable=g-import-not-at-top
-  if proxy == "oneshot":
-    config = dataclasses.replace(config, proxy_mode="oneshot",
+  if proxy not in _PROXY_SETTINGS:
+    raise app.UsageError(f"--proxies: '{proxy}' is not one of "
+                         f"{sorted(_PROXY_SETTINGS)}")
+  config = dataclasses.replace(config, **_PROXY_SETTINGS[proxy])
+  if config.proxy_mode == "oneshot":
+    config = dataclasses.replace(config,
                                  num_candidates=ONESHOT_CANDIDATES.value)
-  else:
-    config = dataclasses.replace(config, proxy_mode="train")
   model_dir = (os.path.join(MODEL_DIR.value, proxy) if MODEL_DIR.value
                else tempfile.mkdtemp(prefix=f"search_speed_{proxy}_"))
   result = loop.run_search(config, model_dir,
@@ -107,9 +121,11 @@ def run_one(config, proxy: str) -> dict:
   ratio = (total - useful) / total
   candidates = len(result.records)
   per_minute = candidates / (total / 60.0)
-  print(f"\n--proxy={proxy}: {candidates} candidates, {total:.1f} s with "
+  pool_seconds = result.phase_seconds.get("wait_for_workers", 0.0)
+  print(f"\n{proxy}: {candidates} candidates, {total:.1f} s with "
         f"the supernet's training ({total / candidates:.2f} s per candidate, "
-        f"{per_minute:.1f} candidates per minute)\n")
+        f"{per_minute:.1f} candidates per minute); the pool "
+        f"{pool_seconds / candidates:.3f} s per candidate\n")
   print(f"{'phase':28s} {'seconds':>9s} {'per cand.':>9s} {'share':>7s}")
   for name, seconds in phases.items():
     print(f"{name:28s} {seconds:9.2f} {seconds / candidates:9.2f} "
@@ -118,7 +134,9 @@ def run_one(config, proxy: str) -> dict:
         "loaded from the cache or trained once per teacher)")
   print(f"overhead / candidate time = {ratio:.2f}")
   return {"candidates": candidates, "loop_seconds": total,
-          "candidates_per_minute": per_minute, "phases": phases,
+          "candidates_per_minute": per_minute,
+          "pool_seconds_per_candidate": pool_seconds / candidates,
+          "phases": phases,
           "overhead_over_candidate_time": ratio}
 
 
@@ -129,6 +147,9 @@ def main(argv):
   if len(runs) > 1:
     print("\ncandidates per minute: " + ", ".join(
         f"{p} {r['candidates_per_minute']:.1f}" for p, r in runs.items()))
+    print("pool seconds per candidate: " + ", ".join(
+        f"{p} {r['pool_seconds_per_candidate']:.3f}"
+        for p, r in runs.items()))
   os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
   with open(RESULTS, "w") as f:
     json.dump({

@@ -1,6 +1,7 @@
 """Test setup shared by every test module: quiet TensorFlow, CPU only,
 digits and a teacher trained on it, the probability teachers of the teacher
-and distillation tests, and the tiny student of the latency tests."""
+and distillation tests, a trained one-shot evaluation setup of the pool
+tests, and the tiny student of the latency tests."""
 
 import os
 
@@ -111,6 +112,15 @@ def softmax_teacher_file(tmp_path):
   keras.Model(inputs, keras.ops.softmax(logits),
               name="softmax_teacher").save(path)
   return path
+
+
+@pytest.fixture(scope="session")
+def oneshot_eval_config(tmp_path_factory):
+  """`search_testing.tiny_oneshot_eval_config`: its supernet trained once
+  for the pool tests of a session."""
+  import search_testing  # pylint: disable=g-import-not-at-top
+  return search_testing.tiny_oneshot_eval_config(
+      tmp_path_factory.mktemp("oneshot"))
 
 
 @pytest.fixture(scope="module")

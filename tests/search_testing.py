@@ -1,7 +1,8 @@
 """A search small enough for tests: scikit-learn's digits, candidates that
 train in seconds, a two-epoch built-in teacher, no export; the evaluation
-setup of such candidates without a teacher; and the actions of the quickest
-candidates, for tests that need a candidate, not a particular one."""
+setup of such candidates without a teacher, trained or scored through a
+tiny trained supernet; and the actions of the quickest candidates, for
+tests that need a candidate, not a particular one."""
 
 import dataclasses
 
@@ -13,6 +14,8 @@ from akd_tf.nas import config as config_lib
 from akd_tf.nas import controller as controller_lib
 from akd_tf.nas import evaluate
 from akd_tf.nas import reward
+from akd_tf.oneshot import cache as supernet_cache
+from akd_tf.oneshot import trainer as supernet_trainer
 from akd_tf.space import arch
 from akd_tf.space import search_space
 
@@ -61,6 +64,37 @@ def tiny_eval_config(tmp_path, **train_changes) -> evaluate.EvalConfig:
       reward=reward.RewardConfig(target_ms=0.05),
       latency=timing.LatencyConfig(runs=5, repeats=1, warmup=2),
       latency_cache_path=str(tmp_path / "latency.jsonl"))
+
+
+# The one-shot tests' space: the first two blocks of the skeleton (every
+# kind of decision), a supernet that traces in seconds.
+ONESHOT_SPACE = search_space.SearchSpace(
+    search_space.MOBILENET_V2_SKELETON[:2])
+
+
+def tiny_oneshot_eval_config(tmp_path) -> evaluate.EvalConfig:
+  """`tiny_eval_config` with the one-shot proxy over ONESHOT_SPACE: a
+  supernet of 12 sandwich updates, trained by cross-entropy into
+  `tmp_path`/cache."""
+  config = tiny_eval_config(tmp_path)
+  recipe = supernet_trainer.SupernetTrainConfig.from_train_config(
+      config.train, 12, sampling="sandwich", paths_per_step=3)
+  config = dataclasses.replace(
+      config, space=ONESHOT_SPACE.get_config(), proxy_mode="oneshot",
+      supernet=recipe, cache_dir=str(tmp_path / "cache"))
+  data = data_lib.load_data(config.data)
+  supernet_cache.get_trained_supernet(ONESHOT_SPACE, config.global_params,
+                                      data.input_shape, data.train, recipe,
+                                      config.cache_dir)
+  return config
+
+
+def oneshot_tasks(count: int, step: int = 0) -> list:
+  """`count` candidates of ONESHOT_SPACE, their latency given (as the
+  driver's lookup table gives it), so that a worker only scores them."""
+  return [evaluate.CandidateTask(step, i, ONESHOT_SPACE.sample(i),
+                                 latency_ms=0.05, latency_source="lut")
+          for i in range(count)]
 
 
 def quick_actions(filters: int = 0) -> tuple:

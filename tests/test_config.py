@@ -63,6 +63,21 @@ def test_candidates_per_worker_is_a_resumable_change(tmp_path):
     assert json.load(f)["candidates_per_worker"] == 0
 
 
+def test_oneshot_candidates_per_task_is_a_resumable_change(tmp_path):
+  path = str(tmp_path / "search_config.json")
+  config_lib.check_resume_config(path,
+                                 _config(proxy_mode="oneshot").get_config())
+  config_lib.check_resume_config(path, _config(
+      proxy_mode="oneshot", oneshot_candidates_per_task=5).get_config())
+  with open(path) as f:
+    assert json.load(f)["oneshot_candidates_per_task"] == 5
+
+
+def test_negative_oneshot_candidates_per_task_is_refused():
+  with pytest.raises(ValueError, match="oneshot_candidates_per_task=-1 must"):
+    _config(oneshot_candidates_per_task=-1)
+
+
 def test_search_saved_before_the_oneshot_proxy_resumes_only_as_trained(
     tmp_path):
   # Its candidates were trained: the one-shot settings are part of what a

@@ -144,6 +144,17 @@ def test_online_softmax_teacher_needs_teacher_output_probabilities(
   assert record.ok, record.error
 
 
+@pytest.mark.parametrize("proxy_mode, max_size, sizes", [
+    ("oneshot", 0, [4, 4, 2]), ("oneshot", 3, [3, 3, 3, 1]),
+    ("train", 0, [1] * 10)])
+def test_task_chunks_give_each_worker_its_share_of_oneshot_scores(
+    proxy_mode, max_size, sizes):
+  tasks = [evaluate.CandidateTask(0, i, quick_actions()) for i in range(10)]
+  chunks = evaluate.task_chunks(tasks, 3, proxy_mode, max_size)
+  assert [len(chunk) for chunk in chunks] == sizes
+  assert [task for chunk in chunks for task in chunk] == tasks
+
+
 def test_error_text_names_the_type_and_can_keep_only_the_last_line():
   error = RuntimeError("Traceback (most recent call last):\n  File x\n\n"
                        "ValueError: bad block\n")

@@ -58,6 +58,7 @@ FIELD_OF_FLAG = {
     "supernet_paths_per_step": "supernet_paths_per_step",
     "supernet_warmup_steps": "supernet_warmup_steps",
     "oneshot_calibration_images": "oneshot.calibration_images",
+    "oneshot_candidates_per_task": "oneshot_candidates_per_task",
 }
 # Flags that set no SearchConfig field: akd-search applies them to the
 # process before TensorFlow starts.

@@ -1,5 +1,6 @@
 """Tests of akd_tf.nas.local_pool: candidates in local worker processes,
-lost workers, replaced workers, the workers' environment."""
+one-shot scores in chunks, lost workers, replaced workers, the workers'
+environment."""
 
 import dataclasses
 import multiprocessing
@@ -16,6 +17,7 @@ from akd_tf.distill import data as data_lib
 from akd_tf.nas import evaluate
 from akd_tf.nas import history
 from akd_tf.nas import local_pool
+from search_testing import oneshot_tasks
 from search_testing import quick_actions
 from search_testing import tiny_eval_config
 
@@ -60,6 +62,54 @@ def test_lost_worker_costs_a_retry_then_fails(tmp_path, max_retries, status):
     assert not records[0].worker.endswith(f":{killed[0]}")
   else:
     assert "worker process died" in records[0].error
+
+
+@pytest.fixture(name="oneshot_runs", scope="module")
+def fixture_oneshot_runs(oneshot_eval_config):
+  """One-shot records of one worker: 6 candidates in one chunk, the same
+  one per `evaluate`, and 24 more in one chunk (a second of scoring) whose
+  worker is killed as its first record arrives (max_retries 1), with the
+  killed worker's pid."""
+  tasks = oneshot_tasks(6)
+  pool = local_pool.LocalPool(oneshot_eval_config, num_workers=1,
+                              max_retries=1)
+  try:
+    chunked = list(pool.evaluate(tasks))
+    single = [record for task in tasks for record in pool.evaluate([task])]
+    records = pool.evaluate(oneshot_tasks(24, step=1))
+    first = next(records)
+    killed = int(first.worker.rsplit(":", 1)[1])
+    os.kill(killed, signal.SIGKILL)
+    after_kill = [first] + list(records)
+  finally:
+    pool.shutdown()
+  return chunked, single, after_kill, killed
+
+
+def test_a_chunk_of_oneshot_scores_equals_one_candidate_per_task(
+    oneshot_runs):
+  chunked, single, _, _ = oneshot_runs
+  assert [r.key for r in chunked] == [r.key for r in single] == [
+      (0, i) for i in range(6)]
+  assert all(r.ok for r in chunked + single), [
+      r.error for r in chunked + single]
+  assert [r.accuracy for r in chunked] == [r.accuracy for r in single]
+  assert len({r.worker for r in chunked + single}) == 1
+
+
+def test_worker_killed_mid_chunk_retries_only_what_it_had_not_reported(
+    oneshot_runs):
+  chunked, _, after_kill, killed = oneshot_runs
+  assert sorted(r.key for r in after_kill) == [(1, i) for i in range(24)]
+  assert all(r.ok for r in after_kill), [r.error for r in after_kill]
+  by_worker = [r.worker.endswith(f":{killed}") for r in after_kill]
+  # Records the killed worker sent come first; the rest were scored again by
+  # a new worker.
+  assert by_worker[0] and not by_worker[-1], by_worker
+  assert by_worker == sorted(by_worker, reverse=True)
+  # Candidates sampled with the same seeds as the first six score the same.
+  by_index = sorted(after_kill, key=lambda r: r.index)
+  assert [r.accuracy for r in by_index[:6]] == [r.accuracy for r in chunked]
 
 
 def test_fresh_and_used_workers_score_a_candidate_the_same(tmp_path):

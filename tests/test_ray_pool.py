@@ -12,6 +12,7 @@ executor records for it.
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -38,7 +39,7 @@ psutil = pytest.importorskip("psutil")
 from ray import cluster_utils  # pylint: disable=g-import-not-at-top,g-bad-import-order
 
 NUM_CANDIDATES = 2
-TASK_TITLE = "ray::_evaluate_candidate"
+TASK_TITLE = "ray::_evaluate_candidates"
 
 
 def search_config(cache_dir, **changes):
@@ -197,6 +198,31 @@ def test_ray_pool_replaces_a_worker_after_candidates_per_worker(
   _, records = three_on_one_worker
   assert all(r.ok for r in records), [r.error for r in records]
   assert records[2].worker != records[1].worker
+
+
+def test_ray_worker_scores_with_the_supernet_of_the_object_store(
+    oneshot_eval_config, tmp_path):
+  # The cache moves away once the driver has put the pool's setup: a worker
+  # node has no copy of it. Replaced after each candidate, the pool's second
+  # worker process builds its scorer after that.
+  from akd_tf.nas import ray_pool  # pylint: disable=g-import-not-at-top
+  cache_dir = str(tmp_path / "cache")
+  shutil.copytree(oneshot_eval_config.cache_dir, cache_dir)
+  config = dataclasses.replace(oneshot_eval_config, cache_dir=cache_dir)
+  tasks = search_testing.oneshot_tasks(4)
+  pool = ray_pool.RayPool(config, num_workers=1, candidates_per_worker=1)
+  try:
+    (first,) = pool.evaluate(tasks[:1])
+    shutil.rmtree(cache_dir)
+    chunk = list(pool.evaluate(tasks))  # One chunk: one task.
+  finally:
+    pool.shutdown()
+  assert [r.key for r in chunk] == [(0, i) for i in range(4)]
+  assert all(r.ok for r in [first] + chunk), [
+      r.error for r in [first] + chunk]
+  assert {r.worker for r in chunk} != {first.worker}
+  assert len({r.worker for r in chunk}) == 1
+  assert chunk[0].accuracy == first.accuracy
 
 
 def test_ray_executor_without_ray_names_the_install_command(tmp_path):

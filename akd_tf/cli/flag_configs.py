@@ -229,6 +229,11 @@ def define_oneshot_flags(flag_values: flags.FlagValues = FLAGS):
                        "training images each candidate's BatchNormalization "
                        "statistics are recomputed on.",
                        flag_values=flag_values)
+  flags.DEFINE_integer("oneshot_candidates_per_task", 0, "--proxy=oneshot: "
+                       "most candidates a worker scores in one pool (or Ray) "
+                       "task; 0: each worker's share of a controller step. "
+                       "Fewer balance uneven workers; results do not depend "
+                       "on it.", flag_values=flag_values)
 
 
 def define_latency_flags(flag_values: flags.FlagValues = FLAGS):
@@ -262,7 +267,8 @@ def define_run_flags(flag_values: flags.FlagValues = FLAGS):
   flags.DEFINE_integer(
       "candidates_per_worker", config_lib.DEFAULT_CANDIDATES_PER_WORKER,
       "Replace a worker process by a fresh one after it has evaluated this "
-      "many candidates (0: never). A backstop against memory growth "
+      "many candidates (0: never; with --executor=ray --proxy=oneshot, this "
+      "many chunks of candidates). A backstop against memory growth "
       "(README, Memory); results do not depend on it.",
       flag_values=flag_values)
   flags.DEFINE_bool(
@@ -468,7 +474,8 @@ _SEARCH_FLAG_OF = {
     "tpu": "tpu", "proxy_mode": "proxy", "steps": "supernet_steps",
     "sampling": "supernet_sampling",
     "paths_per_step": "supernet_paths_per_step",
-    "warmup_steps": "supernet_warmup_steps"}
+    "warmup_steps": "supernet_warmup_steps",
+    "oneshot_candidates_per_task": "oneshot_candidates_per_task"}
 
 
 def search_config_from_flags(f: flags.FlagValues = FLAGS):
@@ -520,4 +527,5 @@ def search_config_from_flags(f: flags.FlagValues = FLAGS):
       tpu=f.tpu, proxy_mode=f.proxy, supernet_steps=f.supernet_steps,
       supernet_sampling=f.supernet_sampling,
       supernet_paths_per_step=f.supernet_paths_per_step,
-      supernet_warmup_steps=f.supernet_warmup_steps, oneshot=oneshot)
+      supernet_warmup_steps=f.supernet_warmup_steps, oneshot=oneshot,
+      oneshot_candidates_per_task=f.oneshot_candidates_per_task)

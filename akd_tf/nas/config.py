@@ -44,7 +44,8 @@ FINAL_STRATEGIES = tuple(s for s in training.STRATEGIES if s != "multi_worker")
 _RESUMABLE_CHANGES = ("num_candidates", "num_workers", "final", "export",
                       "final_train_size", "executor", "ray_address",
                       "cpus_per_candidate", "gpus_per_candidate", "strategy",
-                      "tpu", "candidates_per_worker", "worker_allocator")
+                      "tpu", "candidates_per_worker", "worker_allocator",
+                      "oneshot_candidates_per_task")
 # Measured (benchmarks/memory.py, a worker never replaced): it grew 17 MB
 # from candidate 10 to 50 on jemalloc (53 MB on glibc), against about 190 MB
 # per candidate before any release. Replacing it every 50 candidates caps
@@ -83,8 +84,9 @@ class SearchConfig:
       Ray tasks in flight).
     threads_per_worker: TensorFlow threads of each worker (0: TF's default).
     candidates_per_worker: A worker process is replaced by a fresh one after
-      evaluating this many candidates (0: never); a backstop against memory
-      growth that does not change any candidate's result.
+      evaluating this many candidates (0: never; Ray one-shot: this many
+      chunks of candidates, `ray_pool`); a backstop against memory growth
+      that does not change any candidate's result.
     worker_onednn: Whether the workers' TensorFlow uses its oneDNN kernels
       (off: their caches grew a worker with every candidate,
       `akd_tf.memory`). Part of the replay: a candidate's numbers differ
@@ -125,6 +127,9 @@ class SearchConfig:
     supernet_paths_per_step: Paths per update.
     supernet_warmup_steps: First updates on the largest path alone.
     oneshot: How a candidate's path is scored.
+    oneshot_candidates_per_task: Most candidates a worker scores in one pool
+      task ('oneshot'; 0: each worker's share of a controller step,
+      `evaluate.task_chunks`). Results do not depend on it.
   """
 
   data: data_lib.DataConfig = data_lib.DataConfig(
@@ -169,6 +174,7 @@ class SearchConfig:
   supernet_paths_per_step: int = 4
   supernet_warmup_steps: int = 0
   oneshot: scorer_lib.OneShotConfig = scorer_lib.OneShotConfig()
+  oneshot_candidates_per_task: int = 0
 
   def __post_init__(self):
     ray_settings_ok = self.executor == "ray" or (
@@ -191,6 +197,9 @@ class SearchConfig:
          f"{teacher_lib.TEACHER_OUTPUTS}"),
         (self.threads_per_worker >= 0,
          f"threads_per_worker={self.threads_per_worker} must be >= 0"),
+        (self.oneshot_candidates_per_task >= 0,
+         f"oneshot_candidates_per_task={self.oneshot_candidates_per_task} "
+         "must be >= 0 (0: each worker's share of a step)"),
         (self.candidates_per_worker >= 0,
          f"candidates_per_worker={self.candidates_per_worker} must be >= 0 "
          "(0: never replace a worker)"),

@@ -18,19 +18,23 @@ with a candidate's training.
 With `proxy_mode='oneshot'` a candidate is not trained: its accuracy is its
 path's through the supernet the driver trained and cached
 (`akd_tf.oneshot`), BatchNormalization recomputed for the path, on the same
-mini-val split; each evaluator loads the supernet once and traces its
-scoring function once, so a candidate costs about a second.
+mini-val split; each evaluator loads the supernet once (from the cache,
+or from the weights it is given: a Ray worker gets them through the object
+store) and traces its scoring function once, so a candidate costs about a
+second. The pools then send a worker many candidates per task
+(`task_chunks`), so that a task's overhead stays a small part of it.
 
 Public names: EvalConfig, CandidateTask, CandidateTimer, CandidateEvaluator,
 failed_record, error_text, prepare_worker_process, set_worker_threads,
-PROXY_MODES.
+task_chunks, PROXY_MODES.
 """
 
 import dataclasses
+import math
 import os
 import time
 import traceback
-from typing import Optional, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import keras
 
@@ -52,7 +56,7 @@ from akd_tf.space import search_space
 
 __all__ = ["CandidateEvaluator", "CandidateTask", "CandidateTimer",
            "EvalConfig", "PROXY_MODES", "error_text", "failed_record",
-           "prepare_worker_process", "set_worker_threads"]
+           "prepare_worker_process", "set_worker_threads", "task_chunks"]
 
 PROXY_MODES = ("train", "oneshot")
 
@@ -299,16 +303,20 @@ class CandidateEvaluator:
       gets it from the object store); None loads it here.
     teacher_logits: The teacher's logits on `data.train`, already loaded;
       None loads them from `config.teacher_logits_path` when KD needs them.
+    supernet_weights: The trained supernet's `.weights.h5` file as bytes
+      (`akd_tf.oneshot.cache.read_trained_weights`), 'oneshot' only; None
+      loads it from `config.cache_dir`.
 
   Raises:
-    FileNotFoundError: the data or the teacher logits are missing.
+    FileNotFoundError: the data, the teacher logits or the trained supernet
+      are missing.
     ValueError: the data is not `config.data`, or the teacher logits do not
       match the training split.
   """
 
   def __init__(self, config: EvalConfig,
                data: Optional[data_lib.Data] = None,
-               teacher_logits=None):
+               teacher_logits=None, supernet_weights: Optional[bytes] = None):
     import numpy as np  # pylint: disable=g-import-not-at-top
     self.config = config
     self.space = search_space.SearchSpace.from_config(config.space)
@@ -340,7 +348,11 @@ class CandidateEvaluator:
     self._timer = None
     self.worker = _process_name()
     self.scorer = None
-    if config.proxy_mode == "oneshot":
+    if config.proxy_mode == "oneshot" and supernet_weights is not None:
+      supernet = supernet_cache.supernet_from_weights(
+          self.space, config.global_params, self.data.input_shape,
+          supernet_weights)
+    elif config.proxy_mode == "oneshot":
       supernet, _ = supernet_cache.get_trained_supernet(
           self.space, config.global_params, self.data.input_shape,
           self.data.train, config.supernet, config.cache_dir,
@@ -464,6 +476,34 @@ def prepare_worker_process(threads: int) -> None:
   """
   memory.return_large_buffers()
   set_worker_threads(threads)
+
+
+def task_chunks(tasks: Sequence[CandidateTask], num_workers: int,
+                proxy_mode: str, max_size: int = 0
+                ) -> List[Tuple[CandidateTask, ...]]:
+  """`tasks` cut into the pool tasks a pool's workers run, in order.
+
+  A trained candidate (30-100 s) is a pool task of its own. One-shot
+  scores take about a second each, so each of `num_workers` workers gets
+  its fair share of them in one task (ceil(len(tasks) / num_workers)
+  candidates, at most `max_size`), and a task's cost (sending it, a Ray
+  task's scheduling) stays a small part of its work.
+
+  Args:
+    tasks: The candidates to evaluate, e.g. a controller step's.
+    num_workers: Workers (or Ray tasks in flight) sharing them.
+    proxy_mode: 'train' or 'oneshot' (`EvalConfig.proxy_mode`).
+    max_size: Most one-shot candidates in a chunk; 0: no bound.
+
+  Returns:
+    The chunks, each a tuple of consecutive tasks; every task is in one.
+  """
+  size = 1
+  if proxy_mode == "oneshot":
+    size = max(1, math.ceil(len(tasks) / num_workers))
+    if max_size:
+      size = min(size, max_size)
+  return [tuple(tasks[i:i + size]) for i in range(0, len(tasks), size)]
 
 
 def failed_record(task: CandidateTask, config: EvalConfig,

@@ -2,12 +2,16 @@
 
 `LocalPool` runs `evaluate.CandidateEvaluator`s in worker processes
 (spawned, so each has its own TensorFlow runtime); each worker loads the
-data and the cached teacher logits once. A worker that dies mid-candidate
-(killed, or by the kernel's OOM killer) costs that candidate a retry in a
-rebuilt pool, and after `max_retries` it is recorded as failed; the search
-goes on. A worker gives back what a candidate used once it is scored
-(`akd_tf.memory`), so it stays flat over a long search; as a backstop the
-pool replaces its workers after `candidates_per_worker` candidates each.
+data and the cached teacher logits once. A pool task is a chunk of
+candidates (`evaluate.task_chunks`: one trained candidate, or a worker's
+share of a step's one-shot scores); the worker sends each record back
+through a pipe as soon as it is finished. A worker that dies mid-chunk
+(killed, or by the kernel's OOM killer) costs the candidates in flight that
+had not reported a retry in a rebuilt pool, and after `max_retries` they
+are recorded as failed; the search goes on. A worker gives back what a
+candidate used once it is scored (`akd_tf.memory`), so it stays flat over a
+long search; as a backstop the pool replaces its workers after
+`candidates_per_worker` candidates each.
 `ray_pool.RayPool` is the same pool as Ray tasks.
 
 Public names: LocalPool.
@@ -17,7 +21,7 @@ import collections
 import concurrent.futures
 import multiprocessing
 import os
-from typing import Iterator, Sequence
+from typing import Iterator, Optional, Sequence, Tuple
 
 from akd_tf import memory
 from akd_tf.distill import data as data_lib
@@ -26,30 +30,42 @@ from akd_tf.nas import history
 
 __all__ = ["LocalPool"]
 
-_WORKER = {}  # This worker process's config, data and (once used) evaluator.
+# This worker process's config, data, record pipe and (once used) evaluator.
+_WORKER = {}
+# How often the driver, waiting for a record, looks for a dead worker.
+_POLL_SECONDS = 0.5
 
 
-def _init_worker(config: evaluate.EvalConfig) -> None:
+def _init_worker(config: evaluate.EvalConfig, records, records_lock) -> None:
   """Process-pool initializer: TensorFlow and the data, once per worker.
 
   The evaluator itself (which reads the teacher's logits) is made by the
   first candidate, so workers can start before the logits are written.
+  `records` is the sending end of the pool's record pipe, shared by its
+  workers under `records_lock`.
   """
   evaluate.prepare_worker_process(config.threads)
-  _WORKER["config"] = config
-  _WORKER["data"] = data_lib.load_data(config.data)
+  _WORKER.update(config=config, data=data_lib.load_data(config.data),
+                 records=records, records_lock=records_lock)
 
 
 def _worker_ready() -> int:
   return os.getpid()
 
 
-def _evaluate_in_worker(task: evaluate.CandidateTask
-                        ) -> history.CandidateRecord:
+def _evaluate_in_worker(chunk: Sequence[evaluate.CandidateTask]) -> None:
+  """Evaluates `chunk` in order, sending each record as it is finished.
+
+  A record is about a kilobyte: written in one piece (a pipe write below
+  PIPE_BUF is atomic), so a worker killed mid-chunk leaves whole records.
+  """
   if "evaluator" not in _WORKER:
     _WORKER["evaluator"] = evaluate.CandidateEvaluator(_WORKER["config"],
                                                        data=_WORKER["data"])
-  return _WORKER["evaluator"].evaluate(task)
+  for task in chunk:
+    record = _WORKER["evaluator"].evaluate(task)
+    with _WORKER["records_lock"]:
+      _WORKER["records"].send(record)
 
 
 class LocalPool:
@@ -66,6 +82,8 @@ class LocalPool:
       itself. Not `ProcessPoolExecutor(max_tasks_per_child=...)`: on Python
       3.11-3.13 that executor stops replacing workers, and hangs, when more
       tasks are queued than there are workers (CPython issue gh-115634).
+    oneshot_candidates_per_task: Most one-shot candidates in one pool task
+      (0: each worker's share of a batch, `evaluate.task_chunks`).
     onednn: Whether the workers' TensorFlow uses its oneDNN kernels. Off by
       default: their caches grow a worker with every candidate
       (`akd_tf.memory`).
@@ -73,24 +91,31 @@ class LocalPool:
       or 'system' (`akd_tf.memory.worker_environment`).
 
   Raises:
-    ValueError: num_workers < 1, candidates_per_worker < 0 or an unknown
-      allocator.
+    ValueError: num_workers < 1, candidates_per_worker or
+      oneshot_candidates_per_task < 0, or an unknown allocator.
   """
 
   def __init__(self, config: evaluate.EvalConfig, num_workers: int,
                max_retries: int = 1, candidates_per_worker: int = 0,
+               oneshot_candidates_per_task: int = 0,
                onednn: bool = False, allocator: str = "jemalloc"):
     if num_workers < 1:
       raise ValueError(f"num_workers={num_workers} must be >= 1")
     if candidates_per_worker < 0:
       raise ValueError(f"candidates_per_worker={candidates_per_worker} must "
                        "be >= 0 (0: never replace a worker)")
+    if oneshot_candidates_per_task < 0:
+      raise ValueError(f"oneshot_candidates_per_task="
+                       f"{oneshot_candidates_per_task} must be >= 0 (0: each "
+                       "worker's share of a batch)")
     self.config = config
     self.num_workers = num_workers
     self.max_retries = max_retries
     self.candidates_per_worker = candidates_per_worker
+    self.oneshot_candidates_per_task = oneshot_candidates_per_task
     self._environment = memory.worker_environment(onednn, allocator)
     self._executor = None
+    self._records = None  # The receiving end of the workers' record pipe.
     self._starting = []
     self._evaluated = collections.Counter()  # Per worker of this executor.
 
@@ -112,10 +137,12 @@ class LocalPool:
     """Submits `fn(*args)`; the executor starts its workers here, so they
     are spawned with the workers' environment."""
     if self._executor is None:
+      context = multiprocessing.get_context("spawn")
+      self._records, records = context.Pipe(duplex=False)
       self._executor = concurrent.futures.ProcessPoolExecutor(
-          max_workers=self.num_workers,
-          mp_context=multiprocessing.get_context("spawn"),
-          initializer=_init_worker, initargs=(self.config,))
+          max_workers=self.num_workers, mp_context=context,
+          initializer=_init_worker,
+          initargs=(self.config, records, context.Lock()))
     with memory.child_environment(self._environment):
       return self._executor.submit(fn, *args)
 
@@ -129,38 +156,71 @@ class LocalPool:
                ) -> Iterator[history.CandidateRecord]:
     """Evaluates `tasks`, yielding each record as soon as it is finished.
 
-    When a worker dies, every candidate in flight is run again in a new pool
-    (its result was never reported, so nothing is counted twice), up to
-    `max_retries` times; after that it is yielded as a failed record.
+    When a worker dies, every candidate in flight that has not reported is
+    run again in a new pool (its result was never reported, so nothing is
+    counted twice), up to `max_retries` times; after that it is yielded as
+    a failed record.
+
+    Raises:
+      Exception: what a worker's setup raised (missing teacher logits or
+        supernet).
     """
     self._recycle_worn_workers()
-    attempts = {task: 0 for task in tasks}
+    attempts = collections.Counter()
     pending = list(tasks)
     while pending:
-      futures = {self._submit(_evaluate_in_worker, t): t for t in pending}
-      pending = []
-      for future in concurrent.futures.as_completed(futures):
-        task = futures[future]
-        try:
-          record = future.result()
-        except concurrent.futures.process.BrokenProcessPool as error:
-          attempts[task] += 1
-          if attempts[task] <= self.max_retries:
-            pending.append(task)
-          else:
-            yield evaluate.failed_record(
-                task, self.config, f"worker process died (killed or out of "
-                f"memory) {attempts[task]} times: {error}")
+      unreported = {(task.step, task.index): task for task in pending}
+      futures = [self._submit(_evaluate_in_worker, chunk)
+                 for chunk in evaluate.task_chunks(
+                     pending, self.num_workers, self.config.proxy_mode,
+                     self.oneshot_candidates_per_task)]
+      pending, lost = [], None
+      try:
+        while unreported and lost is None:
+          record, lost = self._next_record(futures)
+          if record is not None:
+            del unreported[record.key]
+            self._evaluated[record.worker] += 1
+            yield record
+      finally:
+        if unreported:  # A worker died, or the caller stopped listening.
+          self.shutdown()
+      for task in unreported.values():
+        attempts[task] += 1
+        if attempts[task] <= self.max_retries:
+          pending.append(task)
         else:
-          self._evaluated[record.worker] += 1
-          yield record
-      if pending:
-        self.shutdown()
+          yield evaluate.failed_record(
+              task, self.config, f"worker process died (killed or out of "
+              f"memory) {attempts[task]} times: {lost}")
+
+  def _next_record(self, futures: Sequence[concurrent.futures.Future]
+                   ) -> Tuple[Optional[history.CandidateRecord],
+                              Optional[BaseException]]:
+    """(the next record a worker sent, None), or (None, the error) once a
+    worker died and every record sent before it is read.
+
+    Raises:
+      Exception: what a chunk raised other than its worker's death.
+    """
+    while True:
+      if self._records.poll(_POLL_SECONDS):
+        return self._records.recv(), None
+      for future in futures:
+        if future.done() and future.exception() is not None:
+          error = future.exception()
+          if not isinstance(error,
+                            concurrent.futures.process.BrokenProcessPool):
+            raise error
+          if not self._records.poll():
+            return None, error
 
   def shutdown(self) -> None:
     """Stops the workers."""
     if self._executor is not None:
       self._executor.shutdown(wait=True, cancel_futures=True)
       self._executor = None
+      self._records.close()  # Records a dead pool's workers sent late.
+      self._records = None
     self._evaluated.clear()
 

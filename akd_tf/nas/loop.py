@@ -334,11 +334,13 @@ def _start_pool(config: config_lib.SearchConfig,
           cpus_per_candidate=config.cpus_per_candidate,
           gpus_per_candidate=config.gpus_per_candidate, data=data,
           candidates_per_worker=config.candidates_per_worker,
+          oneshot_candidates_per_task=config.oneshot_candidates_per_task,
           onednn=config.worker_onednn, allocator=config.worker_allocator)
     else:
       pool = local_pool.LocalPool(
           eval_config, config.num_workers,
           candidates_per_worker=config.candidates_per_worker,
+          oneshot_candidates_per_task=config.oneshot_candidates_per_task,
           onednn=config.worker_onednn, allocator=config.worker_allocator)
     pool.start()
   return pool

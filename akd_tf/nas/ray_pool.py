@@ -2,30 +2,36 @@
 
 `RayPool` has `local_pool.LocalPool`'s interface (`start()` warms the
 workers up; `evaluate(tasks)` yields records as they finish; `shutdown()`),
-with Ray core as the engine: every candidate is a Ray task that asks for
-`cpus_per_candidate` CPUs and `gpus_per_candidate` GPUs and is retried
-`max_retries` times when its worker process or its node dies. The
-controller and the history stay on the driver; tasks return plain
-`history.CandidateRecord`s.
+with Ray core as the engine: a Ray task is a chunk of candidates
+(`evaluate.task_chunks`: one trained candidate, or a worker's share of a
+step's one-shot scores) that asks for `cpus_per_candidate` CPUs and
+`gpus_per_candidate` GPUs and streams back a plain
+`history.CandidateRecord` per candidate as it is finished (a Ray generator
+task). When its worker process or its node dies, the chunk's candidates
+that have not reported are run again, up to `max_retries` times. The
+controller and the history stay on the driver.
 
-The evaluation setup, the proxy data and the teacher's cached logits are put
-in the object store once, by the first `evaluate` (so the pool can start
-before the logits are written); every task gets a reference to them, so worker
-nodes need no shared filesystem (data streamed from disk, such as ImageNet,
-is loaded by each worker from `config.data` instead and must be on every
-node). A Ray worker process builds one `evaluate.CandidateEvaluator` from
-them on its first candidate and reuses it for the next ones, so TensorFlow's
-import and the setup happen once per worker process. Ray does not reuse a
+The evaluation setup, the proxy data, the teacher's cached logits and, for
+the one-shot proxy, the trained supernet's weights are put in the object
+store once, by the first `evaluate` (so the pool can start before the
+logits are written and the supernet trained); every task gets a reference
+to them, so worker nodes need no shared filesystem and no copy of the
+driver's cache (data streamed from disk, such as ImageNet, is loaded by
+each worker from `config.data` instead and must be on every node). A Ray
+worker process builds one `evaluate.CandidateEvaluator` from them on its
+first candidate and reuses it for the next ones, so TensorFlow's import and
+the setup happen once per worker process. Ray does not reuse a
 process for tasks that hold GPUs (it starts a fresh one per task), so with
 `gpus_per_candidate > 0` every candidate pays that start. A CPU worker
-process is replaced after `candidates_per_worker` candidates (Ray's
-`max_calls`), a backstop: the evaluator releases each candidate itself
-(`akd_tf.memory`).
+process is replaced after `candidates_per_worker` tasks (Ray's
+`max_calls`; a trained candidate is one task, a one-shot chunk several
+candidates), a backstop: the evaluator releases each trained candidate
+itself (`akd_tf.memory`), and a one-shot score allocates nothing.
 
 A candidate whose task still fails after its retries (a lost node, a killed
 worker, a worker that cannot set up) is yielded as `evaluate.failed_record`
-and the search goes on. A retried task was never reported, so nothing is
-counted twice.
+and the search goes on. A candidate is retried only if it never reported,
+so nothing is counted twice.
 
 Ray is an optional dependency (`pip install -e .[ray]`); this module imports
 without it and `RayPool` says how to install it.
@@ -35,6 +41,7 @@ Public names: RayPool, import_ray, DEFAULT_MAX_RETRIES, INSTALL_HINT.
 
 import collections
 import dataclasses
+import functools
 import logging
 import os
 from typing import Dict, Iterator, Optional, Sequence
@@ -43,6 +50,8 @@ from akd_tf import memory
 from akd_tf.distill import data as data_lib
 from akd_tf.nas import evaluate
 from akd_tf.nas import history
+from akd_tf.oneshot import cache as supernet_cache
+from akd_tf.space import search_space
 
 __all__ = ["DEFAULT_MAX_RETRIES", "INSTALL_HINT", "RayPool", "import_ray"]
 
@@ -73,6 +82,7 @@ class _WorkerSetup:
   config: evaluate.EvalConfig
   data: Optional[data_lib.Data]
   teacher_logits: Optional[object]
+  supernet_weights: Optional[bytes]
 
 
 # The evaluator of this Ray worker process, keyed by its setup's object id.
@@ -87,7 +97,8 @@ def _evaluator_for(setup_ref) -> evaluate.CandidateEvaluator:
     evaluate.prepare_worker_process(setup.config.threads)
     _EVALUATORS.clear()
     _EVALUATORS[key] = evaluate.CandidateEvaluator(
-        setup.config, data=setup.data, teacher_logits=setup.teacher_logits)
+        setup.config, data=setup.data, teacher_logits=setup.teacher_logits,
+        supernet_weights=setup.supernet_weights)
   return _EVALUATORS[key]
 
 
@@ -100,14 +111,18 @@ def _warm_up() -> int:
   return os.getpid()
 
 
-def _evaluate_candidate(setup_refs, task: evaluate.CandidateTask
-                        ) -> history.CandidateRecord:
-  """The Ray task: one candidate in this worker's evaluator.
+def _evaluate_candidates(setup_refs,
+                         chunk: Sequence[evaluate.CandidateTask]
+                         ) -> Iterator[history.CandidateRecord]:
+  """The Ray task: a chunk of candidates in this worker's evaluator, each
+  record yielded (so streamed to the driver) as it is finished.
 
   `setup_refs` is a one-element list so that Ray passes the reference
-  itself rather than fetching the setup for every candidate.
+  itself rather than fetching the setup for every chunk.
   """
-  return _evaluator_for(setup_refs[0]).evaluate(task)
+  evaluator = _evaluator_for(setup_refs[0])
+  for task in chunk:
+    yield evaluator.evaluate(task)
 
 
 class RayPool:
@@ -115,9 +130,9 @@ class RayPool:
 
   Args:
     config: The evaluation setup.
-    num_workers: Candidates in flight at once.
-    max_retries: Times Ray runs a candidate again after its worker process
-      or node died; then it is recorded as failed.
+    num_workers: Ray tasks (chunks of candidates) in flight at once.
+    max_retries: Times a candidate is run again after its worker process
+      or node died before it reported; then it is recorded as failed.
     address: The Ray cluster to join ('auto', 'HOST:PORT' or
       'ray://HOST:PORT'); None starts a private local Ray instance (or joins
       $RAY_ADDRESS when set). Ignored when Ray is already initialized in
@@ -128,8 +143,11 @@ class RayPool:
     data: The data `config.data` describes, if the caller has loaded it.
       The teacher logits are read from `config.teacher_logits_path` by the
       first `evaluate`.
-    candidates_per_worker: Candidates a CPU worker process evaluates before
-      Ray replaces it (0: never). GPU tasks get a fresh process each anyway.
+    oneshot_candidates_per_task: Most one-shot candidates in one Ray task
+      (0: each worker's share of a batch, `evaluate.task_chunks`).
+    candidates_per_worker: Tasks a CPU worker process runs before Ray
+      replaces it (0: never): candidates when trained, chunks of them when
+      scored one-shot. GPU tasks get a fresh process each anyway.
     onednn: Whether the workers' TensorFlow uses its oneDNN kernels (off:
       their caches grow a worker with every candidate, `akd_tf.memory`).
     allocator: The workers' C heap allocator, 'jemalloc' (when installed
@@ -148,6 +166,7 @@ class RayPool:
                cpus_per_candidate: float = 1.0,
                gpus_per_candidate: float = 0.0,
                data: Optional[data_lib.Data] = None,
+               oneshot_candidates_per_task: int = 0,
                candidates_per_worker: int = 0, onednn: bool = False,
                allocator: str = "jemalloc"):
     if num_workers < 1:
@@ -157,6 +176,10 @@ class RayPool:
     if candidates_per_worker < 0:
       raise ValueError(f"candidates_per_worker={candidates_per_worker} must "
                        "be >= 0 (0: never replace a worker)")
+    if oneshot_candidates_per_task < 0:
+      raise ValueError(f"oneshot_candidates_per_task="
+                       f"{oneshot_candidates_per_task} must be >= 0 (0: each "
+                       "worker's share of a batch)")
     if cpus_per_candidate <= 0 or gpus_per_candidate < 0:
       raise ValueError(
           f"cpus_per_candidate={cpus_per_candidate} must be > 0 and "
@@ -166,6 +189,7 @@ class RayPool:
     self.config = _absolute_paths(config)
     self.num_workers = num_workers
     self.max_retries = max_retries
+    self.oneshot_candidates_per_task = oneshot_candidates_per_task
     self.gpus_per_candidate = gpus_per_candidate
     self._data = data
     self._setup = None
@@ -178,15 +202,17 @@ class RayPool:
     except BaseException:
       self.shutdown()
       raise
+    # Retries are the driver's (`evaluate`): Ray's would run a chunk's
+    # reported candidates again.
     options = dict(num_cpus=cpus_per_candidate, num_gpus=gpus_per_candidate,
-                   max_retries=max_retries)
+                   max_retries=0)
     if environment:
       options["runtime_env"] = {"env_vars": environment}
     # Left unset for GPU tasks: Ray's default there is a fresh process each.
     recycle = ({"max_calls": candidates_per_worker}
                if candidates_per_worker and not gpus_per_candidate else {})
     self._remote = self._ray.remote(retry_exceptions=False, **options,
-                                    **recycle)(_evaluate_candidate)
+                                    **recycle)(_evaluate_candidates)
     self._remote_warm_up = self._ray.remote(**options)(_warm_up)
 
   def _connect(self, address: Optional[str]) -> None:
@@ -237,31 +263,51 @@ class RayPool:
                ) -> Iterator[history.CandidateRecord]:
     """Evaluates `tasks`, yielding each record as soon as it is finished.
 
-    Ray retries a candidate whose worker process or node died up to
-    `max_retries` times (its result was never reported, so nothing is
-    counted twice); after that it is yielded as a failed record.
+    A chunk whose worker process or node died is sent again without the
+    candidates it reported, each up to `max_retries` times (a candidate's
+    result is reported once, so nothing is counted twice); after that, or
+    when its task raised (a worker that cannot set up), a candidate is
+    yielded as a failed record.
+
+    Raises:
+      FileNotFoundError: the data, the teacher logits or the one-shot
+        supernet are missing (read once, into the object store).
     """
     ray = self._ray
     if self._setup is None:
-      self._setup = ray.put(_WorkerSetup(
-          self.config, *_in_memory_inputs(self.config, self._data)))
+      self._setup = ray.put(_worker_setup(self.config, self._data))
       self._data = None
-    queue = collections.deque(tasks)
+    chunks = functools.partial(evaluate.task_chunks,
+                               num_workers=self.num_workers,
+                               proxy_mode=self.config.proxy_mode,
+                               max_size=self.oneshot_candidates_per_task)
+    queue = collections.deque(chunks(tasks))
+    attempts = collections.Counter()
     try:
       while queue or self._in_flight:
         while queue and len(self._in_flight) < self.num_workers:
-          task = queue.popleft()
-          self._in_flight[self._remote.remote([self._setup], task)] = task
-        (ref,), _ = ray.wait(list(self._in_flight), num_returns=1)
-        task = self._in_flight.pop(ref)
+          chunk = queue.popleft()
+          self._in_flight[self._remote.remote([self._setup], chunk)] = {
+              (task.step, task.index): task for task in chunk}
+        (chunk_ref,), _ = ray.wait(list(self._in_flight), num_returns=1)
         try:
-          record = ray.get(ref)
+          record = ray.get(next(chunk_ref))
+        except StopIteration:  # Every candidate of the chunk reported.
+          del self._in_flight[chunk_ref]
+          continue
         except ray.exceptions.RayError as error:
-          reason = evaluate.error_text(error, last_line=True,
-                                       max_chars=_ERROR_CHARS)
-          record = evaluate.failed_record(
-              task, self.config, f"Ray task failed after {self.max_retries} "
-              f"retries: {reason}")
+          retries = []
+          for task in self._in_flight.pop(chunk_ref).values():
+            attempts[task] += 1
+            if (attempts[task] <= self.max_retries and
+                not isinstance(error, ray.exceptions.RayTaskError)):
+              retries.append(task)
+            else:
+              yield evaluate.failed_record(task, self.config, _failure(
+                  error, attempts[task] - 1))
+          queue.extend(chunks(retries))
+          continue
+        del self._in_flight[chunk_ref][record.key]
         yield record
     finally:
       self._cancel_in_flight()
@@ -281,6 +327,12 @@ class RayPool:
     self._owns_ray = False
 
 
+def _failure(error: BaseException, retries: int) -> str:
+  """The error of a candidate whose task failed after `retries` retries."""
+  reason = evaluate.error_text(error, last_line=True, max_chars=_ERROR_CHARS)
+  return f"Ray task failed after {retries} retries: {reason}"
+
+
 def _absolute_paths(config: evaluate.EvalConfig) -> evaluate.EvalConfig:
   """`config` with its paths absolute: Ray workers run in other folders."""
   paths = {}
@@ -292,15 +344,28 @@ def _absolute_paths(config: evaluate.EvalConfig) -> evaluate.EvalConfig:
   return dataclasses.replace(config, **paths)
 
 
-def _in_memory_inputs(config: evaluate.EvalConfig,
-                      data: Optional[data_lib.Data]):
-  """(data, teacher logits) for the object store, or None where streamed."""
+def _worker_setup(config: evaluate.EvalConfig,
+                  data: Optional[data_lib.Data]) -> _WorkerSetup:
+  """What goes into the object store: the data and the teacher logits (None
+  where streamed from disk) and the one-shot proxy's trained supernet.
+
+  Raises:
+    FileNotFoundError: the data, the teacher logits or the trained supernet
+      are missing.
+  """
   import numpy as np  # pylint: disable=g-import-not-at-top
   if data is None:
     data = data_lib.load_data(config.data)
-  if data.train.images is None:
-    return None, None
   logits = None
-  if config.train.kd_alpha > 0 and config.teacher_logits_path:
+  if (data.train.images is not None and config.train.kd_alpha > 0 and
+      config.teacher_logits_path):
     logits = np.load(config.teacher_logits_path)
-  return data, logits
+  weights = None
+  if config.proxy_mode == "oneshot":
+    weights = supernet_cache.read_trained_weights(
+        search_space.SearchSpace.from_config(config.space),
+        config.global_params, data.input_shape, data.train, config.supernet,
+        config.cache_dir, teacher_logits=logits)
+  if data.train.images is None:
+    data = None
+  return _WorkerSetup(config, data, logits, weights)

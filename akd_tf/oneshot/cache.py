@@ -5,10 +5,13 @@
 global params, the input shape, the training data's fingerprint, the
 teacher (a digest of its cached logits) and the recipe; while it trains,
 checkpoints go to `<key>.checkpoints/`, from which a call after a crash
-resumes (`akd_tf.oneshot.trainer`).
+resumes (`akd_tf.oneshot.trainer`). `read_trained_weights` gives a trained
+supernet's weights file as bytes and `supernet_from_weights` builds the
+supernet from them, for a worker on a machine without the cache (a Ray
+worker node gets them through the object store).
 
 Public names: SUPERNET_VERSION, SupernetInfo, cache_key,
-get_trained_supernet.
+get_trained_supernet, read_trained_weights, supernet_from_weights.
 """
 
 import dataclasses
@@ -16,6 +19,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 import time
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
@@ -30,7 +34,8 @@ from akd_tf.space import arch
 from akd_tf.space import search_space as space_lib
 
 __all__ = ["SUPERNET_VERSION", "SupernetInfo", "cache_key",
-           "get_trained_supernet"]
+           "get_trained_supernet", "read_trained_weights",
+           "supernet_from_weights"]
 
 # Bump when the supernet's layout or training changes: cached supernets are
 # then trained again.
@@ -91,6 +96,51 @@ def cache_key(space: space_lib.SearchSpace, global_params: arch.GlobalParams,
   return hashlib.sha256(repr(parts).encode()).hexdigest()[:20]
 
 
+def _not_trained(path: str) -> FileNotFoundError:
+  return FileNotFoundError(f"no trained supernet {path}: train it first (the "
+                           "search's driver does, before the workers score "
+                           "candidates)")
+
+
+def read_trained_weights(
+    space: space_lib.SearchSpace, global_params: arch.GlobalParams,
+    input_shape: Sequence[int], train: data_lib.Split,
+    config: trainer_lib.SupernetTrainConfig, cache_dir: str,
+    teacher_logits: Optional[np.ndarray] = None) -> bytes:
+  """The `.weights.h5` file `get_trained_supernet` cached, as bytes.
+
+  Args: as `get_trained_supernet`'s.
+
+  Raises:
+    FileNotFoundError: that supernet is not trained.
+  """
+  key = cache_key(space, global_params, input_shape, train, config,
+                  teacher_logits)
+  path = os.path.join(cache_dir, "supernets", f"{key}.weights.h5")
+  if not os.path.exists(path):
+    raise _not_trained(path)
+  with open(path, "rb") as f:
+    return f.read()
+
+
+def supernet_from_weights(space: space_lib.SearchSpace,
+                          global_params: arch.GlobalParams,
+                          input_shape: Sequence[int],
+                          weights: bytes) -> supernet_lib.Supernet:
+  """The supernet whose weights are `weights` (`read_trained_weights`).
+
+  Keras loads weights from a file only: they go through a temporary file of
+  this machine, never the cache they came from.
+  """
+  supernet = supernet_lib.Supernet(space, global_params, input_shape)
+  with tempfile.TemporaryDirectory(prefix="akd_supernet_") as folder:
+    path = os.path.join(folder, "supernet.weights.h5")
+    with open(path, "wb") as f:
+      f.write(weights)
+    supernet.load_weights(path)
+  return supernet
+
+
 def get_trained_supernet(
     space: space_lib.SearchSpace, global_params: arch.GlobalParams,
     input_shape: Sequence[int], train: data_lib.Split,
@@ -137,9 +187,7 @@ def get_trained_supernet(
       info = SupernetInfo(**json.load(f))
     return supernet, dataclasses.replace(info, path=path, cached=True)
   if not train_if_missing:
-    raise FileNotFoundError(f"no trained supernet {path}: train it first "
-                            "(the search's driver does, before the workers "
-                            "score candidates)")
+    raise _not_trained(path)
   images, labels = data_lib.arrays(train)
   trainer = trainer_lib.SupernetTrainer(supernet, config, images, labels,
                                         teacher_logits)
