@@ -384,31 +384,28 @@ def test_reinforce_learns_toy_reward_clearly_faster_than_random(seed):
       SPACE_CHOICES)
 
 
-def samples_needed_figure(sigma):
-  """What the warning must name: the figure, or the benchmark's budget."""
-  needed = controller_lib.REINFORCE_SAMPLES_NEEDED[sigma]
-  return (f"below the {needed} samples" if needed is not None
-          else f"within {controller_lib.SAMPLES_NEEDED_BUDGET} samples")
-
-
-def test_budget_warning_names_the_figure_and_the_assumed_noise():
-  message = controller_lib.budget_warning(20)
-  assert message.startswith("num_candidates=20")
-  assert samples_needed_figure(0.01) in message
-  assert "sigma 0.01 (assumed for the proxy task" in message
-  assert "benchmarks/controller.py" in message
-  # A noise between benchmarked ones takes the next larger sigma's figure.
-  quieter = controller_lib.budget_warning(20, noise=0.004)
-  assert samples_needed_figure(0.005) in quieter
-  assert "sigma 0.005" in quieter
+def test_budget_warning_names_the_figure_and_its_source():
+  message = controller_lib.budget_warning(10)
+  assert message.startswith("num_candidates=10")
+  assert (f"below the {controller_lib.REINFORCE_SAMPLES_NEEDED[1]} samples"
+          in message)
+  assert "at 1 candidate(s) per step" in message
+  assert "benchmarks/controller.py" in message and "seed noise 0.0266" in message
+  # A batch between benchmarked ones takes the next larger one's figure.
+  batched = controller_lib.budget_warning(10, candidates_per_step=2)
+  assert (f"below the {controller_lib.REINFORCE_SAMPLES_NEEDED[4]} samples"
+          in batched)
 
 
 def test_no_budget_warning_at_or_above_what_reinforce_needed():
-  for sigma, needed in controller_lib.REINFORCE_SAMPLES_NEEDED.items():
-    enough = (needed if needed is not None
-              else controller_lib.SAMPLES_NEEDED_BUDGET + 1)
-    assert controller_lib.budget_warning(enough, noise=sigma) is None
-    assert controller_lib.budget_warning(enough - 1, noise=sigma)
+  for batch, needed in controller_lib.REINFORCE_SAMPLES_NEEDED.items():
+    assert controller_lib.budget_warning(needed, batch) is None
+    assert controller_lib.budget_warning(needed - 1, batch)
+  # Beyond the largest benchmarked batch, its figure.
+  largest = max(controller_lib.REINFORCE_SAMPLES_NEEDED)
+  needed = controller_lib.REINFORCE_SAMPLES_NEEDED[largest]
+  assert controller_lib.budget_warning(needed - 1, largest + 4)
+  assert controller_lib.budget_warning(needed, largest + 4) is None
 
 
 if __name__ == "__main__":

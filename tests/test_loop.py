@@ -218,7 +218,7 @@ def test_too_few_candidates_for_reinforce_are_warned_about_at_start(
                         f"--controller={controller}")
     assert "holds a search with other settings" in result.stderr
     warned = (f"warning: --num_candidates={NUM_CANDIDATES}" in result.stderr
-              and "sigma 0.01 (assumed" in result.stderr)
+              and "seed noise 0.0266" in result.stderr)
     assert warned == (controller == "reinforce"), result.stderr[-2000:]
 
 

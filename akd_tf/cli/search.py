@@ -67,7 +67,8 @@ def main(argv):
   if flags.FLAGS.logical_cpus:
     training.split_cpu(flags.FLAGS.logical_cpus)
   if config.controller == "reinforce":
-    warning = controller_lib.budget_warning(config.num_candidates)
+    warning = controller_lib.budget_warning(config.num_candidates,
+                                             config.candidates_per_step)
     if warning:
       _progress(f"warning: --{warning}")
   from akd_tf.deploy import pipeline  # pylint: disable=g-import-not-at-top
