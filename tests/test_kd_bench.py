@@ -39,9 +39,8 @@ _TINY_FLAGS = """\
 # Two architectures, one stratum as wide as any digits student's latency.
 _SELECTION = ["--quick", "--num_archs=2", "--num_repeats=0", "--pool_size=2",
               "--num_strata=1", "--latency_span=0.01,100"]
-# Every --supernet_* flag off its default, one path per update throughout:
-# the step is traced once (about 100 s on 2 busy cores); a change in the
-# number of paths per update would trace it again.
+# Every --supernet_* flag off its default; the step is traced once (about
+# 100 s on 2 busy cores) whatever the number of paths per update.
 _SUPERNET = ["--supernet_sampling=uniform", "--supernet_steps=2",
              "--supernet_warmup_steps=1", "--supernet_paths_per_step=1"]
 # The proxies of main's kd_bench.py, which a run without --proxies scores.
