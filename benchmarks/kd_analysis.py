@@ -396,6 +396,8 @@ def plot(result: dict, path: str, title: str) -> None:
       ax.scatter(100 * x if row["unit"] == "accuracy" else x, 100 * y, s=14)
       if row["unit"] == "count":
         ax.set_xscale("log")
+        # Minor ticks unlabelled: their labels overlap on a narrow panel.
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_title(f"{row['proxy']}\nrho {_num(row['spearman'])}, tau "
                  f"{_num(row['kendall_tau'])} (n={row['n']})", fontsize=8)
     ax.set_xlabel("accuracy (%)" if row["unit"] == "accuracy" else
