@@ -332,10 +332,13 @@ def plan(base, settings: Settings, archs, paths: Paths):
   """Every task of the benchmark, architecture by architecture.
 
   Each stand-alone training is a task of its own (a fresh process); the
-  proxies of one architecture and seed share one.
+  proxies of one architecture and seed share one, but for `one_task`
+  proxies, whose units of every architecture make one task at the end.
   """
   threads = base.threads_per_worker
   setup = proxy_setup(base, settings)
+  shared = [p for p in settings.proxies if kd_proxies.PROXIES[p].one_task]
+  per_arch = [p for p in settings.proxies if p not in shared]
   tasks = []
   for position, a in enumerate(archs):
     repeated = position < settings.num_repeats
@@ -346,9 +349,9 @@ def plan(base, settings: Settings, archs, paths: Paths):
             recipe_config(base, recipe, seed), recipe, a["id"], actions,
             blocks, seed, paths.records)
         tasks.append(kd_units.WorkerTask(unit.key, (unit,), threads))
-    groups = [(settings.seeds[0], settings.proxies)]
+    groups = [(settings.seeds[0], per_arch)]
     if repeated:
-      groups += [(seed, [p for p in settings.proxies
+      groups += [(seed, [p for p in per_arch
                          if kd_proxies.PROXIES[p].noise_seeds])
                  for seed in settings.seeds[1:]]
     for seed, names in groups:
@@ -358,6 +361,19 @@ def plan(base, settings: Settings, archs, paths: Paths):
             tuple(kd_proxies.ProxyUnit(setup, name, a["id"], actions, blocks,
                                        seed, paths.proxies)
                   for name in names), threads))
+  for name in shared:
+    seeds = (settings.seeds if kd_proxies.PROXIES[name].noise_seeds
+             else settings.seeds[:1])
+    for seed in seeds:
+      scored = [a for position, a in enumerate(archs)
+                if seed == settings.seeds[0] or
+                position < settings.num_repeats]
+      tasks.append(kd_units.WorkerTask(
+          f"{name}/seed{seed}",
+          tuple(kd_proxies.ProxyUnit(setup, name, a["id"],
+                                     tuple(a["actions"]), tuple(a["blocks"]),
+                                     seed, paths.proxies)
+                for a in scored), threads))
   return tasks
 
 

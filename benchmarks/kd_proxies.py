@@ -174,6 +174,10 @@ class Proxy:
     prepare: One-time work before any score, or None (see the module doc).
     by_default: Scored when --proxies is not given; False for an opt-in
       proxy (the default run's results then stay those it always made).
+    one_task: Its units of every architecture run as one task, in one
+      process, instead of beside the other proxies of each architecture:
+      for a score whose first call in a process costs far more than the
+      next (the one-shot scorer's trace).
   """
 
   name: str
@@ -183,6 +187,7 @@ class Proxy:
   noise_seeds: bool = False
   prepare: Optional[Callable[[ProxySetup], dict]] = None
   by_default: bool = True
+  one_task: bool = False
 
 
 PROXIES: Dict[str, Proxy] = {}
@@ -302,7 +307,8 @@ register(Proxy("macs", "multiply-accumulates", _size("macs"), unit="count"))
 register(Proxy("diswot", "teacher-student relation similarity, untrained",
                _relation_score, unit="similarity", noise_seeds=True))
 register(Proxy("oneshot", "one-shot: path through a KD-trained supernet",
-               _oneshot_score, prepare=_prepare_supernet, by_default=False))
+               _oneshot_score, prepare=_prepare_supernet, by_default=False,
+               one_task=True))
 
 
 @dataclasses.dataclass(frozen=True)

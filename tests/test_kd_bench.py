@@ -102,6 +102,8 @@ def test_oneshot_proxy_scores_every_architecture_through_the_supernet(
   results, _ = oneshot_run
   records = _jsonl(results / "proxy_scores_quick.jsonl")
   assert sorted(r["arch"] for r in records) == ["a00", "a01"]
+  # One process for every architecture: the scoring function traced once.
+  assert len({r["worker"] for r in records}) == 1, records
   for record in records:
     assert record["proxy"] == "oneshot" and record["status"] == "ok", record
     assert 0.0 <= record["score"] <= 1.0
