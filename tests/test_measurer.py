@@ -1,6 +1,7 @@
 """Tests of akd_tf.latency.measurer: the search's latency in its three modes,
 with the cache and the table."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -82,6 +83,24 @@ def test_lut_mode_measures_then_answers_from_the_table(tmp_path):
   with pytest.raises(ValueError, match="measured with"):
     measurer_lib.LatencyMeasurer("lut", timing.LatencyConfig(threads=2),
                                  lut_path=path)
+
+
+def test_searches_on_one_machine_share_its_table_under_the_cache_dir(
+    tmp_path):
+  path = measurer_lib.default_lut_path(str(tmp_path), FAST)
+  assert path.startswith(str(tmp_path / "latency"))
+  first = measurer_lib.LatencyMeasurer("lut", FAST, lut_path=path,
+                                       lut_calibration=1)
+  first.measure(tiny_spec())
+  again = measurer_lib.LatencyMeasurer(
+      "lut", FAST, lut_path=measurer_lib.default_lut_path(str(tmp_path), FAST),
+      lut_calibration=1)
+  assert again.measure(tiny_spec()).cached and again.num_conversions == 0
+  two_threads = dataclasses.replace(FAST, threads=2)
+  other = measurer_lib.default_lut_path(str(tmp_path), two_threads)
+  assert other != path
+  assert not measurer_lib.LatencyMeasurer("lut", two_threads,
+                                          lut_path=other).lut.entries
 
 
 def test_lut_mode_measures_students_whose_weights_overflow_the_cache():

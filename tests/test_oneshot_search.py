@@ -39,6 +39,13 @@ def test_oneshot_search_scores_every_candidate_without_training_it(searched):
   assert result.best is not None
 
 
+def test_latencies_are_kept_for_the_machine_not_the_search(searched):
+  config, model_dir, _, _ = searched
+  assert os.path.exists(os.path.join(config.cache_dir, "latency",
+                                     "students.jsonl"))
+  assert not [f for f in os.listdir(model_dir) if "latency" in f]
+
+
 def test_oneshot_search_trains_the_supernet_once_into_the_cache(searched):
   config, _, result, lines = searched
   assert result.phase_seconds["supernet"] > 0

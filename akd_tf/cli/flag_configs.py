@@ -227,7 +227,8 @@ def define_oneshot_flags(flag_values: flags.FlagValues = FLAGS):
                        flag_values=flag_values)
   flags.DEFINE_integer("oneshot_calibration_images", 512, "--proxy=oneshot: "
                        "training images each candidate's BatchNormalization "
-                       "statistics are recomputed on.",
+                       "statistics are recomputed on (0: none, the "
+                       "supernet's trained statistics; an ablation).",
                        flag_values=flag_values)
   flags.DEFINE_integer("oneshot_candidates_per_task", 0, "--proxy=oneshot: "
                        "most candidates a worker scores in one pool (or Ray) "

@@ -5,10 +5,17 @@ times here (`convert`, `timing`), 'lut' predicts from a `lut.LatencyLUT`,
 'command' times with an external command (`device`); whole students are
 kept in a `cache.LatencyCache`.
 
-Public names: LatencyMeasurer, LatencyResult, MODES.
+Where a search keeps them when not told: `default_lut_path` and
+`default_cache_path`, under its cache directory, shared by every search on
+the machine (both key their figures by machine and software).
+
+Public names: LatencyMeasurer, LatencyResult, MODES, default_cache_path,
+default_lut_path, table_meta.
 """
 
 import dataclasses
+import hashlib
+import json
 import os
 import time
 from typing import Optional
@@ -24,9 +31,33 @@ from akd_tf.latency import timing
 from akd_tf.space import arch
 from akd_tf.space import builder
 
-__all__ = ["LatencyMeasurer", "LatencyResult", "MODES"]
+__all__ = ["LatencyMeasurer", "LatencyResult", "MODES", "default_cache_path",
+           "default_lut_path", "table_meta"]
 
 MODES = ("measured", "lut", "command")
+
+
+def table_meta(config: timing.LatencyConfig) -> dict:
+  """What a latency table's figures hold for: timing settings, machine and
+  software; a table is only used where its meta is the same."""
+  return dict(config.timing_settings(), machine=cache_lib.machine_id(),
+              software=cache_lib.software_id())
+
+
+def default_lut_path(cache_dir: str, config: timing.LatencyConfig) -> str:
+  """The table a search uses when given none: one per `table_meta` under
+  `cache_dir`, so every search on this machine with these timing settings
+  shares it and no part is measured twice (`LatencyLUT.save` merges what
+  concurrent searches add)."""
+  digest = hashlib.sha256(json.dumps(table_meta(config), sort_keys=True)
+                          .encode()).hexdigest()[:20]
+  return os.path.join(cache_dir, "latency", f"lut-{digest}.json")
+
+
+def default_cache_path(cache_dir: str) -> str:
+  """The whole-student latency cache a search uses when given none (its
+  keys hold the machine, software and timing settings)."""
+  return os.path.join(cache_dir, "latency", "students.jsonl")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,8 +150,7 @@ class LatencyMeasurer:
     self.num_conversions = 0
     self.lut = None
     if mode == "lut":
-      meta = dict(config.timing_settings(), machine=cache_lib.machine_id(),
-                  software=cache_lib.software_id())
+      meta = table_meta(config)
       if lut_path and os.path.exists(lut_path):
         self.lut = lut_lib.LatencyLUT.load(lut_path)
         if self.lut.meta != meta:

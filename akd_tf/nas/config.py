@@ -105,7 +105,8 @@ class SearchConfig:
     latency_mode: 'measured', 'lut' or 'command'.
     latency: The timing setup.
     latency_command: The on-device command template ('command' mode).
-    lut_path: The lookup table ('lut' mode; default under model_dir).
+    lut_path: The lookup table ('lut' mode; default: the machine's, under
+      cache_dir, `akd_tf.latency.measurer.default_lut_path`).
     export: Write the winner's SavedModel and .tflite.
     executor: 'local' (worker processes on this machine) or 'ray' (Ray
       tasks; needs `pip install -e .[ray]`).

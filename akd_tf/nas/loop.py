@@ -21,10 +21,11 @@ Files under `model_dir`:
   history.jsonl        one record per finished evaluation
   controller/          controller checkpoints
   teacher_logits.npy   the teacher's logits on the proxy training images
-  latency_cache.jsonl  measured latencies
   tensorboard/         scalars per candidate and per controller step, and
                        an HParams session per candidate (`board`)
   pareto.png, reward.png
+Latencies are kept under `cache_dir` for every search on the machine (the
+whole-student cache and the 'lut' table, `akd_tf.latency.measurer`).
 The search ends with its best record; training and exporting the winner
 into best/ is deployment's (`akd_tf.deploy.pipeline.search_and_export`, what
 akd-search runs), which this package does not import.
@@ -57,6 +58,7 @@ import numpy as np
 from akd_tf.distill import data as data_lib
 from akd_tf.distill import teacher as teacher_lib
 from akd_tf.distill import training
+from akd_tf.latency import measurer as measurer_lib
 from akd_tf.nas import board as board_lib
 from akd_tf.nas import config as config_lib
 from akd_tf.nas import controller as controller_lib
@@ -244,8 +246,10 @@ def _set_up(config: config_lib.SearchConfig, model_dir: str) -> _Setup:
       space=space.get_config(), train=config.proxy_recipe(),
       reward=config.reward, latency_mode=config.latency_mode,
       latency=config.latency,
-      latency_cache_path=os.path.join(model_dir, "latency_cache.jsonl"),
-      lut_path=config.lut_path or os.path.join(model_dir, "latency_lut.json"),
+      latency_cache_path=measurer_lib.default_cache_path(config.cache_dir),
+      lut_path=(config.lut_path or
+                measurer_lib.default_lut_path(config.cache_dir,
+                                              config.latency)),
       latency_command=config.latency_command, teacher_logits_path=logits_path,
       teacher_output=config.teacher_output, threads=config.threads_per_worker,
       proxy_mode=config.proxy_mode,
