@@ -1,5 +1,6 @@
 """The one-shot scorer: a path's accuracy after its own BN recalibration."""
 
+import dataclasses
 import sys
 
 import numpy as np
@@ -29,6 +30,10 @@ def digits():
 
 @pytest.fixture(scope="module")
 def supernet(digits):
+  return _perturbed_supernet(digits)
+
+
+def _perturbed_supernet(digits) -> supernet_lib.Supernet:
   """A supernet whose weights and BN statistics are all moved off their
   initial values (the statistics far from what any path computes)."""
   tf.keras.utils.set_random_seed(0)
@@ -72,6 +77,19 @@ def test_score_is_the_student_accuracy_with_bn_recomputed_on_its_path(
   score = scorer.score(actions)
   assert score.accuracy == pytest.approx(expected_accuracy, abs=1e-6)
   assert score.loss == pytest.approx(expected_loss, rel=1e-4)
+
+
+def test_without_recalibration_a_path_keeps_the_supernets_statistics(digits):
+  net = _perturbed_supernet(digits)
+  actions = SPACE.sample(7)
+  student = student_lib.inherit_student(net, actions)
+  images, labels = data_lib.arrays(digits.minival)
+  expected = np.mean(np.argmax(student.predict(images, verbose=0), -1) ==
+                     labels)
+  score = scorer_lib.OneShotScorer(
+      net, digits.train, digits.minival,
+      dataclasses.replace(CONFIG, calibration_images=0)).score(actions)
+  assert score.accuracy == pytest.approx(expected, abs=1e-6)
 
 
 def test_score_of_a_path_does_not_depend_on_paths_scored_before(scorer):

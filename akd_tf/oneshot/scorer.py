@@ -11,7 +11,8 @@ accuracy is measured on the mini-validation split.
                  supernet's 'calibrate' mode: the batch statistics become
                  the moving statistics of the path's channels, as
                  `akd_tf.distill.candidate_training.recalibrate_batch_norm`
-                 does with one batch
+                 does with one batch (calibration_images 0: none, the
+                 supernet's trained moving statistics; an ablation)
   evaluation     the mini-val split in 'infer' mode, `eval_batch_size`
                  images at a time (a `tf.while_loop`)
 
@@ -48,7 +49,8 @@ class OneShotConfig:
 
   Attributes:
     calibration_images: Training images the BatchNormalization statistics
-      of each candidate are recomputed on (in one batch).
+      of each candidate are recomputed on (in one batch); 0 keeps the
+      supernet's trained moving statistics.
     calibration_seed: Seeds which training images those are.
     eval_batch_size: Mini-val images per forward pass.
   """
@@ -58,10 +60,12 @@ class OneShotConfig:
   eval_batch_size: int = 500
 
   def __post_init__(self):
-    for name in ("calibration_images", "eval_batch_size"):
-      if getattr(self, name) < 1:
-        raise ValueError(f"OneShotConfig: {name}={getattr(self, name)} must "
-                         "be >= 1")
+    if self.calibration_images < 0:
+      raise ValueError(f"OneShotConfig: calibration_images="
+                       f"{self.calibration_images} must be >= 0")
+    if self.eval_batch_size < 1:
+      raise ValueError(f"OneShotConfig: eval_batch_size="
+                       f"{self.eval_batch_size} must be >= 1")
 
   def get_config(self) -> dict:
     return dataclasses.asdict(self)
@@ -102,9 +106,11 @@ class OneShotScorer:
       raise ValueError("the mini-val split is empty: nothing to score on")
     self.supernet = supernet
     self.config = config
-    calibration, _ = data_lib.arrays(train, config.calibration_images,
-                                     seed=config.calibration_seed)
-    self._calibration = tf.constant(calibration)
+    self._calibration = None
+    if config.calibration_images:
+      calibration, _ = data_lib.arrays(train, config.calibration_images,
+                                       seed=config.calibration_seed)
+      self._calibration = tf.constant(calibration)
     images, labels = data_lib.arrays(minival)
     batch = min(config.eval_batch_size, len(labels))
     chunks = -(-len(labels) // batch)
@@ -121,7 +127,8 @@ class OneShotScorer:
     self._traced = tf.function(self._score_path, autograph=False)
 
   def _score_path(self, path):
-    self.supernet.forward(self._calibration, path, "calibrate")
+    if self._calibration is not None:
+      self.supernet.forward(self._calibration, path, "calibrate")
 
     def body(i, correct, loss):
       logits = self.supernet.forward(self._images[i], path, "infer")
