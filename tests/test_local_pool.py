@@ -6,6 +6,7 @@ import dataclasses
 import multiprocessing
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -183,6 +184,39 @@ def test_jemalloc_worker_scores_a_candidate_as_a_system_malloc_worker(
   assert jemalloc.ok and system.ok, (jemalloc.error, system.error)
   assert (jemalloc.accuracy, jemalloc.params, jemalloc.macs) == (
       system.accuracy, system.params, system.macs)
+
+
+# A driver that starts a pool of two workers, says so, and waits.
+_DRIVER = """
+import sys, time
+sys.path[:0] = {path!r}
+from akd_tf.nas import local_pool
+from search_testing import tiny_eval_config
+import pathlib
+pool = local_pool.LocalPool(tiny_eval_config(pathlib.Path({tmp!r})),
+                            num_workers=2)
+pool.start()
+pool.wait_until_started()
+print("started", flush=True)
+time.sleep(600)
+"""
+
+
+def test_workers_of_a_killed_driver_exit(tmp_path):
+  driver = subprocess.Popen(
+      [sys.executable, "-c", _DRIVER.format(path=sys.path, tmp=str(tmp_path))],
+      stdout=subprocess.PIPE, text=True)
+  try:
+    assert driver.stdout.readline().strip() == "started"
+    workers = psutil.Process(driver.pid).children()
+    assert len(workers) >= 2  # The workers (and multiprocessing's tracker).
+    driver.kill()
+    driver.wait()
+    # A worker may still be importing TensorFlow when its driver dies.
+    _, alive = psutil.wait_procs(workers, timeout=60)
+    assert not alive, f"workers outlived their driver: {alive}"
+  finally:
+    driver.kill()
 
 
 def test_negative_candidates_per_worker_is_refused(tmp_path):

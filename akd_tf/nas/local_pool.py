@@ -11,7 +11,10 @@ had not reported a retry in a rebuilt pool, and after `max_retries` they
 are recorded as failed; the search goes on. A worker gives back what a
 candidate used once it is scored (`akd_tf.memory`), so it stays flat over a
 long search; as a backstop the pool replaces its workers after
-`candidates_per_worker` candidates each.
+`candidates_per_worker` candidates each. A worker whose driver dies (a
+search killed by SIGKILL) exits within a second instead of holding its
+memory: the executor's task queue never reports the end, since every worker
+holds both ends of its pipe.
 `ray_pool.RayPool` is the same pool as Ray tasks.
 
 Public names: LocalPool.
@@ -21,6 +24,8 @@ import collections
 import concurrent.futures
 import multiprocessing
 import os
+import threading
+import time
 from typing import Iterator, Optional, Sequence, Tuple
 
 from akd_tf import memory
@@ -32,21 +37,36 @@ __all__ = ["LocalPool"]
 
 # This worker process's config, data, record pipe and (once used) evaluator.
 _WORKER = {}
-# How often the driver, waiting for a record, looks for a dead worker.
+# How often the driver, waiting for a record, looks for a dead worker, and a
+# worker for a dead driver.
 _POLL_SECONDS = 0.5
 
 
-def _init_worker(config: evaluate.EvalConfig, records, records_lock) -> None:
+def _init_worker(config: evaluate.EvalConfig, records, records_lock,
+                 driver: int) -> None:
   """Process-pool initializer: TensorFlow and the data, once per worker.
 
   The evaluator itself (which reads the teacher's logits) is made by the
   first candidate, so workers can start before the logits are written.
   `records` is the sending end of the pool's record pipe, shared by its
-  workers under `records_lock`.
+  workers under `records_lock`; `driver` is the pool's process id.
   """
+  _exit_with_parent(driver)
   evaluate.prepare_worker_process(config.threads)
   _WORKER.update(config=config, data=data_lib.load_data(config.data),
                  records=records, records_lock=records_lock)
+
+
+def _exit_with_parent(parent: int) -> None:
+  """Ends this process as soon as `parent` is no longer its parent (also
+  when it died before this process got here)."""
+
+  def watch():
+    while os.getppid() == parent:
+      time.sleep(_POLL_SECONDS)
+    os._exit(1)  # pylint: disable=protected-access
+
+  threading.Thread(target=watch, name="exit_with_parent", daemon=True).start()
 
 
 def _worker_ready() -> int:
@@ -142,7 +162,7 @@ class LocalPool:
       self._executor = concurrent.futures.ProcessPoolExecutor(
           max_workers=self.num_workers, mp_context=context,
           initializer=_init_worker,
-          initargs=(self.config, records, context.Lock()))
+          initargs=(self.config, records, context.Lock(), os.getpid()))
     with memory.child_environment(self._environment):
       return self._executor.submit(fn, *args)
 
