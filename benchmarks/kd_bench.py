@@ -79,6 +79,7 @@ import kd_proxies
 import kd_units
 from akd_tf.cli import flag_configs
 from akd_tf.distill import teacher as teacher_lib
+from akd_tf.latency import measurer
 from akd_tf.nas import evaluate
 
 RECIPES = tuple(f"kd_{t}" for t in teacher_lib.TEACHERS) + ("ce",)
@@ -267,7 +268,8 @@ def load_or_select(base, settings: Settings, paths: Paths,
       exist.
   """
   from akd_tf.space import search_space  # pylint: disable=g-import-not-at-top
-  lut_path, cache_path = kd_units.lut_paths(base.cache_dir, base.latency)
+  lut_path = measurer.default_lut_path(base.cache_dir, base.latency)
+  cache_path = measurer.default_cache_path(base.cache_dir)
   selection_config = kd_units.SelectionConfig(
       space=search_space.SearchSpace(
           stem_size=base.global_params.stem_size).get_config(),
@@ -321,7 +323,8 @@ def load_or_select(base, settings: Settings, paths: Paths,
 
 
 def proxy_setup(base, settings: Settings) -> kd_proxies.ProxySetup:
-  lut_path, cache_path = kd_units.lut_paths(base.cache_dir, base.latency)
+  lut_path = measurer.default_lut_path(base.cache_dir, base.latency)
+  cache_path = measurer.default_cache_path(base.cache_dir)
   return kd_proxies.ProxySetup(
       config=akd_vs_nas.method_config(base, "kd", "reinforce",
                                       settings.seeds[0]),

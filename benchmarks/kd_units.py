@@ -16,15 +16,13 @@ project's crash-safe appender (one write under flock, fsync'd; a torn last
 line is skipped), keyed by the unit's key.
 
 Public names: RESULT_OK, RESULT_FAILED, SelectionConfig, StandaloneUnit,
-WorkerTask, UnitRunner, builtin_teacher, call_in_worker, lut_paths,
+WorkerTask, UnitRunner, builtin_teacher, call_in_worker,
 prepare_teachers, record_failed, results_store, select_architectures.
 """
 
 import collections
 import concurrent.futures
 import dataclasses
-import hashlib
-import json
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -49,23 +47,6 @@ _ERROR_CHARS = 600
 def results_store(path: str) -> cache.LatencyCache:
   """The keyed, crash-safe JSON-lines store of one results file."""
   return cache.LatencyCache(path)
-
-
-def lut_paths(cache_dir: str, latency_config) -> Tuple[str, str]:
-  """(latency table, whole-student latency cache) of this machine.
-
-  The table is only valid for the machine, software and timing setup that
-  `LatencyMeasurer` checks it against, so its file is named by all three;
-  a run on another machine or software starts its own table.
-  """
-  meta = dict(latency_config.timing_settings(),
-              machine=cache.machine_id(),
-              software=cache.software_id())
-  digest = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()
-                          ).hexdigest()[:16]
-  folder = os.path.join(cache_dir, "latency")
-  return (os.path.join(folder, f"lut-{digest}.json"),
-          os.path.join(folder, "students.jsonl"))
 
 
 def builtin_teacher(config):

@@ -240,8 +240,9 @@ def define_oneshot_flags(flag_values: flags.FlagValues = FLAGS):
 def define_latency_flags(flag_values: flags.FlagValues = FLAGS):
   flags.DEFINE_enum("latency", "measured", list(measurer.MODES),
                     "measured: TFLite + LiteRT here; lut: lookup table (one "
-                    "per machine under --cache_dir); command: --latency_command (e.g. adb "
-                    "on a phone).", flag_values=flag_values)
+                    "per machine under --cache_dir); command: "
+                    "--latency_command (e.g. adb on a phone).",
+                    flag_values=flag_values)
   flags.DEFINE_string("latency_command", None, "Command template timing "
                       "{tflite} on a device (--latency=command).",
                       flag_values=flag_values)

@@ -50,7 +50,7 @@ def default_lut_path(cache_dir: str, config: timing.LatencyConfig) -> str:
   shares it and no part is measured twice (`LatencyLUT.save` merges what
   concurrent searches add)."""
   digest = hashlib.sha256(json.dumps(table_meta(config), sort_keys=True)
-                          .encode()).hexdigest()[:20]
+                          .encode()).hexdigest()[:16]
   return os.path.join(cache_dir, "latency", f"lut-{digest}.json")
 
 
